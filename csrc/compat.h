@@ -1,0 +1,52 @@
+/*
+** compat.h: the only place that knows the differences between Lua 5.1,
+** 5.2, 5.3, 5.4 and LuaJIT 2.1. The rest of the C core is written against
+** the 5.4 API; every shim carries the memprobe prefix so that it never
+** collides with a definition the host's headers already provide (LuaJIT
+** 2.1 ships luaL_setfuncs, luaL_testudata and luaL_newlib).
+*/
+#ifndef MEMPROBE_COMPAT_H
+#define MEMPROBE_COMPAT_H
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#if !defined(LUA_VERSION_NUM)
+#error "unsupported Lua version"
+#elif LUA_VERSION_NUM == 501
+
+#define mp_rawlen(L, i)     lua_objlen(L, (i))
+#define mp_absindex(L, i) \
+  (((i) > 0 || (i) <= LUA_REGISTRYINDEX) ? (i) : lua_gettop(L) + (i) + 1)
+
+/* LuaJIT 2.1 has luaL_setfuncs; PUC 5.1 does not. One shim for both. */
+void mp_setfuncs (lua_State *L, const luaL_Reg *l, int nup);
+void *mp_testudata (lua_State *L, int i, const char *tname);
+
+#elif LUA_VERSION_NUM >= 502 && LUA_VERSION_NUM <= 504
+
+#define mp_rawlen(L, i)     lua_rawlen(L, (i))
+#define mp_absindex(L, i)   lua_absindex(L, (i))
+#define mp_setfuncs(L, l, n)  luaL_setfuncs(L, (l), (n))
+#define mp_testudata(L, i, t) luaL_testudata(L, (i), (t))
+
+#else
+#error "unsupported Lua version"
+#endif
+
+/* Integers: 5.3+ has a 64-bit lua_Integer; 5.1/5.2/LuaJIT push doubles,
+** exact up to 2^53, which covers every byte count a machine can have. */
+#if LUA_VERSION_NUM >= 503
+#define mp_pushint(L, v)    lua_pushinteger(L, (lua_Integer)(v))
+#else
+#define mp_pushint(L, v)    lua_pushnumber(L, (lua_Number)(v))
+#endif
+
+/* Full userdata: 5.4 takes a count of user values. */
+#if LUA_VERSION_NUM >= 504
+#define mp_newuserdata(L, sz)  lua_newuserdatauv(L, (sz), 1)
+#else
+#define mp_newuserdata(L, sz)  lua_newuserdata(L, (sz))
+#endif
+
+#endif

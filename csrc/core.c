@@ -1,0 +1,67 @@
+/*
+** core.c: luaopen_memprobe_core. Creates the per-state context (the
+** upvalue of every function) and lets each concern file register its
+** functions into the module table.
+*/
+#include "internal.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "memprobe.h"
+
+mp_ctx *memprobe_ctx (lua_State *L) {
+  return (mp_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Module table at -2, context at -1: registers l with the context as the
+** only upvalue and leaves the stack as it was. */
+void memprobe_register (lua_State *L, const luaL_Reg *l) {
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  mp_setfuncs(L, l, 1);
+  lua_pop(L, 1);
+}
+
+/* __gc of the context; idempotent. */
+static int ctx_gc (lua_State *L) {
+  mp_ctx *c = (mp_ctx *)luaL_checkudata(L, 1, MP_CTX_MT);
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  memprobe_closeall(c);
+  if (c->buf != NULL)
+    f(ud, c->buf, c->cap, 0);
+  c->buf = NULL;
+  c->cap = 0;
+  return 0;
+}
+
+static mp_ctx *new_ctx (lua_State *L) {
+  mp_ctx *c = (mp_ctx *)mp_newuserdata(L, sizeof(mp_ctx));
+  int i;
+  memset(c, 0, sizeof(*c));
+  for (i = 0; i < MP_NSLOTS; i++)
+    c->slot[i].fd = -1;
+  c->pid = getpid();
+  c->pagesize = sysconf(_SC_PAGESIZE);
+  if (luaL_newmetatable(L, MP_CTX_MT)) {
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "memprobe.Context");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_setmetatable(L, -2);
+  return c;
+}
+
+MEMPROBE_API int luaopen_memprobe_core (lua_State *L) {
+  mp_ctx *c;
+  lua_newtable(L);
+  c = new_ctx(L);
+  memprobe_open_procfs(L, c);
+  memprobe_open_meminfo(L, c);
+  lua_pop(L, 1);  /* the context stays alive as an upvalue */
+  lua_pushliteral(L, MEMPROBE_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}

@@ -1,0 +1,91 @@
+/*
+** internal.h: declarations shared by the C files of memprobe.core.
+** Nothing here is exported: every symbol is hidden but luaopen_memprobe_core.
+*/
+#ifndef MEMPROBE_INTERNAL_H
+#define MEMPROBE_INTERNAL_H
+
+/* pread, O_CLOEXEC, mallinfo2, dladdr: include this header first. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "compat.h"
+
+#if defined(__GNUC__)
+#define MP_API  __attribute__((visibility("hidden")))
+#else
+#define MP_API
+#endif
+
+/* Roots a reader can be pointed at with config{}. */
+enum { MP_PROC = 0, MP_SYS = 1 };
+
+#define MP_ROOTMAX   512   /* longest root accepted by config{} */
+#define MP_PATHMAX   1024  /* root + relative path */
+#define MP_NSLOTS    16    /* kept-open files per state */
+
+typedef struct mp_slot {
+  int fd;                   /* -1 when free */
+  char path[MP_PATHMAX];    /* full path, the key */
+} mp_slot;
+
+/*
+** Per-state context: one per lua_State, reached as upvalue 1 of every
+** function in memprobe.core, so two states never share mutable C data.
+*/
+typedef struct mp_ctx {
+  char root[2][MP_ROOTMAX];  /* "/proc" and "/sys", or config{} roots */
+  pid_t pid;                 /* owner of the kept fds (/proc/self!) */
+  unsigned next;             /* round-robin victim when slots are full */
+  mp_slot slot[MP_NSLOTS];
+  char *buf;                 /* read buffer, grows, via the state's allocator */
+  size_t cap;
+  long pagesize;
+} mp_ctx;
+
+#define MP_CTX_MT  "memprobe.Context"
+
+/* core.c */
+MP_API mp_ctx *memprobe_ctx (lua_State *L);
+MP_API void memprobe_register (lua_State *L, const luaL_Reg *l);
+
+/* procfs.c: reading */
+MP_API int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+                          const char **data, size_t *len);
+MP_API int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+                                  const char *rel, const char **data,
+                                  size_t *len);
+MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
+                          int err);
+MP_API void memprobe_closeall (mp_ctx *c);
+MP_API int memprobe_into (lua_State *L, int arg);
+
+/* parse.c: pure parsers, no Lua, fuzzed on their own */
+typedef void (*mp_kv_cb) (void *ud, const char *key, size_t klen,
+                          int64_t value, int unit_kb);
+MP_API int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb,
+                              void *ud);
+MP_API int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb,
+                                 void *ud);
+MP_API const char *memprobe_nextline (const char *s, const char *end);
+MP_API const char *memprobe_skipspace (const char *s, const char *end);
+MP_API const char *memprobe_int64 (const char *s, const char *end,
+                                   int64_t *v);
+
+/* one opener per concern file */
+/*
+** One opener per concern file. Each is called by luaopen_memprobe_core with
+** the module table and the context on the stack, and registers its
+** functions with memprobe_register.
+*/
+MP_API void memprobe_open_procfs (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_meminfo (lua_State *L, mp_ctx *c);
+
+#endif

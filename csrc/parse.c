@@ -1,0 +1,112 @@
+/*
+** parse.c: the line parsers shared by every /proc and /sys reader. They
+** take a buffer and a length (never a C string: the buffer may hold NULs)
+** and report what they find through a callback, so that the fuzz targets
+** and the Lua bindings run exactly the same code.
+*/
+#include "internal.h"
+
+#include <string.h>
+
+
+const char *memprobe_nextline (const char *s, const char *end) {
+  const char *nl = memchr(s, '\n', (size_t)(end - s));
+  return nl ? nl + 1 : end;
+}
+
+const char *memprobe_skipspace (const char *s, const char *end) {
+  while (s < end && (*s == ' ' || *s == '\t'))
+    s++;
+  return s;
+}
+
+/*
+** Reads an optionally signed decimal integer. Returns the first character
+** after it, or NULL when there is no digit or the value overflows int64.
+*/
+const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
+  uint64_t acc = 0;
+  int neg = 0;
+  const char *start;
+  if (s < end && (*s == '-' || *s == '+'))
+    neg = (*s++ == '-');
+  start = s;
+  while (s < end && *s >= '0' && *s <= '9') {
+    unsigned d = (unsigned)(*s - '0');
+    if (acc > (UINT64_MAX - d) / 10)
+      return NULL;
+    acc = acc * 10 + d;
+    s++;
+  }
+  if (s == start || acc > (uint64_t)INT64_MAX)
+    return NULL;
+  *v = neg ? -(int64_t)acc : (int64_t)acc;
+  return s;
+}
+
+static int is_eol (const char *s, const char *end) {
+  return s == end || *s == '\n';
+}
+
+/*
+** "Key:   value [kB]" lines (meminfo, status, smaps_rollup). The key runs
+** to the colon and may hold spaces and parentheses ("Active(file)");
+** whitespace after the colon is optional. Lines with more than one number
+** (2.4-style "Mem: total used free") or with anything but "kB" after the
+** number are skipped. Returns the number of fields reported.
+*/
+int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
+  const char *end = s + len;
+  int n = 0;
+  while (s < end) {
+    const char *line = s, *colon, *p;
+    const char *next = memprobe_nextline(s, end);
+    const char *eol = (next > line && next[-1] == '\n') ? next - 1 : next;
+    int64_t v;
+    int kb = 0;
+    s = next;
+    colon = memchr(line, ':', (size_t)(eol - line));
+    if (colon == NULL || colon == line || colon - line > 64)
+      continue;
+    p = memprobe_int64(memprobe_skipspace(colon + 1, eol), eol, &v);
+    if (p == NULL)
+      continue;
+    p = memprobe_skipspace(p, eol);
+    if (eol - p >= 2 && p[0] == 'k' && p[1] == 'B') {
+      kb = 1;
+      p = memprobe_skipspace(p + 2, eol);
+    }
+    if (!is_eol(p, eol))
+      continue;
+    cb(ud, line, (size_t)(colon - line), v, kb);
+    n++;
+  }
+  return n;
+}
+
+/*
+** "key value" lines (vmstat, memory.stat, memory.events, numastat,
+** zoneinfo's indented counters). Leading whitespace is allowed; a line
+** whose second word is not a bare integer is skipped.
+*/
+int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
+  const char *end = s + len;
+  int n = 0;
+  while (s < end) {
+    const char *next = memprobe_nextline(s, end);
+    const char *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *key = memprobe_skipspace(s, eol), *k = key, *p;
+    int64_t v;
+    s = next;
+    while (k < eol && *k != ' ' && *k != '\t')
+      k++;
+    if (k == key || k == eol || k - key > 64)
+      continue;
+    p = memprobe_int64(memprobe_skipspace(k, eol), eol, &v);
+    if (p == NULL || !is_eol(memprobe_skipspace(p, eol), eol))
+      continue;
+    cb(ud, key, (size_t)(k - key), v, 0);
+    n++;
+  }
+  return n;
+}

@@ -1,0 +1,316 @@
+/*
+** procfs.c: reading /proc and /sys. Files are kept open, one fd per path,
+** and read with pread(fd, buf, n, 0), which costs a third of
+** open+read+close. /proc/self is resolved when the file is opened, so the
+** kept fds are dropped when getpid() changes (a fork) and when config{}
+** points the readers at another root.
+*/
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+
+#define MP_READMAX  (64u << 20)  /* no /proc file is this large */
+
+static const char *const default_root[2] = { "/proc", "/sys" };
+
+/*
+** What would help, per file and errno: the message after the strerror.
+*/
+static const struct hint {
+  int root;
+  const char *prefix;
+  int err;
+  const char *text;
+} hints[] = {
+  { MP_PROC, "slabinfo", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
+  { MP_PROC, "slabinfo", ENOENT,
+    "kernel built without CONFIG_SLUB_DEBUG, or /proc not mounted" },
+  { MP_PROC, "vmallocinfo", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
+  { MP_PROC, "pagetypeinfo", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
+  { MP_PROC, "allocinfo", ENOENT,
+    "needs kernel 6.10+ with CONFIG_MEM_ALLOC_PROFILING" },
+  { MP_PROC, "allocinfo", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
+  { MP_PROC, "sys/vm/drop_caches", EACCES, "needs root (euid 0)" },
+  { MP_PROC, "sys/vm/drop_caches", EPERM, "needs root (euid 0)" },
+  { MP_PROC, "sys/vm/drop_caches", EROFS,
+    "/proc/sys is mounted read-only, as in most containers; "
+    "run on the host" },
+  { MP_PROC, "sys/vm/drop_caches", EINVAL,
+    "the kernel refused the value" },
+  { MP_SYS, "kernel/slab", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
+  { MP_SYS, "kernel/slab", ENOENT, "no such cache, or kernel without SLUB" },
+  { MP_PROC, "", ENOSYS, "not supported on this platform" },
+};
+
+static const char *hint_for (int root, const char *rel, int err) {
+  size_t i;
+  for (i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+    const struct hint *h = &hints[i];
+    if (h->root == root && h->err == err &&
+        strncmp(rel, h->prefix, strlen(h->prefix)) == 0)
+      return h->text;
+  }
+  return NULL;
+}
+
+/*
+** Pushes nil, "path: reason (what would help)", errno; returns 3 so that
+** a Lua function can end with 'return memprobe_fail(...)'. Allocation
+** failures are not environment failures: they raise, like everywhere in
+** Lua.
+*/
+int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
+                   int err) {
+  const char *hint = hint_for(root, rel, err);
+  if (err == ENOMEM) {
+    lua_pushliteral(L, "not enough memory");
+    return lua_error(L);
+  }
+  lua_pushnil(L);
+  if (err == ENOSYS)
+    lua_pushliteral(L, "not supported on this platform");
+  else if (hint != NULL)
+    lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, strerror(err),
+                    hint);
+  else
+    lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, strerror(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+void memprobe_closeall (mp_ctx *c) {
+  int i;
+  for (i = 0; i < MP_NSLOTS; i++) {
+    if (c->slot[i].fd >= 0)
+      close(c->slot[i].fd);
+    c->slot[i].fd = -1;
+    c->slot[i].path[0] = '\0';
+  }
+  c->next = 0;
+}
+
+/* Makes room for 'need' more bytes after 'used' through the state's own
+** allocator, so the buffer is counted like every other Lua allocation. */
+static int grow (lua_State *L, mp_ctx *c, size_t used, size_t need) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  size_t ncap = c->cap ? c->cap : 8192;
+  char *nb;
+  while (ncap - used < need)
+    ncap *= 2;
+  nb = (char *)f(ud, c->buf, c->cap, ncap);
+  if (nb == NULL)
+    return ENOMEM;
+  c->buf = nb;
+  c->cap = ncap;
+  return 0;
+}
+
+/* Reads fd from offset 0 to EOF into c->buf, NUL-terminated. */
+static int read_all (lua_State *L, mp_ctx *c, int fd, size_t *len) {
+  size_t off = 0;
+  for (;;) {
+    ssize_t n;
+    if (c->cap - off < 4096 || c->cap == 0) {
+      int err;
+      if (off >= MP_READMAX)
+        return EFBIG;
+      if ((err = grow(L, c, off, 4096 + 1)) != 0)
+        return err;
+    }
+    n = pread(fd, c->buf + off, c->cap - off - 1, (off_t)off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return errno;
+    }
+    if (n == 0)
+      break;
+    off += (size_t)n;
+  }
+  c->buf[off] = '\0';
+  *len = off;
+  return 0;
+}
+
+static int fullpath (mp_ctx *c, int root, const char *rel, char *out) {
+  int n = snprintf(out, MP_PATHMAX, "%s/%s", c->root[root], rel);
+  return (n < 0 || n >= MP_PATHMAX) ? ENAMETOOLONG : 0;
+}
+
+#if defined(__linux__)
+
+static int open_slot (mp_ctx *c, const char *path) {
+  int i, fd;
+  pid_t pid = getpid();
+  if (pid != c->pid) {  /* forked: our fds point at the parent's /proc/self */
+    memprobe_closeall(c);
+    c->pid = pid;
+  }
+  for (i = 0; i < MP_NSLOTS; i++)
+    if (c->slot[i].fd >= 0 && strcmp(c->slot[i].path, path) == 0)
+      return c->slot[i].fd;
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  for (i = 0; i < MP_NSLOTS && c->slot[i].fd >= 0; i++)
+    ;
+  if (i == MP_NSLOTS) {  /* full: evict round-robin */
+    i = (int)(c->next++ % MP_NSLOTS);
+    close(c->slot[i].fd);
+  }
+  c->slot[i].fd = fd;
+  strcpy(c->slot[i].path, path);
+  return fd;
+}
+
+static void drop_slot (mp_ctx *c, int fd) {
+  int i;
+  for (i = 0; i < MP_NSLOTS; i++)
+    if (c->slot[i].fd == fd) {
+      close(fd);
+      c->slot[i].fd = -1;
+      c->slot[i].path[0] = '\0';
+    }
+}
+
+/*
+** Reads root/rel whole into c->buf (valid until the next read). Returns 0
+** or an errno value for memprobe_fail. A kept fd that fails (the process
+** it described has exited) is dropped so the next call opens afresh.
+*/
+int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+                   const char **data, size_t *len) {
+  char path[MP_PATHMAX];
+  int fd, err = fullpath(c, root, rel, path);
+  if (err != 0)
+    return err;
+  if ((fd = open_slot(c, path)) < 0)
+    return errno;
+  if ((err = read_all(L, c, fd, len)) != 0) {
+    drop_slot(c, fd);
+    return err;
+  }
+  *data = c->buf;
+  return 0;
+}
+
+/* The same for files read once in a while (other pids, cgroup files):
+** they do not evict the hot ones. */
+int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+                           const char *rel, const char **data, size_t *len) {
+  char path[MP_PATHMAX];
+  int fd, err = fullpath(c, root, rel, path);
+  if (err != 0)
+    return err;
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+    return errno;
+  err = read_all(L, c, fd, len);
+  close(fd);
+  *data = c->buf;
+  return err;
+}
+
+#else  /* not Linux: every reader reports the platform */
+
+int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+                   const char **data, size_t *len) {
+  (void)L; (void)c; (void)root; (void)rel; (void)data; (void)len;
+  return ENOSYS;
+}
+
+int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+                           const char *rel, const char **data, size_t *len) {
+  return memprobe_read(L, c, root, rel, data, len);
+}
+
+#endif
+
+/* Pushes the table to fill: argument 'arg' when it is a table, else a new
+** one. Reusing a table makes the hot readers allocation-free once warm. */
+int memprobe_into (lua_State *L, int arg) {
+  if (lua_isnoneornil(L, arg))
+    lua_newtable(L);
+  else {
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_pushvalue(L, arg);
+  }
+  return lua_gettop(L);
+}
+
+static void set_root (mp_ctx *c, int root, const char *dir) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')  /* "/host/proc/" == "/host/proc" */
+    n--;
+  memcpy(c->root[root], dir, n);
+  c->root[root][n] = '\0';
+}
+
+/*
+** config([t]): t.proc and t.sys set the roots; config{} restores both;
+** config() changes nothing. Returns the settings in force.
+*/
+static int l_config (lua_State *L) {
+  mp_ctx *c = memprobe_ctx(L);
+  static const char *const keys[2] = { "proc", "sys" };
+  int i;
+  if (!lua_isnoneornil(L, 1)) {
+    const char *dir[2];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING
+                      ? lua_tostring(L, -2) : NULL;
+      if (k == NULL || (strcmp(k, "proc") != 0 && strcmp(k, "sys") != 0))
+        return luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'",
+                             k ? k : luaL_typename(L, -2)));
+      lua_pop(L, 1);
+    }
+    for (i = 0; i < 2; i++) {
+      size_t n;
+      lua_getfield(L, 1, keys[i]);
+      dir[i] = lua_isnil(L, -1) ? default_root[i] : NULL;
+      if (dir[i] == NULL) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+          return luaL_argerror(L, 1, lua_pushfstring(L,
+                               "'%s' must be a string", keys[i]));
+        dir[i] = lua_tolstring(L, -1, &n);
+        if (n == 0 || n >= MP_ROOTMAX || strlen(dir[i]) != n)
+          return luaL_argerror(L, 1, lua_pushfstring(L,
+                               "'%s' must be a path of 1 to %d bytes",
+                               keys[i], MP_ROOTMAX - 1));
+      }
+    }
+    memprobe_closeall(c);
+    for (i = 0; i < 2; i++)
+      set_root(c, i, dir[i]);
+    lua_settop(L, 1);
+  }
+  lua_createtable(L, 0, 2);
+  for (i = 0; i < 2; i++) {
+    lua_pushstring(L, c->root[i]);
+    lua_setfield(L, -2, keys[i]);
+  }
+  return 1;
+}
+
+static int l_pagesize (lua_State *L) {
+  mp_pushint(L, memprobe_ctx(L)->pagesize);
+  return 1;
+}
+
+void memprobe_open_procfs (lua_State *L, mp_ctx *c) {
+  static const luaL_Reg funcs[] = {
+    { "config",   l_config },
+    { "pagesize", l_pagesize },
+    { NULL, NULL }
+  };
+  set_root(c, MP_PROC, default_root[MP_PROC]);
+  set_root(c, MP_SYS, default_root[MP_SYS]);
+  memprobe_register(L, funcs);
+}

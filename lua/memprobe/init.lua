@@ -1,0 +1,21 @@
+--- Where did the memory go? The kernel's, the process's and the Lua
+-- state's view of memory, side by side.
+--
+-- All sizes are bytes. A field the kernel does not report is nil, never 0.
+-- Misuse raises an error naming the argument; the environment failing
+-- (a file missing, permission denied, not Linux) returns
+-- `nil, message, errno`, and the message says what would help.
+-- @module memprobe
+
+local core = require "memprobe.core"
+
+local M = {}
+
+for name, fn in pairs(core) do
+  M[name] = fn
+end
+
+--- Version of the C core and of this layer (one string, from memprobe.h).
+M._VERSION = core._VERSION
+
+return M

@@ -1,0 +1,42 @@
+-- The single source of truth for installs: the Makefile reads the C
+-- sources and Lua modules from this file.
+rockspec_format = "3.0"
+package = "memprobe"
+version = "scm-1"
+source = {
+  url = "git+file:///memprobe",
+}
+description = {
+  summary = "Where did the memory go? Kernel, process and Lua heap, side by side",
+  detailed = [[
+memprobe reads the kernel's view (meminfo, slab, vmalloc, cgroup, NUMA),
+the process's view (RSS, PSS/USS, C heap) and the Lua state's own view
+(allocator hook, heap walk, per-module accounting) from Lua 5.1-5.4 and
+LuaJIT 2.1.
+]],
+  license = "MIT",
+  labels = { "memory", "profiling", "linux", "procfs" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["memprobe.core"] = {
+      sources = {
+        "csrc/compat.c",
+        "csrc/core.c",
+        "csrc/meminfo.c",
+        "csrc/parse.c",
+        "csrc/procfs.c",
+      },
+      incdirs = { "csrc" },
+    },
+    ["memprobe"] = "lua/memprobe/init.lua",
+    ["memprobe.format"] = "lua/memprobe/format.lua",
+  },
+  install = {
+    bin = { memprobe = "bin/memprobe" },
+  },
+}
