@@ -54,7 +54,7 @@ endef
 $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 
 lint:
-	luacheck -q lua bin/memprobe spec examples bench
+	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
 busted: build
 	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r)))
