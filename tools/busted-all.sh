@@ -15,7 +15,7 @@ for pair in "$@"; do
   cat "$log"
   line=$(grep -a 'successes /' "$log" | tail -n 1)
   s=$(echo "$line" | sed -n 's/^\([0-9]*\) successes.*/\1/p')
-  f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failures \/ \([0-9]*\) errors.*/\1 \2/p')
+  f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failures\{0,1\} \/ \([0-9]*\) errors\{0,1\}.*/\1 \2/p')
   [ -n "$s" ] || { status=1; f="1 0"; s=0; }
   pass=$((pass + s))
   for n in $f; do fail=$((fail + n)); done
