@@ -34,7 +34,11 @@ build = {
       incdirs = { "csrc" },
     },
     ["memprobe"] = "lua/memprobe/init.lua",
+    ["memprobe.console"] = "lua/memprobe/console.lua",
+    ["memprobe.export"] = "lua/memprobe/export.lua",
     ["memprobe.format"] = "lua/memprobe/format.lua",
+    ["memprobe.json"] = "lua/memprobe/json.lua",
+    ["memprobe.report"] = "lua/memprobe/report.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -18,4 +18,14 @@ end
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
 
+--- One reconciliation: kernel, cgroup, process, C heap, Lua heap and
+-- modules, each level stating what the level below does not explain.
+-- Levels that cannot be read hold `error`; `memprobe.format.report()`
+-- prints it.
+-- @tparam[opt] table opts `modules = true` adds the per-module level
+-- @treturn table
+function M.report(opts)
+  return require("memprobe.report").build(M, opts)
+end
+
 return M
