@@ -31,7 +31,8 @@ LDFLAGS += -shared
 PKGS := gcc make lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         liblua5.3-dev lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
         luarocks lua-busted lua-check lua-ldoc lua-cjson lua-dkjson \
-        lua-socket procps python3-psutil
+        lua-socket procps python3-psutil \
+        prometheus nginx-light libnginx-mod-http-lua curl
 
 LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
