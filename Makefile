@@ -37,7 +37,7 @@ PKGS := gcc make lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
 LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
 
-.PHONY: all deps build test demo lint busted rockcheck clean \
+.PHONY: all deps build test demo lint busted rockcheck docs clean \
         $(addprefix busted-,$(RUNTIMES))
 
 all: build
@@ -67,10 +67,16 @@ $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so
 rockcheck:
 	@sh tools/rockcheck.sh $(ROCKSPEC)
 
-test: deps build lint rockcheck busted
+test: deps build lint docs rockcheck busted
 
 demo: deps build
 	@$(call run,5.4) lua5.4 bin/memprobe report
+
+docs: build
+	@rm -rf build/docsrc && mkdir -p build/docsrc
+	@ln -s $(CURDIR)/lua/memprobe/*.lua $(CURDIR)/csrc/*.c build/docsrc/
+	@ldoc -q . >/dev/null
+	@$(call run,5.4) lua5.4 tools/doccheck.lua build/docs
 
 clean:
 	rm -rf build

@@ -2,6 +2,10 @@
 ** meminfo.c: /proc/meminfo verbatim, the procps-compatible free()
 ** summary derived from it, and /proc/vmstat.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <string.h>
@@ -37,10 +41,26 @@ static int read_into (lua_State *L, const char *rel,
   return 1;
 }
 
+/***
+Every /proc/meminfo key verbatim (`MemTotal`, `Active(file)`,
+`HugePages_Total` ...). kB become bytes; unit-less counts stay counts;
+absent keys are nil. Lines that do not parse (2.4-style `Mem:` byte lines)
+are skipped.
+@function meminfo
+@tparam[opt] table into a table to refill: no garbage once warm
+@treturn table the fields, or nil, message, errno
+*/
 static int l_meminfo (lua_State *L) {
   return read_into(L, "meminfo", memprobe_parse_kv);
 }
 
+/***
+Every /proc/vmstat counter as a number (pages or events, as the kernel
+counts them; `pgpgin`/`pgpgout` are KiB).
+@function vmstat
+@tparam[opt] table into a table to refill
+@treturn table the counters, or nil, message, errno
+*/
 static int l_vmstat (lua_State *L) {
   return read_into(L, "vmstat", memprobe_parse_pairs);
 }
@@ -111,6 +131,16 @@ static void set_int (lua_State *L, int t, const char *k, int ok, int64_t v) {
 ** total - available (procps 4, psutil 7.1); 'used_classic' is the older
 ** total - free - buffers - cache. 'cache' includes SReclaimable, as
 ** procps counts it.
+*/
+/***
+The summary procps `free` (>= 4.0.1) prints, in bytes: `total used free
+shared buffers cache buff_cache available swap_total swap_used swap_free`,
+plus `used_classic` (total - free - buffers - cache) and
+`available_estimated` (true when the kernel has no MemAvailable and it was
+estimated from the zones' low watermarks).
+@function free
+@tparam[opt] table into a table to refill
+@treturn table the summary, or nil, message, errno
 */
 static int l_free (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);

@@ -5,6 +5,10 @@
 ** kept fds are dropped when getpid() changes (a fork) and when config{}
 ** points the readers at another root.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <errno.h>
@@ -251,9 +255,13 @@ static void set_root (mp_ctx *c, int root, const char *dir) {
   c->root[root][n] = '\0';
 }
 
-/*
-** config([t]): t.proc and t.sys set the roots; config{} restores both;
-** config() changes nothing. Returns the settings in force.
+/***
+Points every reader at another root (a host's /proc mounted in a
+container, test fixtures). `config{}` restores `/proc` and `/sys`;
+`config()` changes nothing. Kept files are reopened.
+@function config
+@tparam[opt] table t `proc` and `sys` directories
+@treturn table the settings in force
 */
 static int l_config (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -299,6 +307,11 @@ static int l_config (lua_State *L) {
   return 1;
 }
 
+/***
+The page size, from sysconf(_SC_PAGESIZE).
+@function pagesize
+@treturn integer bytes
+*/
 static int l_pagesize (lua_State *L) {
   mp_pushint(L, memprobe_ctx(L)->pagesize);
   return 1;
