@@ -97,6 +97,14 @@ size_t memprobe_unescape (const char *s, size_t n, char *out) {
 ** Lua bindings
 ** --------------------------------------------------------------------- */
 
+/* These readers take no arguments: one given is a mistake (a table
+** meant for a refilling reader, an option that does not exist). */
+static void no_args (lua_State *L) {
+  int i, top = lua_gettop(L);
+  for (i = 1; i <= top; i++)
+    luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
+}
+
 /* A whole cell as an int64 (base 10, or 8 for perms). */
 static int cell_int (const char *s, size_t n, int base, int64_t *v) {
   const char *end = s + n;
@@ -262,6 +270,7 @@ static int l_swaps (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   int r;
+  no_args(L);
   lua_settop(L, 0);
   memset(&t, 0, sizeof(t));
   t.first = "Filename";
@@ -335,6 +344,7 @@ static int l_shm (lua_State *L) {
   tstate t;
   uint64_t all;
   int r;
+  no_args(L);
   lua_settop(L, 0);
   memset(&t, 0, sizeof(t));
   t.first = "key";
@@ -390,6 +400,7 @@ static int l_overcommit (lua_State *L) {
   uint64_t mode;
   commit m;
   int err;
+  no_args(L);
   lua_settop(L, 0);
   if ((err = sysctl(L, c, rel, &mode)) > 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);

@@ -278,6 +278,14 @@ int memprobe_parse_nodememinfo (const char *s, size_t len, mp_kv_cb cb,
 ** Lua bindings
 ** --------------------------------------------------------------------- */
 
+/* These readers take no arguments: one given is a mistake (a table
+** meant for a refilling reader, an option that does not exist). */
+static void no_args (lua_State *L) {
+  int i, top = lua_gettop(L);
+  for (i = 1; i <= top; i++)
+    luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
+}
+
 /* v * pagesize, or nothing when it would not be exact. */
 static void set_bytes (lua_State *L, int t, const char *k, int64_t v,
                        int64_t pagesize) {
@@ -373,6 +381,38 @@ static void zone_event (void *ud, int kind, const char *key, size_t klen,
   }
 }
 
+/*
+** The kernel prints a node's stats inside its first populated zone, so
+** the empty zones before it (DMA and DMA32 of a second node) have not
+** seen them: hand every zone the table of its node. List at 1.
+*/
+static void share_stats (lua_State *L, int n) {
+  int i, pass;
+  lua_newtable(L);  /* 2: node -> stats */
+  for (pass = 0; pass < 2; pass++)
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 1, i);            /* 3: zone */
+      lua_getfield(L, 3, "node");      /* 4 */
+      lua_getfield(L, 3, "node_stats");
+      if (pass == 0 && !lua_isnil(L, 5)) {
+        lua_pushvalue(L, 4);
+        lua_rawget(L, 2);
+        if (lua_isnil(L, -1)) {
+          lua_pushvalue(L, 4);
+          lua_pushvalue(L, 5);
+          lua_rawset(L, 2);
+        }
+      }
+      else if (pass == 1 && lua_isnil(L, 5)) {
+        lua_pushvalue(L, 4);
+        lua_rawget(L, 2);
+        lua_setfield(L, 3, "node_stats");
+      }
+      lua_settop(L, 2);
+    }
+  lua_settop(L, 1);
+}
+
 /* The page counts worth having in bytes too, as <name>_bytes. */
 static const char *const zone_pages[] = {
   "free", "min", "low", "high", "present", "managed", NULL
@@ -391,6 +431,7 @@ static int l_zoneinfo (lua_State *L) {
   size_t len;
   zstate z;
   int i, err;
+  no_args(L);
   lua_settop(L, 0);
   if ((err = memprobe_read(L, c, MP_PROC, "zoneinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
@@ -402,6 +443,7 @@ static int l_zoneinfo (lua_State *L) {
   z.list = 1;
   memprobe_parse_zoneinfo(data, len, zone_event, &z);
   lua_settop(L, 1);
+  share_stats(L, z.n);
   for (i = 1; i <= z.n; i++) {
     const char *const *k;
     int64_t v;
@@ -487,6 +529,7 @@ static int l_buddyinfo (lua_State *L) {
   size_t len;
   bstate b;
   int err;
+  no_args(L);
   lua_settop(L, 0);
   if ((err = memprobe_read(L, c, MP_PROC, "buddyinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "buddyinfo", err);
@@ -592,6 +635,7 @@ static void node_file (lua_State *L, mp_ctx *c, int t, int64_t id,
 static int l_numa (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   int err, i, n;
+  no_args(L);
   lua_settop(L, 0);
   lua_createtable(L, 0, 3);
   if ((err = node_list(L, c, NODEDIR "online")) != 0) {
