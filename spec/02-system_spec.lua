@@ -560,8 +560,8 @@ describe("memprobe.shm()", function()
   end)
 
   it("finds a segment made by ipcmk as ipcs -m shows it", function()
-    local made = H.run("ipcmk -M 65536")
-    local id = made and tonumber(made:match("id: (%d+)"))
+    local out = H.run("ipcmk -M 65536")
+    local id = out and tonumber(out:match("id: (%d+)"))
     if not id then pending("ipcmk not available") return end
     local ok, err = pcall(function()
       local s = assert(memprobe.shm())
