@@ -79,6 +79,36 @@ MP_API const char *memprobe_skipspace (const char *s, const char *end);
 MP_API const char *memprobe_int64 (const char *s, const char *end,
                                    int64_t *v);
 
+/* zones.c: zoneinfo, buddyinfo and the NUMA node files */
+enum {
+  MP_ZI_ZONE,      /* "Node N, zone NAME": key = NAME, v = N */
+  MP_ZI_FIELD,     /* a zone's "key value" line; "pages free" as "free" */
+  MP_ZI_NODESTAT,  /* a line of the "per-node stats" block */
+  MP_ZI_PROT,      /* one element of "protection: (...)", in order */
+  MP_BI_ORDER      /* buddyinfo: the free block count of the next order */
+};
+typedef void (*mp_event_cb) (void *ud, int kind, const char *key,
+                             size_t klen, int64_t v);
+MP_API int memprobe_parse_zoneinfo (const char *s, size_t len,
+                                    mp_event_cb cb, void *ud);
+MP_API int memprobe_parse_buddyinfo (const char *s, size_t len,
+                                     mp_event_cb cb, void *ud);
+typedef void (*mp_int_cb) (void *ud, int64_t v);
+MP_API int memprobe_parse_rangelist (const char *s, size_t len,
+                                     mp_int_cb cb, void *ud);
+MP_API int memprobe_parse_intlist (const char *s, size_t len,
+                                   mp_int_cb cb, void *ud);
+MP_API int memprobe_parse_nodememinfo (const char *s, size_t len,
+                                       mp_kv_cb cb, void *ud);
+
+/* sysvm.c: whitespace tables (/proc/swaps, /proc/sysvipc/shm), sysctls */
+typedef void (*mp_cell_cb) (void *ud, int row, int col, const char *s,
+                            size_t n);
+MP_API int memprobe_parse_table (const char *s, size_t len, mp_cell_cb cb,
+                                 void *ud);
+MP_API int memprobe_parse_u64 (const char *s, size_t len, uint64_t *v);
+MP_API size_t memprobe_unescape (const char *s, size_t n, char *out);
+
 /* one opener per concern file */
 /*
 ** One opener per concern file. Each is called by luaopen_memprobe_core with
@@ -87,5 +117,7 @@ MP_API const char *memprobe_int64 (const char *s, const char *end,
 */
 MP_API void memprobe_open_procfs (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_meminfo (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_zones (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_sysvm (lua_State *L, mp_ctx *c);
 
 #endif

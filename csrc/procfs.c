@@ -48,6 +48,10 @@ static const struct hint {
     "the kernel refused the value" },
   { MP_SYS, "kernel/slab", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
   { MP_SYS, "kernel/slab", ENOENT, "no such cache, or kernel without SLUB" },
+  { MP_PROC, "sysvipc/shm", ENOENT, "kernel built without CONFIG_SYSVIPC" },
+  { MP_PROC, "swaps", ENOENT, "kernel built without CONFIG_SWAP" },
+  { MP_SYS, "devices/system/node", ENOENT,
+    "kernel built without CONFIG_NUMA, or /sys not mounted" },
   { MP_PROC, "", ENOSYS, "not supported on this platform" },
 };
 

@@ -30,6 +30,8 @@ build = {
         "csrc/meminfo.c",
         "csrc/parse.c",
         "csrc/procfs.c",
+        "csrc/sysvm.c",
+        "csrc/zones.c",
       },
       incdirs = { "csrc" },
     },
