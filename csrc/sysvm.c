@@ -4,6 +4,10 @@
 ** SysV shared memory (/proc/sysvipc/shm, /proc/sys/kernel/shm*). The
 ** parsers come first and use no Lua, for the fuzz targets.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <stdio.h>
@@ -261,10 +265,11 @@ static void swap_cell (tstate *t, const char *name, const char *s,
   }
 }
 
-/*
-** swaps(): one { filename, type, size, used, priority } per swap area,
-** sizes in bytes (the file says KiB); filename with the kernel's \040
-** escapes decoded. No swap: an empty list.
+/***
+swaps(): one { filename, type, size, used, priority } per swap area,
+sizes in bytes (the file says KiB); filename with the kernel's \040
+escapes decoded. No swap: an empty list.
+@function swaps
 */
 static int l_swaps (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -330,14 +335,15 @@ static void set_sysctl (lua_State *L, mp_ctx *c, int t, const char *k,
   }
 }
 
-/*
-** shm(): { segments = { {key, key_hex, shmid, perms, size, cpid, lpid,
-** nattch, uid, gid, cuid, cgid, atime, dtime, ctime, rss, swap}, ... },
-** shmmax, shmall, shmall_bytes, shmmni }. Segment fields are named by
-** the file's header, so a kernel without rss/swap columns has them nil;
-** size, rss and swap are bytes as the kernel prints them. The limits are
-** unsigned longs: the 64-bit default 2^64 - 2^24 - 1 does not fit
-** int64 and comes back as a float (>= 2^63: no limit in practice).
+/***
+shm(): { segments = { {key, key_hex, shmid, perms, size, cpid, lpid,
+nattch, uid, gid, cuid, cgid, atime, dtime, ctime, rss, swap}, ... },
+shmmax, shmall, shmall_bytes, shmmni }. Segment fields are named by
+the file's header, so a kernel without rss/swap columns has them nil;
+size, rss and swap are bytes as the kernel prints them. The limits are
+unsigned longs: the 64-bit default 2^64 - 2^24 - 1 does not fit
+int64 and comes back as a float (>= 2^63: no limit in practice).
+@function shm
 */
 static int l_shm (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -385,12 +391,13 @@ static void pick_commit (void *ud, const char *key, size_t klen, int64_t v,
 
 static const char *const modename[] = { "heuristic", "always", "never" };
 
-/*
-** overcommit(): { mode, mode_name, ratio, bytes, admin_reserve,
-** user_reserve, commit_limit, committed_as, headroom }. bytes is
-** overcommit_kbytes in bytes (0: the ratio applies); headroom is
-** commit_limit - committed_as, negative when overcommitted, and binding
-** only in mode 2 ("never").
+/***
+overcommit(): { mode, mode_name, ratio, bytes, admin_reserve,
+user_reserve, commit_limit, committed_as, headroom }. bytes is
+overcommit_kbytes in bytes (0: the ratio applies); headroom is
+commit_limit - committed_as, negative when overcommitted, and binding
+only in mode 2 ("never").
+@function overcommit
 */
 static int l_overcommit (lua_State *L) {
   static const char rel[] = "sys/vm/overcommit_memory";

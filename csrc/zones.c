@@ -4,6 +4,10 @@
 ** and use no Lua, so that the fuzz targets run the very code the
 ** bindings below them run.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <stdio.h>
@@ -418,12 +422,13 @@ static const char *const zone_pages[] = {
   "free", "min", "low", "high", "present", "managed", NULL
 };
 
-/*
-** zoneinfo(): a list of zones in file order, each with node, zone, the
-** page counts verbatim (free, min, low, high, spanned, present, managed,
-** nr_* ...), <count>_bytes for the ones in zone_pages, protection (a
-** list, in pages), populated (present > 0) and node_stats, the node's
-** counters, one table shared by the zones of a node (4.8+).
+/***
+zoneinfo(): a list of zones in file order, each with node, zone, the
+page counts verbatim (free, min, low, high, spanned, present, managed,
+nr_* ...), <count>_bytes for the ones in zone_pages, protection (a
+list, in pages), populated (present > 0) and node_stats, the node's
+counters, one table shared by the zones of a node (4.8+).
+@function zoneinfo
 */
 static int l_zoneinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -519,9 +524,10 @@ static void buddy_event (void *ud, int kind, const char *key, size_t klen,
   b->order++;
 }
 
-/*
-** buddyinfo(): a list of { node, zone, counts, free_pages, free_bytes };
-** counts[k + 1] is the number of free blocks of order k (2^k pages).
+/***
+buddyinfo(): a list of { node, zone, counts, free_pages, free_bytes };
+counts[k + 1] is the number of free blocks of order k (2^k pages).
+@function buddyinfo
 */
 static int l_buddyinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -626,11 +632,12 @@ static void node_file (lua_State *L, mp_ctx *c, int t, int64_t id,
     lua_pop(L, 1);
 }
 
-/*
-** numa(): { online = {ids}, possible = {ids}, nodes = { {node, meminfo,
-** numastat, vmstat, distance, cpus}, ... } } with one entry per online
-** node, in order. meminfo has the keys of /proc/meminfo (kB as bytes);
-** a file the node does not have leaves its field nil.
+/***
+numa(): { online = {ids}, possible = {ids}, nodes = { {node, meminfo,
+numastat, vmstat, distance, cpus}, ... } } with one entry per online
+node, in order. meminfo has the keys of /proc/meminfo (kB as bytes);
+a file the node does not have leaves its field nil.
+@function numa
 */
 static int l_numa (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
