@@ -19,10 +19,12 @@ sed -e "s|@NDK_MODULE@|$mods/ndk_http_module.so|" \
     -e "s|@LUA_PATH@|$top/lua/?.lua;$top/lua/?/init.lua;;|" \
     -e "s|@LUA_CPATH@|$top/build/jit/?.so;;|" \
     -e "s|@PORT@|$port|" "$top/examples/openresty/nginx.conf" > "$dir/nginx.conf"
-nginx -p "$dir" -c "$dir/nginx.conf" -e stderr &
+nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+  2>>"$dir/logs/error.log" &
 i=0
 until curl -fs "http://127.0.0.1:$port/memz" >/dev/null 2>&1; do
-  i=$((i + 1)); [ $i -lt 50 ] || { echo "nginx did not start" >&2; exit 1; }
+  i=$((i + 1))
+  [ $i -lt 50 ] || { echo "nginx did not start:" >&2; cat "$dir/logs/error.log" >&2; exit 1; }
   sleep 0.1
 done
 echo "== /memz"
