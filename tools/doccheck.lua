@@ -46,7 +46,10 @@ end
 
 table.sort(missing)
 if #missing > 0 then
-  io.stderr:write("undocumented public functions:\n  ", table.concat(missing, "\n  "), "\n")
+  io.stderr:write("undocumented public functions:\n  ", table.concat(missing, "\n  "), "\n",
+    "document each with an LDoc block: in C, '/***' text, '@function NAME', '*/'\n",
+    "right above the static int l_NAME (file starts with '/*** @submodule memprobe */');\n",
+    "in Lua, '---' comments above 'function M.NAME'. Then run 'make docs'.\n")
   os.exit(1)
 end
 print("doccheck: every public function is documented")
