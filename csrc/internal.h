@@ -108,6 +108,21 @@ MP_API int memprobe_parse_table (const char *s, size_t len, mp_cell_cb cb,
                                  void *ud);
 MP_API int memprobe_parse_u64 (const char *s, size_t len, uint64_t *v);
 MP_API size_t memprobe_unescape (const char *s, size_t n, char *out);
+/* slab.c: one /proc/slabinfo cache line; -1 marks an absent tunable */
+typedef struct mp_slab {
+  const char *name;
+  size_t nlen;
+  int64_t active_objs, num_objs, objsize, objperslab, pagesperslab;
+  int64_t limit, batchcount, sharedfactor;
+  int64_t active_slabs, num_slabs, sharedavail;
+} mp_slab;
+typedef void (*mp_slab_cb) (void *ud, const mp_slab *s);
+typedef void (*mp_node_cb) (void *ud, int node, int64_t v);
+MP_API int memprobe_parse_slabinfo (const char *s, size_t len, int *major,
+                                    int *minor, int *skipped, mp_slab_cb cb,
+                                    void *ud);
+MP_API int memprobe_parse_nodecounts (const char *s, size_t len, int64_t *v,
+                                      mp_node_cb per_node, void *ud);
 
 /* one opener per concern file */
 /*
@@ -119,5 +134,8 @@ MP_API void memprobe_open_procfs (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_meminfo (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_zones (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_sysvm (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_slab (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_vmalloc (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_dropcaches (lua_State *L, mp_ctx *c);
 
 #endif

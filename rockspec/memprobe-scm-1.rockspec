@@ -32,6 +32,7 @@ build = {
         "csrc/procfs.c",
         "csrc/sysvm.c",
         "csrc/zones.c",
+        "csrc/slab.c",
       },
       incdirs = { "csrc" },
     },
