@@ -124,6 +124,34 @@ MP_API int memprobe_parse_slabinfo (const char *s, size_t len, int *major,
 MP_API int memprobe_parse_nodecounts (const char *s, size_t len, int64_t *v,
                                       mp_node_cb per_node, void *ud);
 
+/* vmalloc.c: one /proc/vmallocinfo area; strings point into the buffer */
+typedef struct mp_vmarea {
+  const char *addr, *caller, *module, *phys;
+  size_t alen, clen, flen, mlen, plen;  /* flen: caller without +off/len */
+  int64_t size, pages;                  /* pages -1 when not printed */
+  const char *kind;                     /* "vmalloc", "ioremap", ... */
+  unsigned flags;                       /* bit i: flag word i was there */
+} mp_vmarea;
+#define MP_VM_IVMALLOC  2
+#define MP_VM_IVPAGES   6
+#define MP_VM_UNPURGED  (1u << 8)
+typedef void (*mp_vmarea_cb) (void *ud, const mp_vmarea *a);
+MP_API int memprobe_parse_vmallocinfo (const char *s, size_t len,
+                                       int *skipped, mp_vmarea_cb cb,
+                                       void *ud);
+
+/* vmalloc.c: one /proc/allocinfo call site */
+typedef struct mp_allocsite {
+  int64_t bytes, calls, line;
+  const char *file, *module, *func;
+  size_t flen, mlen, fnlen;
+  int accurate;                         /* -1 when not printed */
+} mp_allocsite;
+typedef void (*mp_allocsite_cb) (void *ud, const mp_allocsite *s);
+MP_API int memprobe_parse_allocinfo (const char *s, size_t len,
+                                     int *skipped, mp_allocsite_cb cb,
+                                     void *ud);
+
 /* one opener per concern file */
 /*
 ** One opener per concern file. Each is called by luaopen_memprobe_core with

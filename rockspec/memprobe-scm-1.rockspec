@@ -33,6 +33,7 @@ build = {
         "csrc/sysvm.c",
         "csrc/zones.c",
         "csrc/slab.c",
+        "csrc/vmalloc.c",
       },
       incdirs = { "csrc" },
     },
