@@ -64,6 +64,7 @@ MEMPROBE_API int luaopen_memprobe_core (lua_State *L) {
   memprobe_open_sysvm(L, c);
   memprobe_open_slab(L, c);
   memprobe_open_vmalloc(L, c);
+  memprobe_open_dropcaches(L, c);  /* after meminfo: it keeps free() */
   lua_pop(L, 1);  /* the context stays alive as an upvalue */
   lua_pushliteral(L, MEMPROBE_VERSION);
   lua_setfield(L, -2, "_VERSION");

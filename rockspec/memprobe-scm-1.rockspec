@@ -27,6 +27,7 @@ build = {
       sources = {
         "csrc/compat.c",
         "csrc/core.c",
+        "csrc/dropcaches.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
         "csrc/procfs.c",
