@@ -44,6 +44,8 @@ build = {
     ["memprobe.format"] = "lua/memprobe/format.lua",
     ["memprobe.json"] = "lua/memprobe/json.lua",
     ["memprobe.report"] = "lua/memprobe/report.lua",
+    ["memprobe.diff"] = "lua/memprobe/diff.lua",
+    ["memprobe.watch"] = "lua/memprobe/watch.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

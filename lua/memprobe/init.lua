@@ -15,6 +15,15 @@ for name, fn in pairs(core) do
   M[name] = fn
 end
 
+--- What grew and shrank between two meminfo(), slabinfo() or
+-- vmallocinfo() results; see `memprobe.diff`.
+-- @function diff
+M.diff = function(a, b) return require("memprobe.diff").diff(a, b) end
+
+--- A sampler ranking series by growth rate; see `memprobe.watch`.
+-- @function watch
+M.watch = function(opts) return require("memprobe.watch").new(opts) end
+
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
 

@@ -1,0 +1,183 @@
+--- Sampling memory sources over time and ranking what grows.
+-- A watcher reads its sources at each `sample()`; `report()` fits a
+-- least-squares line through every series and ranks them by slope in
+-- bytes per minute, with r² telling steady growth from noise.
+-- @module memprobe.watch
+
+local diff = require "memprobe.diff"
+
+local M = {}
+
+local Watch = {}
+Watch.__index = Watch
+
+local known = { meminfo = true, slabinfo = true, vmallocinfo = true }
+
+local function clock_and_sleep()
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime and socket.sleep then
+    return socket.gettime, socket.sleep
+  end
+  return os.time, function(s) os.execute(("sleep %g"):format(s)) end
+end
+
+--- Makes a watcher. Nothing is read until `sample()` or `run()`.
+-- @tparam[opt] table opts `interval` seconds between samples in `run()`
+-- (default 1), `samples` how many `run()` takes (default 10, at least 2),
+-- `sources` a list of "meminfo", "slabinfo", "vmallocinfo" (default
+-- all three), `clock` and `sleep` functions (default lua-socket's when
+-- installed, else os.time and the sleep command).
+-- @treturn table a watcher
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'watch' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local clock, sleep = clock_and_sleep()
+  local w = setmetatable({
+    interval = 1, samples = 10,
+    sources = { "meminfo", "slabinfo", "vmallocinfo" },
+    clock = clock, sleep = sleep,
+    times = {}, data = {}, errors = {}, n = 0,
+  }, Watch)
+  for k, v in pairs(opts) do
+    if k == "interval" then
+      if type(v) ~= "number" or not (v >= 0) then
+        error("bad argument #1 to 'watch' (interval must be a number >= 0)", 2)
+      end
+    elseif k == "samples" then
+      if type(v) ~= "number" or v < 2 or v ~= math.floor(v) then
+        error("bad argument #1 to 'watch' (samples must be an integer >= 2)", 2)
+      end
+    elseif k == "sources" then
+      if type(v) ~= "table" or #v == 0 then
+        error("bad argument #1 to 'watch' (sources must be a non-empty list)", 2)
+      end
+      for _, s in ipairs(v) do
+        if not known[s] then
+          error(("bad argument #1 to 'watch' (unknown source '%s')"):format(tostring(s)), 2)
+        end
+      end
+    elseif k == "clock" or k == "sleep" then
+      if type(v) ~= "function" then
+        error(("bad argument #1 to 'watch' (%s must be a function)"):format(k), 2)
+      end
+    else
+      error(("bad argument #1 to 'watch' (unknown option '%s')"):format(tostring(k)), 2)
+    end
+    w[k] = v
+  end
+  return w
+end
+
+--- Reads every source once.
+-- A source that cannot be read (no permission) is left out and its
+-- message kept in `w.errors`.
+-- @tparam[opt] number t the time of the sample in seconds (default: the clock)
+-- @treturn number how many samples have been taken
+function Watch:sample(t)
+  local memprobe = require "memprobe"
+  local n = self.n + 1
+  self.n = n
+  self.times[n] = t or self.clock()
+  for _, src in ipairs(self.sources) do
+    local r, err = memprobe[src]()
+    if r then
+      local series = diff.series(r)
+      local d = self.data[src]
+      if not d then d = {}; self.data[src] = d end
+      for name, v in pairs(series) do
+        local s = d[name]
+        if not s then s = {}; d[name] = s end
+        s[n] = v
+      end
+    else
+      self.errors[src] = err
+    end
+  end
+  return n
+end
+
+--- Takes `samples` samples, `interval` seconds apart.
+-- @tparam[opt] function fn called as fn(watcher, n) after each sample
+-- @treturn table the watcher's `report()`
+function Watch:run(fn)
+  for i = 1, self.samples do
+    if i > 1 and self.interval > 0 then self.sleep(self.interval) end
+    self:sample()
+    if fn then fn(self, self.n) end
+  end
+  return self:report()
+end
+
+--- Least-squares slope (y per unit of x) and r² of the points (x[i], y[i]).
+-- r² is 0 for a flat line.
+-- @tparam {number,...} x
+-- @tparam {number,...} y
+-- @treturn number slope
+-- @treturn number r2
+function M.fit(x, y)
+  local n, sx, sy = #x, 0, 0
+  for i = 1, n do sx, sy = sx + x[i], sy + y[i] end
+  local mx, my = sx / n, sy / n
+  local sxx, syy, sxy = 0, 0, 0
+  for i = 1, n do
+    local dx, dy = x[i] - mx, y[i] - my
+    sxx, syy, sxy = sxx + dx * dx, syy + dy * dy, sxy + dx * dy
+  end
+  if sxx == 0 then return 0, 0 end
+  local slope = sxy / sxx
+  local r2 = syy > 0 and (sxy * sxy) / (sxx * syy) or 0
+  return slope, r2
+end
+
+--- Ranks the series by growth.
+-- @tparam[opt] table opts `top` keeps the N fastest growers in `series`
+-- @treturn table `{ samples, seconds, changed, series = {...},
+-- flagged = {...}, errors }`. Each series entry is `{ source, name, slope, r2, first,
+-- last, delta, monotonic }`, slope in bytes per minute; series are
+-- sorted by slope, largest first; those that changed are listed.
+-- `flagged` holds the entries that grew at every sample (at least 3).
+function Watch:report(opts)
+  opts = opts or {}
+  local n, times = self.n, self.times
+  local out, flagged = {}, {}
+  for _, src in ipairs(self.sources) do
+    for name, s in pairs(self.data[src] or {}) do
+      local x, y, mono, grew = {}, {}, true, false
+      for i = 1, n do
+        local v = s[i] or 0  -- a cache or caller not there had no bytes
+        x[i], y[i] = times[i] - times[1], v
+        if i > 1 then
+          if v < y[i - 1] then mono = false elseif v > y[i - 1] then grew = true end
+        end
+      end
+      local first, last = y[1], y[n]
+      if n >= 2 and last ~= first or (n >= 2 and not mono) then
+        local slope, r2 = M.fit(x, y)
+        local e = { source = src, name = name, slope = slope * 60, r2 = r2,
+                    first = first, last = last, delta = last - first,
+                    monotonic = mono and grew }
+        out[#out + 1] = e
+        if e.monotonic and n >= 3 then flagged[#flagged + 1] = e end
+      end
+    end
+  end
+  local function order(a, b)
+    if a.slope ~= b.slope then return a.slope > b.slope end
+    if a.source ~= b.source then return a.source < b.source end
+    return a.name < b.name
+  end
+  table.sort(out, order)
+  table.sort(flagged, order)
+  local changed = #out
+  if opts.top then
+    for i = #out, opts.top + 1, -1 do out[i] = nil end
+  end
+  local errors = {}
+  for k, v in pairs(self.errors) do errors[k] = v end
+  return { samples = n, seconds = n > 0 and times[n] - times[1] or 0,
+           changed = changed, series = out, flagged = flagged, errors = errors }
+end
+
+return M
