@@ -202,7 +202,7 @@ end
 -- @tparam[opt] string by "caller" (default), "module" or "kind"
 -- @treturn string
 function M.vmalloc(v, by)
-  local rows, header = {}, nil
+  local rows, header = {}
   local function sums(e)
     return e.count, M.size(e.size), e.pages, M.size(e.bytes)
   end

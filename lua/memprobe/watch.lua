@@ -42,7 +42,7 @@ function M.new(opts)
   }, Watch)
   for k, v in pairs(opts) do
     if k == "interval" then
-      if type(v) ~= "number" or not (v >= 0) then
+      if type(v) ~= "number" or v ~= v or v < 0 then
         error("bad argument #1 to 'watch' (interval must be a number >= 0)", 2)
       end
     elseif k == "samples" then
