@@ -45,4 +45,36 @@ function H.globals()
   return g
 end
 
+--- The command line of the running interpreter (for child processes).
+function H.interpreter()
+  local i = -1
+  while arg and arg[i - 1] do i = i - 1 end
+  return arg and arg[i] or "lua"
+end
+
+--- True when the specs run as root (live kernel files are 0400).
+function H.is_root()
+  return (H.run("id -u") or ""):match("^0%s*$") ~= nil
+end
+
+--- A fresh temporary directory; `files` maps relative paths to contents.
+function H.tmpdir(files)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'"))
+  for rel, text in pairs(files or {}) do
+    local sub = rel:match("^(.*)/[^/]+$")
+    if sub then os.execute("mkdir -p '" .. dir .. "/" .. sub .. "'") end
+    local f = assert(io.open(dir .. "/" .. rel, "wb"))
+    f:write(text)
+    f:close()
+  end
+  return dir
+end
+
+--- Removes a directory made by H.tmpdir.
+function H.rmdir(dir)
+  if dir and dir:match("^/tmp/") then os.execute("rm -rf '" .. dir .. "'") end
+end
+
 return H
