@@ -97,8 +97,11 @@ static int l_drop_caches (lua_State *L) {
   lua_Number v = lua_tonumber(L, 1);
   int level, err, t, want;
   counters k0, k1;
-  luaL_argcheck(L, lua_type(L, 1) == LUA_TNUMBER &&
-                (v == 1 || v == 2 || v == 3), 1, "level must be 1, 2 or 3");
+  /* named by hand: under pcall 5.1, 5.2 and LuaJIT cannot name a C
+  ** function, and this message is the one people act on */
+  if (lua_type(L, 1) != LUA_TNUMBER || !(v == 1 || v == 2 || v == 3))
+    return luaL_error(L, "bad argument #1 to 'drop_caches' "
+                      "(level must be 1, 2 or 3)");
   level = (int)v;
   lua_settop(L, 1);
   lua_createtable(L, 0, 6);
