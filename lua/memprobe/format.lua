@@ -222,8 +222,8 @@ function M.vmalloc(v, by)
     end
   end
   local t = v.totals
-  return ("vmalloc: %d areas, %s address space, %s in %d pages (vmalloc: %s)\n"):format(
-    t.count, M.size(t.size), M.size(t.bytes), t.pages, M.size(t.vmalloc_bytes))
+  return ("vmalloc: %d areas, %s of address space; %s in %d pages\n"):format(
+    t.count, M.size(t.size), M.size(t.bytes), t.pages)
     .. M.columns(header, rows)
 end
 

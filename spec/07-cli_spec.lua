@@ -1,0 +1,105 @@
+local H = require "spec.helper"
+
+-- Runs bin/memprobe with this tree's modules; returns output and exit code.
+local function cli(args)
+  local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s bin/memprobe %s 2>&1; echo \"exit $?\"")
+    :format(package.path, package.cpath, H.interpreter(), args))
+  local out = p:read("*a")
+  p:close()
+  local body, code = out:match("^(.-)exit (%d+)\n$")
+  return body, tonumber(code)
+end
+
+local function json()
+  local ok, cjson = pcall(require, "cjson")
+  if ok then return cjson.decode end
+  return require("dkjson").decode
+end
+
+local function fits(out)
+  for line in out:gmatch("[^\n]+") do
+    assert(#line <= 80, "wider than 80 columns: " .. line)
+  end
+end
+
+describe("bin/memprobe", function()
+  it("slab prints slabtop's header and the largest caches in 80 columns", function()
+    if not H.is_root() then pending("needs root") return end
+    local out, code = cli("slab --sort c --top 5")
+    assert.are.equal(0, code)
+    assert.matches("^ Active / Total Objects %(%% used%)    : %d+ / %d+", out)
+    assert.matches("\n    OBJS   ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME\n", out)
+    local n = 0
+    for _ in out:gmatch("\n%s+%d+%s+%d+%s+%d+%%") do n = n + 1 end
+    assert.are.equal(5, n)
+    fits(out)
+    out, code = cli("slab --top 3 --json")
+    assert.are.equal(0, code)
+    local t = json()(out)
+    assert.are.equal(3, #t.caches)
+    assert.is_number(t.totals.num_caches)
+    out, code = cli("slab --top 2 --watch 0.1 --count 2 --json")
+    assert.are.equal(0, code)
+    local lines = 0
+    for _ in out:gmatch("[^\n]+") do lines = lines + 1 end
+    assert.are.equal(2, lines)
+  end)
+
+  it("vmalloc sums by caller, module and kind", function()
+    if not H.is_root() then pending("needs root") return end
+    for _, by in ipairs({ "caller", "module", "kind" }) do
+      local out, code = cli("vmalloc --top 5 --by " .. by)
+      assert.are.equal(0, code)
+      assert.matches("^vmalloc: %d+ areas", out)
+      fits(out)
+      out = cli("vmalloc --top 5 --json --by " .. by)
+      local t = json()(out)
+      assert.is_table(t["by_" .. by])
+      assert.is_number(t.totals.vmalloc_bytes)
+    end
+  end)
+
+  it("watch ranks growth as text or JSON", function()
+    local out, code = cli("watch --interval 0.1 --samples 2 --sources meminfo --json")
+    assert.are.equal(0, code)
+    local t = json()(out)
+    assert.are.equal(2, t.samples)
+    assert.is_table(t.series)
+    out, code = cli("watch --interval 0.1 --samples 3 --sources meminfo --top 5")
+    assert.are.equal(0, code)
+    assert.matches("3 samples over", out)
+    fits(out)
+  end)
+
+  it("drop refuses bad levels with exit status 2 and reports failures with 1", function()
+    local out, code = cli("drop 7")
+    assert.are.equal(2, code)
+    assert.matches("drop needs a level", out)
+    if H.is_root() and H.run("command -v setpriv") then
+      local p = io.popen(("setpriv --reuid=65534 --regid=65534 --clear-groups env " ..
+        "LUA_PATH='%s' LUA_CPATH='%s' %s bin/memprobe drop 1 2>&1; echo \"exit $?\"")
+        :format(package.path, package.cpath, H.interpreter()))
+      out = p:read("*a")
+      p:close()
+      assert.matches("Permission denied (needs root (euid 0))", out, 1, true)
+      assert.matches("exit 1\n$", out)
+    end
+  end)
+
+  it("rejects unknown options and values", function()
+    for _, args in ipairs({ "slab --sort x", "slab --top", "vmalloc --by nope",
+                            "watch --samples 1", "slab --bogus 1" }) do
+      local _, code = cli(args)
+      assert.are.equal(2, code, args)
+    end
+  end)
+
+  it("free and report speak JSON too", function()
+    local out, code = cli("free --json")
+    assert.are.equal(0, code)
+    assert.is_number(json()(out).total)
+    out, code = cli("report --json")
+    assert.are.equal(0, code)
+    assert.is_number(json()(out).meminfo.MemTotal)
+  end)
+end)
