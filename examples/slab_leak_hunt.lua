@@ -1,13 +1,13 @@
 #!/usr/bin/env lua
--- Leak hunt: a helper process holds thousands of sockets open, as a
+-- Leak hunt: a child process holds thousands of sockets open, as a
 -- leaking service would; memprobe.watch() samples the slab caches while
--- it does and names the caches that grew at every step. The helper then
+-- it does and names the caches that grew at every step. The leaker then
 -- lets go and the caches shrink back.
 --
 --   lua examples/slab_leak_hunt.lua [SOCKETS_PER_STEP [STEPS]]
 --
 -- Needs root (or CAP_DAC_READ_SEARCH) for /proc/slabinfo, and python3 for
--- the helper. Exit status: 0 when a socket cache is the top grower.
+-- the leaker. Exit status: 0 when a socket cache is the top grower.
 
 local memprobe = require "memprobe"
 local format = require "memprobe.format"
@@ -21,9 +21,9 @@ if not probe then
   os.exit(1)
 end
 
--- The helper: opens per_step TCP sockets each time a go<k> file appears
+-- The leaker: opens per_step TCP sockets each time a go<k> file appears
 -- in the control directory, and closes them all when 'release' appears.
-local helper = [[
+local leaker = [[
 import os, socket, sys, time
 n, steps, ctl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def wait(name):
@@ -44,11 +44,11 @@ local ctl = os.tmpname()
 os.remove(ctl)
 assert(os.execute("mkdir -m 700 '" .. ctl .. "'"))
 local function touch(name) assert(io.open(ctl .. "/" .. name, "w")):close() end
-local f = assert(io.open(ctl .. "/helper.py", "w"))
-f:write(helper)
+local f = assert(io.open(ctl .. "/leaker.py", "w"))
+f:write(leaker)
 f:close()
 
-local child = assert(io.popen(("ulimit -n %d 2>/dev/null; exec python3 '%s/helper.py' %d %d '%s'")
+local child = assert(io.popen(("ulimit -n %d 2>/dev/null; exec python3 '%s/leaker.py' %d %d '%s'")
   :format(per_step * steps + 64, ctl, per_step, steps, ctl), "r"))
 
 local w = memprobe.watch{ sources = { "slabinfo" }, samples = steps + 1, interval = 1 }
@@ -60,12 +60,12 @@ for k = 1, steps do
   touch("go" .. k)
   local line = child:read("*l")
   if not line or not line:match("^held") then
-    io.stderr:write("slab_leak_hunt: the helper stopped (python3 missing?)\n")
+    io.stderr:write("slab_leak_hunt: the leaker stopped (python3 missing?)\n")
     ok = false
     break
   end
   w:sample()
-  io.write(("step %d: helper %s sockets\n"):format(k, line:match("%d+")))
+  io.write(("step %d: leaker holds %s sockets\n"):format(k, line:match("%d+")))
 end
 local during = memprobe.slabinfo()
 local report = w:report()
@@ -99,7 +99,7 @@ end
 w.sleep(1)
 local after = memprobe.slabinfo()
 local d = memprobe.diff(during, after)
-io.write("\nafter the helper let go:\n", format.diff(d, 4), "\n")
+io.write("\nafter the leaker let go:\n", format.diff(d, 4), "\n")
 local grew = memprobe.diff(before, during)
 io.write(("\nslab total: %s before, %s while leaking, %s after\n"):format(
   format.size(before.totals.size), format.size(during.totals.size),
