@@ -3,7 +3,9 @@ local H = require "spec.helper"
 describe("examples/slab_leak_hunt.lua", function()
   it("names the socket caches its leaking child holds, then sees them shrink", function()
     if not H.is_root() then pending("needs root: /proc/slabinfo is 0400") return end
-    if not H.run("command -v python3") then pending("needs python3 for the leaking child") return end
+    if not H.run("command -v python3") then
+      pending("needs python3 for the leaking child") return
+    end
     local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s examples/slab_leak_hunt.lua " ..
       "1500 3 2>&1; echo \"exit $?\""):format(package.path, package.cpath, H.interpreter()))
     local out = p:read("*a")
