@@ -75,6 +75,9 @@ demo: deps build
 docs: build
 	@rm -rf build/docsrc && mkdir -p build/docsrc
 	@ln -s $(CURDIR)/lua/memprobe/*.lua $(CURDIR)/csrc/*.c build/docsrc/
+	@# LDoc reads files in name order and a C file's @submodule needs the
+	@# module seen first: init.lua (@module memprobe) must sort first.
+	@mv build/docsrc/init.lua build/docsrc/_init.lua
 	@ldoc -q . >/dev/null
 	@$(call run,5.4) lua5.4 tools/doccheck.lua build/docs
 
