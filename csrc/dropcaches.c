@@ -5,6 +5,9 @@
 ** drop_pagecache / drop_slab counters of /proc/vmstat (Linux 4.15+). The
 ** file is write-only (0200): it is never read.
 */
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <errno.h>
@@ -91,6 +94,19 @@ static int write_level (mp_ctx *c, int level) {
 ** MemFree in bytes (negative if something else allocated meanwhile);
 ** 'confirmed' is true when the vmstat counters moved, false when they did
 ** not, nil when the kernel has none.
+*/
+/***
+Syncs, then writes `level` to /proc/sys/vm/drop_caches: 1 drops the page
+cache, 2 reclaimable slab (dentries and inodes), 3 both. The file is
+write-only and never read. `before` and `after` are `free()` results,
+`freed` the growth of MemFree in bytes, `confirmed` whether vmstat's
+drop_pagecache / drop_slab counters moved (nil when the kernel has none).
+Not root, a read-only /proc/sys (containers) and a refused value give nil,
+a message saying so, and EACCES, EROFS or EINVAL.
+@function drop_caches
+@tparam int level 1, 2 or 3; anything else raises
+@treturn boolean true
+@treturn table `{ level, before, after, freed, confirmed }`
 */
 static int l_drop_caches (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);

@@ -2,6 +2,9 @@
 ** slab.c: /proc/slabinfo as slabtop reads it, and one cache's details
 ** from /sys/kernel/slab/<cache>, merged aliases included.
 */
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <dirent.h>
@@ -278,6 +281,22 @@ static void slab_opts (lua_State *L, int *key, lua_Integer *top) {
 ** slabinfo([opts]): { version, caches = {...}, totals = {...} }. The
 ** caches are kept in file order unless opts.sort is given.
 */
+/***
+The slab caches of /proc/slabinfo (versions 2.0 and 2.1, SLUB and SLAB,
+SLAB's statistics columns ignored), as slabtop reads them. Each cache has
+`name active_objs num_objs objsize objperslab pagesperslab active_slabs
+num_slabs`, `size` (num_slabs * pagesperslab * page size), `active_size`
+(active_objs * objsize), `use` (percent of objects active) and, where the
+allocator has them, `limit batchcount sharedfactor sharedavail`. `totals`
+holds slabtop's header figures: `active_objs num_objs active_slabs
+num_slabs active_caches num_caches active_size total_size size
+min_objsize avg_objsize max_objsize`. Needs root or CAP_DAC_READ_SEARCH.
+@function slabinfo
+@tparam[opt] table opts `sort`: one of slabtop's -s keys (a b c l v n o p
+s u; larger first, n by name); `top`: keep the first N caches
+@treturn table `{ version, caches, totals [, skipped] }`, or nil, message,
+errno (a 1.x file gives nil and a message)
+*/
 static int l_slabinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
@@ -464,6 +483,19 @@ static int push_aliases (lua_State *L, const char *dir, const char *target) {
 ** caches of the same geometry are merged: the name is then a symlink to
 ** a directory like ":a-0000104", and 'alias_names' lists every name
 ** merged there (the one /proc/slabinfo shows is the first created).
+*/
+/***
+One cache's numbers from /sys/kernel/slab/<name>: `object_size slab_size
+order objs_per_slab aliases align objects total_objects slabs partial
+cpu_slabs ...` as numbers, `size` (slabs * page size << order), `nodes`
+(per NUMA node, numbered from 0: `objects total_objects slabs partial
+cpu_slabs`). SLUB merges caches of one geometry: `merged` tells whether
+`name` is such an alias, `target` is the directory it resolves to, and
+`alias_names` lists every name merged there, so that a module's cache
+counted under another name in /proc/slabinfo can be found.
+@function slab_detail
+@tparam string name a cache name (no '/', not '.' or '..')
+@treturn table the numbers, or nil, message, errno
 */
 static int l_slab_detail (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);

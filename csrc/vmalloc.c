@@ -3,6 +3,9 @@
 ** and /proc/allocinfo (memory allocation profiling, Linux 6.10+) per call
 ** site.
 */
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <stdlib.h>
@@ -388,6 +391,19 @@ static size_t count_lines (const char *s, size_t len) {
 ** vmalloc areas is what meminfo's VmallocUsed counts. 'size' is address
 ** space, guard page included.
 */
+/***
+/proc/vmallocinfo summed. `totals`: `count size pages bytes vmalloc_pages
+vmalloc_bytes` (bytes = pages * page size; vmalloc_bytes is what meminfo's
+VmallocUsed counts); `by_kind`: keyed by vmalloc, ioremap, vmap, user,
+vm_map_ram, unpurged ...; `by_caller`: `{ caller, module, count, size,
+pages, bytes }` largest first (built-in code is module "vmlinux");
+`by_module`: the same per module. Needs root or CAP_DAC_READ_SEARCH.
+@function vmallocinfo
+@tparam[opt] table opts `sort` ("size", "pages" or "count"), `top` (N
+callers and modules), `areas` (true adds every area: `start end size caller
+func module pages phys kind vpages`)
+@treturn table the sums, or nil, message, errno
+*/
 static int l_vmallocinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
@@ -546,6 +562,15 @@ static int by_bytes (const void *a, const void *b) {
 /*
 ** allocinfo([opts]): { version, sites = {...}, totals } with the sites
 ** largest first; opts.top keeps the first N.
+*/
+/***
+/proc/allocinfo (Linux 6.10+ with CONFIG_MEM_ALLOC_PROFILING): live bytes
+and calls per allocation call site, largest first: `{ bytes, calls, file,
+line, module, func, accurate }`, and `totals` `{ bytes, calls, sites }`.
+@function allocinfo
+@tparam[opt] table opts `top`: keep the first N sites
+@treturn table `{ version, sites, totals [, skipped] }`, or nil, message,
+errno
 */
 static int l_allocinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
