@@ -159,7 +159,7 @@ end
 
 local function kib(n) return n == nil and "-" or string.format("%.2fK", n / 1024) end
 
-local function pct(a, b)
+local function share(a, b)
   return b ~= nil and b > 0 and string.format("%.1f%%", 100 * a / b) or "-"
 end
 
@@ -171,13 +171,13 @@ function M.slabinfo(s)
   local t = s.totals
   local lines = {
     (" Active / Total Objects (%% used)    : %d / %d (%s)"):format(
-      t.active_objs, t.num_objs, pct(t.active_objs, t.num_objs)),
+      t.active_objs, t.num_objs, share(t.active_objs, t.num_objs)),
     (" Active / Total Slabs (%% used)      : %d / %d (%s)"):format(
-      t.active_slabs, t.num_slabs, pct(t.active_slabs, t.num_slabs)),
+      t.active_slabs, t.num_slabs, share(t.active_slabs, t.num_slabs)),
     (" Active / Total Caches (%% used)     : %d / %d (%s)"):format(
-      t.active_caches, t.num_caches, pct(t.active_caches, t.num_caches)),
+      t.active_caches, t.num_caches, share(t.active_caches, t.num_caches)),
     (" Active / Total Size (%% used)       : %s / %s (%s)"):format(
-      kib(t.active_size), kib(t.total_size), pct(t.active_size, t.total_size)),
+      kib(t.active_size), kib(t.total_size), share(t.active_size, t.total_size)),
     (" Minimum / Average / Maximum Object : %s / %s / %s"):format(
       kib(t.min_objsize), kib(t.avg_objsize), kib(t.max_objsize)),
     "",
