@@ -1,7 +1,7 @@
 #!/usr/bin/env lua
 -- Leak hunt: a child process holds thousands of sockets open, as a
 -- leaking service would; memprobe.watch() samples the slab caches while
--- it does and names the caches that grew at every step. The leaker then
+-- it does and names the caches that grew and never shrank. The leaker then
 -- lets go and the caches shrink back.
 --
 --   lua examples/slab_leak_hunt.lua [SOCKETS_PER_STEP [STEPS]]
@@ -79,7 +79,7 @@ io.write("\n", format.watch(report, 8), "\n")
 
 local top = report.flagged[1]
 if not top then
-  io.write("\nno slab cache grew at every step\n")
+  io.write("\nno slab cache grew monotonically\n")
   os.exit(1)
 end
 local detail = memprobe.slab_detail(top.name)

@@ -239,7 +239,7 @@ function M.watch(r, top)
                         string.format("%.2f", e.r2), M.size(e.delta),
                         e.monotonic and r.samples >= 3 and "GROWS" or "" }
   end
-  local out = { ("%d samples over %.1fs; %d series changed, %d grew at every sample"):format(
+  local out = { ("%d samples over %.1fs; %d series changed, %d only grew"):format(
     r.samples, r.seconds, r.changed or #r.series, #r.flagged) }
   for src, err in pairs(r.errors) do out[#out + 1] = src .. ": " .. err end
   out[#out + 1] = M.columns({ "SRC", "NAME", "RATE", "R2", "DELTA", "" }, rows)

@@ -137,7 +137,8 @@ end
 -- flagged = {...}, errors }`. Each series entry is `{ source, name, slope, r2, first,
 -- last, delta, monotonic }`, slope in bytes per minute; series are
 -- sorted by slope, largest first; those that changed are listed.
--- `flagged` holds the entries that grew at every sample (at least 3).
+-- `flagged` holds the entries that grew and never shrank between two
+-- samples (monotonic growth; at least 3 samples).
 function Watch:report(opts)
   opts = opts or {}
   local n, times = self.n, self.times
