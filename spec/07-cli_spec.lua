@@ -98,8 +98,72 @@ describe("bin/memprobe", function()
     local out, code = cli("free --json")
     assert.are.equal(0, code)
     assert.is_number(json()(out).total)
+  end)
+
+  it("report reconciles the levels, as text and as JSON", function()
+    local out, code = cli("report")
+    assert.are.equal(0, code)
+    assert.matches("== kernel (free)", out, 1, true)
+    assert.matches("== Lua heap", out, 1, true)
+    assert.matches("used, not explained by the above", out, 1, true)
+    fits(out)
     out, code = cli("report --json")
     assert.are.equal(0, code)
-    assert.is_number(json()(out).meminfo.MemTotal)
+    local t = json()(out)
+    local total = 0
+    for line in H.slurp("/proc/meminfo"):gmatch("[^\n]+") do
+      local kb = line:match("^MemTotal:%s+(%d+) kB")
+      if kb then total = tonumber(kb) * 1024 end
+    end
+    assert.are.equal(total, t.kernel.total)
+    assert.is_number(t.lua.gc)
+    local _, bad = cli("report --bogus")
+    assert.are.equal(2, bad)
+  end)
+
+  it("prometheus prints text exposition", function()
+    local out, code = cli("prometheus")
+    assert.are.equal(0, code)
+    assert.matches("# TYPE memprobe_meminfo_bytes gauge", out, 1, true)
+    assert.matches("\nmemprobe_lua_heap_bytes %d+", out)
+  end)
+
+  it("answers -h and --help with the usage, but -h means human sizes for free", function()
+    local out, code = cli("-h")
+    assert.are.equal(0, code)
+    assert.matches("^usage: memprobe COMMAND", out)
+    out, code = cli("slab --help")
+    assert.are.equal(0, code)
+    assert.matches("^usage: memprobe COMMAND", out)
+    out, code = cli("free -h")
+    assert.are.equal(0, code)
+    assert.matches("^%s+total%s+used", out)
+    assert.matches("Mem: +[%d.]+[KMGT]iB", out)
+  end)
+
+  it("exits 2 on an unknown command and on bad --watch values", function()
+    local _, code = cli("frobnicate")
+    assert.are.equal(2, code)
+    _, code = cli("free --watch -1")
+    assert.are.equal(2, code)
+  end)
+
+  it("repeats any command with --watch S --count N", function()
+    local out, code = cli("free --watch 0.1 --count 3")
+    assert.are.equal(0, code)
+    local n = 0
+    for _ in out:gmatch("\nMem:") do n = n + 1 end
+    assert.are.equal(3, n)
+  end)
+
+  it("exits 1 with the reason when the data cannot be read", function()
+    local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s -e " ..
+      "'require(\"memprobe\").config{proc=\"/nonexistent\"} arg={[0]=\"memprobe\", \"free\"} " ..
+      "dofile(\"bin/memprobe\")' 2>&1; echo \"exit $?\"")
+      :format(package.path, package.cpath, H.interpreter()))
+    local out = p:read("*a")
+    p:close()
+    assert.matches("/nonexistent/meminfo: No such file", out, 1, true)
+    assert.matches("exit 1\n$", out)
   end)
 end)
