@@ -49,4 +49,22 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #define mp_newuserdata(L, sz)  lua_newuserdata(L, (sz))
 #endif
 
+/*
+** On 5.2+ the allocator's osize carries the type of a new object (variant
+** bits folded away by & 0x0F); 5.1 and LuaJIT pass 0. The two internal
+** types after the public ones swapped places in 5.4.
+*/
+#if LUA_VERSION_NUM >= 502
+#define MP_OSIZE_TAGS  1
+#else
+#define MP_OSIZE_TAGS  0
+#endif
+#if LUA_VERSION_NUM >= 504
+#define MP_TAG9   "upvalue"
+#define MP_TAG10  "proto"
+#else
+#define MP_TAG9   "proto"
+#define MP_TAG10  "upvalue"
+#endif
+
 #endif

@@ -165,5 +165,61 @@ MP_API void memprobe_open_sysvm (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_slab (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_vmalloc (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_dropcaches (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_tracker (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_ledger (lua_State *L, mp_ctx *c);
+
+/*
+** blocktab.c: block address -> tag, an open-addressing hash kept in the C
+** heap so that the bookkeeping never shows up in what it measures. Pure C,
+** no Lua: the allocator hook calls it.
+*/
+typedef struct mp_blk { uintptr_t key; unsigned tag; } mp_blk;
+typedef struct mp_btab {
+  mp_blk *v;       /* NULL until the first insertion */
+  size_t mask;     /* capacity - 1; capacity is a power of two */
+  size_t n;        /* entries in use */
+} mp_btab;
+MP_API int memprobe_btab_reserve (mp_btab *b);
+MP_API void memprobe_btab_put (mp_btab *b, const void *p, unsigned tag);
+MP_API unsigned memprobe_btab_get (const mp_btab *b, const void *p);
+MP_API void memprobe_btab_del (mp_btab *b, const void *p);
+MP_API void memprobe_btab_free (mp_btab *b);
+
+/*
+** tracker.c: the allocator hook. One mp_tracker per lua_State, malloc'ed
+** (outside the heap it measures) and reached as the allocator's ud.
+*/
+#define MP_NCLASS  48   /* histogram: sizes up to 2^47 bytes */
+#define MP_NTAGS   16   /* osize type tags, variant bits folded away */
+
+typedef struct mp_tracker {
+  lua_Alloc f;            /* the allocator we chain to, and its ud */
+  void *ud;
+  size_t live, peak;
+  size_t guard;           /* min(limit, mark): past it, the slow path */
+  size_t limit;           /* SIZE_MAX when none */
+  size_t mark;            /* watermark, SIZE_MAX when none or fired */
+  int marked;             /* live crossed the mark; fn not called yet */
+  int host;               /* installed by memprobe_newstate: host frees it */
+  int ledger;             /* the block table is on */
+  int sentinel;           /* a watermark sentinel is pending */
+  unsigned cur;           /* tag charged for new blocks; 0 = none */
+  unsigned ntags, tagcap; /* tag ids are 1..ntags */
+  int64_t *tag_live;      /* live bytes per tag id */
+  mp_btab blocks;
+  uint64_t allocs, frees, reallocs, failed;
+  uint64_t hist[MP_NCLASS];
+  uint64_t type_n[MP_NTAGS], type_b[MP_NTAGS];
+} mp_tracker;
+
+#define MP_TRACKER_MT  "memprobe.Tracker"
+#define MP_TRACKER_REG "memprobe.Tracker.state"
+
+MP_API void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize);
+MP_API mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud);
+MP_API void memprobe_tracker_free (mp_tracker *t);
+MP_API mp_tracker *memprobe_current (lua_State *L);
+MP_API mp_tracker *memprobe_track (lua_State *L);
+MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
 
 #endif

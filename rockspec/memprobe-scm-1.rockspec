@@ -25,9 +25,11 @@ build = {
   modules = {
     ["memprobe.core"] = {
       sources = {
+        "csrc/blocktab.c",
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
+        "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
         "csrc/procfs.c",
@@ -35,6 +37,7 @@ build = {
         "csrc/zones.c",
         "csrc/slab.c",
         "csrc/vmalloc.c",
+        "csrc/tracker.c",
       },
       incdirs = { "csrc" },
     },

@@ -1,0 +1,100 @@
+/*
+** ledger.c: attribution by scope. scope(tag, fn, ...) runs fn with new
+** blocks charged to tag; ledger() tells the live bytes per tag. The hook
+** (tracker.c) keeps block -> tag in a C-heap table (blocktab.c), so a
+** block stays charged to its tag until it is freed, wherever that is.
+** Tag names live in the tracker's registry table: 'ids' (name -> id) and
+** 'names' (id -> name); the bytes per id in the tracker itself.
+*/
+#include "internal.h"
+
+#include <stdlib.h>
+
+/* The id of the tag at index 'arg', made on first use. */
+static unsigned tag_id (lua_State *L, mp_tracker *t, int arg) {
+  unsigned id;
+  lua_getfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+  lua_getfield(L, -1, "ids");
+  lua_pushvalue(L, arg);
+  lua_rawget(L, -2);
+  id = (unsigned)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (id == 0) {
+    if (t->ntags + 1 >= t->tagcap) {
+      unsigned cap = t->tagcap ? t->tagcap * 2 : 16;
+      int64_t *v = (int64_t *)realloc(t->tag_live, cap * sizeof(int64_t));
+      if (v == NULL)
+        luaL_error(L, "not enough memory");
+      t->tag_live = v;
+      t->tagcap = cap;
+    }
+    id = t->ntags + 1;
+    lua_pushvalue(L, arg);
+    lua_pushnumber(L, (lua_Number)id);
+    lua_rawset(L, -3);
+    lua_getfield(L, -2, "names");
+    lua_pushvalue(L, arg);
+    lua_rawseti(L, -2, (int)id);
+    lua_pop(L, 1);
+    t->tag_live[id] = 0;
+    t->ntags = id;  /* only now: the hook may read tag_live[id] */
+  }
+  lua_pop(L, 2);
+  return id;
+}
+
+/*
+** scope(tag, fn, ...): returns fn's results; an error in fn propagates
+** unchanged, with the previous tag restored. The tag belongs to the
+** state, not to a coroutine.
+*/
+static int l_scope (lua_State *L) {
+  int n = lua_gettop(L), status;
+  mp_tracker *t;
+  unsigned id, prev;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  t = memprobe_track(L);
+  t->ledger = 1;
+  id = tag_id(L, t, 1);
+  prev = t->cur;
+  t->cur = id;
+  status = lua_pcall(L, n - 2, LUA_MULTRET, 0);
+  if (memprobe_current(L) == t)  /* fn may have untracked */
+    t->cur = prev;
+  if (status != 0)
+    return lua_error(L);
+  return lua_gettop(L) - 1;
+}
+
+/* ledger(): { [tag] = live bytes } for every tag used so far. */
+static int l_ledger (lua_State *L) {
+  mp_tracker *t = memprobe_current(L);
+  unsigned i;
+  lua_newtable(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+  if (t == NULL || !lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_getfield(L, -1, "names");
+  for (i = 1; i <= t->ntags; i++) {
+    int64_t v = t->tag_live[i];
+    lua_rawgeti(L, -1, (int)i);
+    mp_pushint(L, v);
+    lua_rawset(L, -5);
+  }
+  lua_pop(L, 2);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"ledger", l_ledger},
+  {"scope",  l_scope},
+  {NULL, NULL}
+};
+
+void memprobe_open_ledger (lua_State *L, mp_ctx *c) {
+  (void)c;
+  memprobe_register(L, funcs);
+}

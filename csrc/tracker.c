@@ -1,0 +1,599 @@
+/*
+** tracker.c: the allocator hook. track() puts memprobe_hook in front of
+** the state's allocator (lua_getallocf/lua_setallocf); every call is
+** forwarded to the previous allocator with its own ud, so allocators that
+** hosts install (skynet, OpenResty) keep working under it.
+**
+** The bookkeeping (mp_tracker) comes from malloc, outside the heap it
+** measures, one per lua_State: no C globals, so states in different
+** threads never share anything.
+**
+** Two traps shape the life cycle:
+** - lua_close unloads C libraries (the CLIBS finalizer on 5.2+, the
+**   library handles on 5.1/LuaJIT) before it frees the last blocks, so a
+**   hook that is still installed then jumps into unmapped code. The
+**   tracker's userdata is created after memprobe.core was loaded, so its
+**   __gc runs before the library's and puts the previous allocator back;
+**   the .so is also pinned with RTLD_NODELETE in case an odd finalizer
+**   order ever defeats that.
+** - LuaJIT frees its arena in lua_close only when it finds its own
+**   allocator installed, which the same restore takes care of.
+*/
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MP_SENTINEL_MT  "memprobe.Sentinel"
+
+#if defined(__GNUC__)
+#define mp_unlikely(x)  __builtin_expect(!!(x), 0)
+#else
+#define mp_unlikely(x)  (x)
+#endif
+
+
+/*
+** {======================================================
+** The hook: no Lua in here, ever
+** =======================================================
+*/
+
+/* Class k holds sizes in (2^(k-1), 2^k]. */
+static unsigned sizeclass (size_t n) {
+  unsigned k;
+#if defined(__GNUC__)
+  k = (n <= 1) ? 0 : (unsigned)(64 - __builtin_clzll((unsigned long long)(n - 1)));
+#else
+  for (k = 0; ((size_t)1 << k) < n; k++) ;
+#endif
+  return (k < MP_NCLASS) ? k : MP_NCLASS - 1;
+}
+
+/*
+** Counts one forwarded call whose result is p. A block the allocator had
+** before the hook came is freed with its exact osize, so 'live' (which
+** started from the collector's own count) stays exact.
+*/
+static void *account (mp_tracker *t, void *p, void *ptr, size_t osize,
+                      size_t nsize) {
+  size_t old = (ptr != NULL) ? osize : 0;
+  if (nsize == 0) {
+    if (ptr != NULL) {
+      t->live -= old;
+      t->frees++;
+    }
+    return p;
+  }
+  if (mp_unlikely(p == NULL)) {
+    t->failed++;
+    return NULL;
+  }
+  t->live += nsize - old;  /* modular: right for shrinks too */
+  if (t->live > t->peak)
+    t->peak = t->live;
+  if (ptr == NULL) {
+    t->allocs++;
+    t->hist[sizeclass(nsize)]++;
+#if MP_OSIZE_TAGS
+    t->type_n[osize & 0x0F]++;
+    t->type_b[osize & 0x0F] += nsize;
+#endif
+  }
+  else
+    t->reallocs++;
+  return p;
+}
+
+/*
+** Ledger mode: new blocks are entered in the block table under the
+** current tag; a block keeps its tag (and a block without one stays
+** without) through reallocs until it is freed, wherever that happens.
+** Room is reserved before allocating, so that a full table makes the
+** allocation fail instead of losing a block.
+*/
+static void *ledgered (mp_tracker *t, void *ptr, size_t osize,
+                       size_t nsize) {
+  unsigned tag;
+  void *p;
+  if (ptr == NULL) {
+    if (nsize == 0 || t->cur == 0)
+      return account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
+    if (!memprobe_btab_reserve(&t->blocks)) {
+      t->failed++;
+      return NULL;
+    }
+    p = account(t, t->f(t->ud, NULL, osize, nsize), NULL, osize, nsize);
+    if (p != NULL) {
+      memprobe_btab_put(&t->blocks, p, t->cur);
+      t->tag_live[t->cur] += (int64_t)nsize;
+    }
+    return p;
+  }
+  tag = memprobe_btab_get(&t->blocks, ptr);
+  p = account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
+  if (tag == 0)
+    return p;
+  if (nsize == 0) {
+    memprobe_btab_del(&t->blocks, ptr);
+    t->tag_live[tag] -= (int64_t)osize;
+  }
+  else if (p != NULL) {
+    t->tag_live[tag] += (int64_t)nsize - (int64_t)osize;
+    if (p != ptr) {  /* deleting first leaves room for the new key */
+      memprobe_btab_del(&t->blocks, ptr);
+      memprobe_btab_put(&t->blocks, p, tag);
+    }
+  }
+  return p;
+}
+
+static void *forward (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
+  if (t->ledger)
+    return ledgered(t, ptr, osize, nsize);
+  return account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
+}
+
+/*
+** A growth that would take live past the guard: refuse it when it passes
+** the limit (Lua then collects and retries on 5.2+, or raises "not enough
+** memory"); note a watermark crossing for the next safe point.
+*/
+static void *guarded (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
+  size_t old = (ptr != NULL) ? osize : 0;
+  void *p;
+  if (t->live + (nsize - old) > t->limit) {
+    t->failed++;
+    return NULL;
+  }
+  p = forward(t, ptr, osize, nsize);
+  if (p != NULL && t->live > t->mark) {
+    t->marked = 1;
+    t->mark = SIZE_MAX;
+    t->guard = t->limit;
+  }
+  return p;
+}
+
+void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
+  mp_tracker *t = (mp_tracker *)ud;
+  size_t old = (ptr != NULL) ? osize : 0;
+  if (mp_unlikely(nsize > old && t->live + (nsize - old) > t->guard))
+    return guarded(t, ptr, osize, nsize);
+  if (mp_unlikely(t->ledger))
+    return ledgered(t, ptr, osize, nsize);
+  return account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
+}
+
+/* }====================================================== */
+
+
+mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud) {
+  mp_tracker *t = (mp_tracker *)calloc(1, sizeof(mp_tracker));
+  if (t == NULL)
+    return NULL;
+  t->f = f;
+  t->ud = ud;
+  t->guard = t->limit = t->mark = SIZE_MAX;
+  return t;
+}
+
+void memprobe_tracker_free (mp_tracker *t) {
+  memprobe_btab_free(&t->blocks);
+  free(t->tag_live);
+  free(t);
+}
+
+/* The state's tracker, or NULL when the hook is not the allocator. */
+mp_tracker *memprobe_current (lua_State *L) {
+  void *ud;
+  return (lua_getallocf(L, &ud) == memprobe_hook) ? (mp_tracker *)ud : NULL;
+}
+
+/*
+** Keeps this .so mapped until the process ends: dlclose then never unmaps
+** the code a late allocator call might still reach.
+*/
+static void pin_library (void) {
+  static const char anchor = 0;
+  Dl_info di;
+  if (dladdr(&anchor, &di) != 0 && di.dli_fname != NULL &&
+      di.dli_fname[0] != '\0')
+    (void)dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+static mp_tracker **new_handle (lua_State *L) {
+  mp_tracker **h = (mp_tracker **)mp_newuserdata(L, sizeof(mp_tracker *));
+  *h = NULL;
+  luaL_getmetatable(L, MP_TRACKER_MT);
+  lua_setmetatable(L, -2);
+  return h;
+}
+
+/*
+** Pushes the registry table that holds the tracker's Lua side: 'handle'
+** (the userdata), 'watermark' (the function), 'ids'/'names' (ledger tags).
+** Pushes nil when the state is not tracked from Lua.
+*/
+static void push_state (lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+}
+
+/*
+** Installs the hook unless it is there already, and makes sure the Lua
+** side exists. Every Lua allocation happens before the collector's count
+** is read, so that 'live' starts equal to it.
+*/
+mp_tracker *memprobe_track (lua_State *L) {
+  mp_tracker *t = memprobe_current(L);
+  mp_tracker **h;
+  void *ud;
+  lua_Alloc f;
+  push_state(L);
+  if (t != NULL && lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return t;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 4);
+  h = new_handle(L);
+  lua_setfield(L, -2, "handle");
+  lua_newtable(L);
+  lua_setfield(L, -2, "ids");
+  lua_newtable(L);
+  lua_setfield(L, -2, "names");
+  if (t == NULL) {  /* not installed by the host: install now */
+    f = lua_getallocf(L, &ud);
+    if ((t = memprobe_tracker_new(f, ud)) == NULL)
+      luaL_error(L, "not enough memory");
+    pin_library();
+    lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+    t->live = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+              (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    t->peak = t->live;
+    lua_setallocf(L, memprobe_hook, t);
+  }
+  else
+    lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+  *h = t;
+  return t;
+}
+
+static void push_handle (lua_State *L) {
+  push_state(L);
+  lua_getfield(L, -1, "handle");
+  lua_remove(L, -2);
+}
+
+/* Methods work on a tracker that is still installed. */
+static mp_tracker *check_tracker (lua_State *L) {
+  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  if (*h == NULL)
+    luaL_error(L, "tracker was untracked");
+  return *h;
+}
+
+static size_t check_size (lua_State *L, int arg) {
+  lua_Number n = luaL_checknumber(L, arg);
+  luaL_argcheck(L, n >= 0 && n < 9.0e15, arg, "size must be 0 or more bytes");
+  return (size_t)n;
+}
+
+
+/*
+** {======================================================
+** Watermark: called at safe points only
+** =======================================================
+*/
+
+/*
+** A sentinel is a finalizable userdata that nothing references: it dies
+** in the next collection cycle, and its __gc (run by the collector at a
+** safe point, never inside the allocator) checks the watermark and makes
+** a new sentinel while one is still set.
+*/
+static void arm_sentinel (lua_State *L, mp_tracker *t) {
+  if (t->sentinel)
+    return;
+  mp_newuserdata(L, 1);
+  luaL_getmetatable(L, MP_SENTINEL_MT);
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  t->sentinel = 1;
+}
+
+/*
+** Calls the watermark function once after live crossed its mark. From a
+** finalizer it runs protected and keeps an error as
+** stats().watermark_error; from a method, errors propagate.
+*/
+void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect) {
+  if (!t->marked)
+    return;
+  t->marked = 0;
+  push_state(L);
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "watermark");
+  lua_pushnil(L);
+  lua_setfield(L, -3, "watermark");  /* one shot */
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 2);
+    return;
+  }
+  mp_pushint(L, t->live);
+  if (!protect)
+    lua_call(L, 1, 0);
+  else if (lua_pcall(L, 1, 0, 0) != 0)
+    lua_setfield(L, -2, "watermark_error");
+  lua_pop(L, 1);
+}
+
+static int sentinel_gc (lua_State *L) {
+  mp_tracker *t = memprobe_current(L);
+  if (t == NULL)
+    return 0;
+  t->sentinel = 0;
+  memprobe_safepoint(L, t, 1);
+  if ((t = memprobe_current(L)) != NULL && t->mark != SIZE_MAX)
+    arm_sentinel(L, t);
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/*
+** track([opts]): installs the hook (once per state) and returns the
+** tracker. opts.limit sets a limit, opts.ledger turns the block table on
+** from the start.
+*/
+static int l_track (lua_State *L) {
+  mp_tracker *t;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+      lua_pop(L, 1);
+      if (strcmp(k, "limit") != 0 && strcmp(k, "ledger") != 0)
+        return luaL_argerror(L, 1, "unknown option (limit, ledger)");
+    }
+    lua_getfield(L, 1, "limit");
+    if (!lua_isnil(L, -1))
+      check_size(L, -1);
+    lua_pop(L, 1);
+  }
+  t = memprobe_track(L);
+  if (lua_istable(L, 1)) {
+    lua_getfield(L, 1, "limit");
+    if (!lua_isnil(L, -1)) {
+      t->limit = check_size(L, -1);
+      t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+    }
+    lua_getfield(L, 1, "ledger");
+    if (lua_toboolean(L, -1))
+      t->ledger = 1;
+    lua_pop(L, 2);
+  }
+  push_handle(L);
+  return 1;
+}
+
+static void set_count (lua_State *L, const char *k, uint64_t v) {
+  mp_pushint(L, v);
+  lua_setfield(L, -2, k);
+}
+
+#if MP_OSIZE_TAGS
+static const char *const typename_[MP_NTAGS] = {
+  "other", NULL, NULL, NULL, "string", "table", "function", "userdata",
+  "thread", MP_TAG9, MP_TAG10, NULL, NULL, NULL, NULL, NULL
+};
+#endif
+
+/*
+** stats(): the counters as they were when it was called (copied before
+** the result table is allocated, so live equals collectgarbage("count")
+** taken just before the call).
+*/
+static int l_stats (lua_State *L) {
+  mp_tracker s;
+  unsigned i;
+  check_tracker(L);
+  memprobe_safepoint(L, check_tracker(L), 0);
+  memcpy(&s, check_tracker(L), sizeof(s));
+  lua_createtable(L, 0, 12);
+  set_count(L, "live", s.live);
+  set_count(L, "peak", s.peak);
+  set_count(L, "allocs", s.allocs);
+  set_count(L, "frees", s.frees);
+  set_count(L, "reallocs", s.reallocs);
+  set_count(L, "failed", s.failed);
+  if (s.limit != SIZE_MAX)
+    set_count(L, "limit", s.limit);
+  lua_newtable(L);
+  for (i = 0; i < MP_NCLASS; i++)
+    if (s.hist[i] != 0) {
+      mp_pushint(L, (uint64_t)1 << i);
+      mp_pushint(L, s.hist[i]);
+      lua_rawset(L, -3);
+    }
+  lua_setfield(L, -2, "histogram");
+#if MP_OSIZE_TAGS
+  lua_newtable(L);
+  for (i = 0; i < MP_NTAGS; i++)
+    if (s.type_n[i] != 0) {
+      lua_createtable(L, 0, 2);
+      set_count(L, "allocs", s.type_n[i]);
+      set_count(L, "bytes", s.type_b[i]);
+      lua_setfield(L, -2, typename_[i] != NULL ? typename_[i] : "other");
+    }
+  lua_setfield(L, -2, "by_type");
+#endif
+  push_state(L);
+  lua_getfield(L, -1, "watermark_error");
+  lua_setfield(L, -3, "watermark_error");
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* reset_peak([floor]): peak becomes max(live, floor). */
+static int l_reset_peak (lua_State *L) {
+  mp_tracker *t = check_tracker(L);
+  size_t floor = lua_isnoneornil(L, 2) ? 0 : check_size(L, 2);
+  t->peak = (t->live > floor) ? t->live : floor;
+  mp_pushint(L, t->peak);
+  return 1;
+}
+
+/* limit(bytes|nil): returns the previous limit (nil when there was none). */
+static int l_limit (lua_State *L) {
+  mp_tracker *t = check_tracker(L);
+  size_t prev = t->limit;
+  size_t n = SIZE_MAX;
+  if (!lua_isnoneornil(L, 2))
+    n = check_size(L, 2);
+  else
+    luaL_argcheck(L, !lua_isnone(L, 2), 2, "bytes or nil expected");
+  t->limit = n;
+  t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+  if (prev == SIZE_MAX)
+    lua_pushnil(L);
+  else
+    mp_pushint(L, prev);
+  return 1;
+}
+
+/*
+** watermark(bytes, fn): fn(live) is called once, at the first safe point
+** after live went past bytes: the end of a collection cycle (sentinel
+** finalizer) or the next tracker method call. watermark(nil) clears it.
+** When live is past bytes already, fn runs before this returns.
+*/
+static int l_watermark (lua_State *L) {
+  mp_tracker *t = check_tracker(L);
+  size_t n = SIZE_MAX;
+  lua_settop(L, 3);
+  if (!lua_isnil(L, 2)) {
+    n = check_size(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  }
+  push_state(L);
+  lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "watermark");
+  lua_pop(L, 1);
+  t->marked = 0;
+  t->mark = n;
+  t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+  if (n != SIZE_MAX) {
+    if (t->live > n) {
+      t->marked = 1;
+      t->mark = SIZE_MAX;
+      t->guard = t->limit;
+      memprobe_safepoint(L, t, 0);
+    }
+    else
+      arm_sentinel(L, t);
+  }
+  return 0;
+}
+
+/*
+** untrack(): puts the previous allocator back. Idempotent. Fails (nil,
+** message) when the host installed the hook or another hook was chained
+** over this one: removing it would cut that chain.
+*/
+static int l_untrack (lua_State *L) {
+  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = *h;
+  if (t != NULL) {
+    if (t->host) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "the host installed this tracker (memprobe_newstate)");
+      return 2;
+    }
+    if (memprobe_current(L) != t) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "another allocator was installed over the tracker");
+      return 2;
+    }
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+    lua_setallocf(L, t->f, t->ud);
+    *h = NULL;
+    memprobe_tracker_free(t);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/*
+** __gc: runs in lua_close before the library is unloaded (see the top of
+** this file). If another hook sits over ours, the tracker must outlive
+** the state, and is left to leak rather than break that chain.
+*/
+static int l_gc (lua_State *L) {
+  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = *h;
+  *h = NULL;
+  if (t != NULL && !t->host && memprobe_current(L) == t) {
+    lua_setallocf(L, t->f, t->ud);
+    memprobe_tracker_free(t);
+  }
+  return 0;
+}
+
+static int l_tostring (lua_State *L) {
+  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  if (*h == NULL)
+    lua_pushliteral(L, "memprobe.Tracker (untracked)");
+  else
+    lua_pushfstring(L, "memprobe.Tracker (%f KiB live)",
+                    (lua_Number)(*h)->live / 1024);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+  {"track",      l_track},
+  {NULL, NULL}
+};
+
+static const luaL_Reg methods[] = {
+  {"limit",      l_limit},
+  {"reset_peak", l_reset_peak},
+  {"stats",      l_stats},
+  {"untrack",    l_untrack},
+  {"watermark",  l_watermark},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+  {"__close",    l_untrack},
+  {"__gc",       l_gc},
+  {"__tostring", l_tostring},
+  {NULL, NULL}
+};
+
+void memprobe_open_tracker (lua_State *L, mp_ctx *c) {
+  (void)c;
+  if (luaL_newmetatable(L, MP_TRACKER_MT)) {
+    mp_setfuncs(L, metamethods, 0);
+    lua_newtable(L);
+    mp_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, MP_TRACKER_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, MP_SENTINEL_MT)) {
+    lua_pushcfunction(L, sentinel_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  memprobe_register(L, funcs);
+}
