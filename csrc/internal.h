@@ -200,6 +200,7 @@ typedef struct mp_tracker {
   size_t limit;           /* SIZE_MAX when none */
   size_t mark;            /* watermark, SIZE_MAX when none or fired */
   int marked;             /* live crossed the mark; fn not called yet */
+  size_t crossed;         /* live just after the crossing */
   int host;               /* installed by memprobe_newstate: host frees it */
   int ledger;             /* the block table is on */
   int sentinel;           /* a watermark sentinel is pending */

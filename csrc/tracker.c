@@ -151,6 +151,7 @@ static void *guarded (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   p = forward(t, ptr, osize, nsize);
   if (p != NULL && t->live > t->mark) {
     t->marked = 1;
+    t->crossed = t->live;
     t->mark = SIZE_MAX;
     t->guard = t->limit;
   }
@@ -305,7 +306,8 @@ static void arm_sentinel (lua_State *L, mp_tracker *t) {
 }
 
 /*
-** Calls the watermark function once after live crossed its mark. From a
+** Calls the watermark function once after live crossed its mark, with
+** live as it was just after the crossing. From a
 ** finalizer it runs protected and keeps an error as
 ** stats().watermark_error; from a method, errors propagate.
 */
@@ -325,7 +327,7 @@ void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect) {
     lua_pop(L, 2);
     return;
   }
-  mp_pushint(L, t->live);
+  mp_pushint(L, t->crossed);
   if (!protect)
     lua_call(L, 1, 0);
   else if (lua_pcall(L, 1, 0, 0) != 0)
@@ -442,12 +444,16 @@ static int l_stats (lua_State *L) {
   return 1;
 }
 
-/* reset_peak([floor]): peak becomes max(live, floor). */
+/*
+** reset_peak([floor]): peak becomes max(live, floor); returns the peak it
+** replaced (nested measurements save and restore it this way).
+*/
 static int l_reset_peak (lua_State *L) {
   mp_tracker *t = check_tracker(L);
   size_t floor = lua_isnoneornil(L, 2) ? 0 : check_size(L, 2);
+  size_t prev = t->peak;
   t->peak = (t->live > floor) ? t->live : floor;
-  mp_pushint(L, t->peak);
+  mp_pushint(L, prev);
   return 1;
 }
 
@@ -493,6 +499,7 @@ static int l_watermark (lua_State *L) {
   if (n != SIZE_MAX) {
     if (t->live > n) {
       t->marked = 1;
+      t->crossed = t->live;
       t->mark = SIZE_MAX;
       t->guard = t->limit;
       memprobe_safepoint(L, t, 0);

@@ -49,6 +49,7 @@ build = {
     ["memprobe.report"] = "lua/memprobe/report.lua",
     ["memprobe.diff"] = "lua/memprobe/diff.lua",
     ["memprobe.watch"] = "lua/memprobe/watch.lua",
+    ["memprobe.requires"] = "lua/memprobe/requires.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

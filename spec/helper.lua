@@ -38,6 +38,20 @@ function H.run(cmd)
   return out ~= "" and out or nil
 end
 
+--- The interpreter running the specs, as a command name.
+function H.interp()
+  if jit then return "luajit" end
+  return "lua" .. _VERSION:match("%d+%.%d+")
+end
+
+--- Exit status of a shell command (its output is discarded).
+function H.status(cmd)
+  local p = io.popen(cmd .. " >/dev/null 2>&1; echo $?")
+  local out = p:read("*a")
+  p:close()
+  return tonumber(out:match("(%d+)%s*$"))
+end
+
 --- Names of the globals, to check that a module creates none.
 function H.globals()
   local g = {}

@@ -8,6 +8,7 @@
 -- @module memprobe
 
 local core = require "memprobe.core"
+local requires = require "memprobe.requires"
 
 local M = {}
 
@@ -23,6 +24,16 @@ M.diff = function(a, b) return require("memprobe.diff").diff(a, b) end
 --- A sampler ranking series by growth rate; see `memprobe.watch`.
 -- @function watch
 M.watch = function(opts) return require("memprobe.watch").new(opts) end
+
+--- Accounts the load cost of every module required from now on; see
+-- `memprobe.requires`. `account_requires(false)` stops.
+-- @function account_requires
+M.account_requires = requires.account_requires
+
+--- Load cost per accounted module: rows `{ name, retained, inclusive,
+-- peak, allocs, seconds }`; see `memprobe.requires`.
+-- @function requires
+M.requires = requires.requires
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION

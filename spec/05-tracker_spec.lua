@@ -1,0 +1,336 @@
+local memprobe = require "memprobe"
+local H = require "spec.helper"
+
+local KiB = 1024
+local has_types = _VERSION ~= "Lua 5.1"   -- LuaJIT says 5.1 too
+
+local function count()
+  return collectgarbage("count") * KiB
+end
+
+-- LuaJIT's traces live in the same heap; keep them out of exact checks.
+local function jit_off() if jit then jit.off() end end
+local function jit_on() if jit then jit.on() end end
+
+describe("memprobe.track()", function()
+  before_each(jit_off)
+  after_each(jit_on)
+
+  it("returns the same tracker when called again", function()
+    local t = memprobe.track()
+    assert.are.equal("userdata", type(t))
+    assert.are.equal(t, memprobe.track())
+    assert.matches("^memprobe.Tracker %(", tostring(t))
+  end)
+
+  it("reports live equal to collectgarbage('count') at every point", function()
+    local t = memprobe.track()
+    local c = count()
+    local s = t:stats()
+    assert.are.equal(c, s.live)
+    local keep = {}
+    for i = 1, 5000 do keep[i] = { i, tostring(i), function() return i end } end
+    c = count()
+    s = t:stats()
+    assert.are.equal(c, s.live)
+    keep = nil
+    collectgarbage()
+    collectgarbage()
+    c = count()
+    local s2 = t:stats()
+    assert.are.equal(c, s2.live)
+    assert.is_true(s2.live < s.live)
+    assert.is_true(s2.frees > s.frees)
+    assert.is_nil(keep)
+  end)
+
+  it("keeps the change in live equal to the change in the collector's count", function()
+    local t = memprobe.track()
+    collectgarbage("stop")
+    local c0, s0 = count(), t:stats()
+    local big = string.rep("z", 123457)
+    local tbl = {}
+    for i = 1, 300 do tbl[i] = i end
+    local c1, s1 = count(), t:stats()
+    collectgarbage("restart")
+    assert.are.equal(c1 - c0, s1.live - s0.live)
+    assert.is_true(s1.live - s0.live > 123457)
+    assert.are.equal(123457, #big)
+  end)
+
+  it("counts allocations, reallocations and size classes consistently", function()
+    local t = memprobe.track()
+    local s0 = t:stats()
+    local keep = {}
+    for i = 1, 1000 do keep[i] = {} end
+    local s1 = t:stats()
+    assert.is_true(s1.allocs - s0.allocs >= 1000)
+    assert.is_true(s1.reallocs > s0.reallocs)   -- keep's array part grew
+    assert.is_true(s1.peak >= s1.live)
+    local n = 0
+    for size, k in pairs(s1.histogram) do
+      -- classes are powers of two
+      assert.are.equal(size, 2 ^ math.floor(math.log(size) / math.log(2) + 0.5))
+      n = n + k
+    end
+    assert.are.equal(s1.allocs, n)
+    assert.are.equal(1000, #keep)
+  end)
+
+  it("reports allocations by type on 5.2+ and nil on 5.1 and LuaJIT", function()
+    local t = memprobe.track()
+    local s0 = t:stats()
+    if not has_types then
+      assert.is_nil(s0.by_type)
+      return
+    end
+    -- what one stats() call makes itself
+    local s0b = t:stats()
+    local own = s0b.by_type.table.allocs - s0.by_type.table.allocs
+    s0 = t:stats()
+    collectgarbage("stop")
+    local c0 = count()
+    local keep = {}
+    for i = 1, 1000 do keep[i] = {} end
+    local c1 = count()
+    local s1 = t:stats()
+    collectgarbage("restart")
+    local tables = s1.by_type.table.allocs - s0.by_type.table.allocs
+    assert.are.equal(1001 + own, tables)
+    -- bytes of the 1001 table headers plus keep's array part = the count delta
+    local other = s1.by_type.other.bytes - s0.by_type.other.bytes
+    local tb = s1.by_type.table.bytes - s0.by_type.table.bytes
+    -- table headers all have one size; their parts are other allocations
+    assert.are.equal(0, tb % tables)
+    assert.is_true(tb / tables >= 32 and tb / tables <= 128)
+    assert.is_true(tb + other >= 1001 * (tb / tables))
+    assert.is_true(tb < c1 - c0)
+    assert.is_true(s1.by_type.string.allocs > 0)
+    assert.are.equal(1000, #keep)
+  end)
+
+  it("raises on bad arguments", function()
+    local t = memprobe.track()
+    local cases = {
+      { function() memprobe.track("x") end, "bad argument #1 to 'track'" },
+      { function() memprobe.track{ bogus = 1 } end, "unknown option" },
+      { function() memprobe.track{ limit = -1 } end, "size must be" },
+      { function() t:limit(-5) end, "bad argument #1 to 'limit'" },
+      { function() t:limit("lots") end, "bad argument #1 to 'limit'" },
+      { function() t:limit() end, "bytes or nil expected" },
+      { function() t:watermark(10) end, "bad argument #2 to 'watermark'" },
+      { function() t:reset_peak(-1) end, "bad argument #1 to 'reset_peak'" },
+      { function() t.stats({}) end, "bad argument #1 to 'stats'" },
+      { function() t.stats(io.stdout) end, "bad argument #1 to 'stats'" },
+    }
+    for i, case in ipairs(cases) do
+      local ok, err = pcall(case[1])
+      assert.is_false(ok, i)
+      assert.is_truthy(tostring(err):find(case[2], 1, true), i .. ": " .. tostring(err))
+    end
+  end)
+
+  it("does not create globals", function()
+    local before = H.globals()
+    local t = memprobe.track()
+    t:stats()
+    t:reset_peak()
+    for k in pairs(_G) do assert.is_true(before[k], k) end
+  end)
+end)
+
+describe("tracker:limit()", function()
+  before_each(jit_off)
+  after_each(function()
+    memprobe.track():limit(nil)
+    jit_on()
+  end)
+
+  it("makes allocations past the limit fail with 'not enough memory'", function()
+    local t = memprobe.track()
+    collectgarbage()
+    collectgarbage()
+    local failed0 = t:stats().failed
+    local limit = count() + 64 * KiB
+    t:reset_peak()
+    -- nothing in between may allocate outside the pcall (luassert does)
+    local prev = t:limit(limit)
+    local ok, err = pcall(function()
+      local q = {}
+      for i = 1, 1e6 do q[i] = { i } end
+    end)
+    local now = t:limit(nil)
+    local s = t:stats()
+    assert.is_nil(prev)
+    assert.are.equal(limit, now)
+    assert.is_false(ok)
+    assert.are.equal("not enough memory", err)
+    assert.is_true(s.failed > failed0)
+    assert.is_true(s.peak <= limit, s.peak - limit)
+    -- the state stays usable
+    local after = {}
+    for i = 1, 1000 do after[i] = { i } end
+    assert.are.equal(1000, #after)
+  end)
+
+  it("lets frees through when live is over the limit", function()
+    local t = memprobe.track()
+    local junk = {}
+    for i = 1, 5000 do junk[i] = { i } end
+    junk = nil
+    local c0 = count()
+    t:limit(c0 - 16 * KiB)
+    local ok = pcall(collectgarbage, "collect")
+    t:limit(nil)
+    assert.is_true(ok)
+    assert.is_true(count() < c0 - 100 * KiB)
+    assert.is_nil(junk)
+  end)
+
+  -- Lua 5.3+ (and 5.2 while the collector runs) collect and retry before
+  -- giving up; 5.1 and LuaJIT fail at once, so there uncollected garbage
+  -- counts against the limit.
+  it("counts garbage against the limit on 5.1, LuaJIT and a stopped 5.2", function()
+    local t = memprobe.track()
+    collectgarbage()
+    collectgarbage("stop")
+    local junk = {}
+    for i = 1, 5000 do junk[i] = { i } end
+    junk = nil
+    t:limit(count() + 32 * KiB)
+    local ok, err = pcall(function()
+      local q = {}
+      for i = 1, 2000 do q[i] = { i } end
+      return q
+    end)
+    t:limit(nil)
+    collectgarbage("restart")
+    if _VERSION >= "Lua 5.3" then
+      assert.is_true(ok, err)
+    else
+      assert.is_false(ok)
+      assert.are.equal("not enough memory", err)
+    end
+    assert.is_nil(junk)
+  end)
+
+  -- The unprotected-call caveat: a memory error raised where no pcall
+  -- catches it reaches the panic handler. The standalone interpreter runs
+  -- its chunk protected and reports it; a host that uses lua_call dies.
+  it("reports an unprotected memory error through the interpreter", function()
+    local code = H.status(H.interp() .. [[ -e '
+      local t = require"memprobe".track()
+      t:limit(collectgarbage("count") * 1024 + 4096)
+      local q = {}
+      for i = 1, 1e6 do q[i] = { i } end']])
+    assert.are.equal(1, code)
+  end)
+end)
+
+describe("tracker:watermark()", function()
+  before_each(jit_off)
+  after_each(jit_on)
+
+  it("calls fn once from a collection cycle after live went past the mark", function()
+    local t = memprobe.track()
+    local hits = {}
+    local mark = count() + 200 * KiB
+    t:watermark(mark, function(live) hits[#hits + 1] = { live = live } end)
+    local keep = {}
+    for i = 1, 4000 do keep[i] = { i, i, i, i } end
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(1, #hits)
+    assert.is_true(hits[1].live > mark)
+    collectgarbage()
+    assert.are.equal(1, #hits)
+    assert.are.equal(4000, #keep)
+  end)
+
+  it("calls fn from the next tracker call when the collector is stopped", function()
+    local t = memprobe.track()
+    collectgarbage("stop")
+    local hits = 0
+    t:watermark(count() + 50 * KiB, function() hits = hits + 1 end)
+    local keep = string.rep("w", 60 * KiB)
+    assert.are.equal(0, hits)
+    t:stats()
+    collectgarbage("restart")
+    assert.are.equal(1, hits)
+    assert.are.equal(60 * KiB, #keep)
+  end)
+
+  it("calls fn before returning when live is past the mark already", function()
+    local t = memprobe.track()
+    local got
+    t:watermark(1, function(live) got = live end)
+    assert.is_true(got > 1)
+  end)
+
+  it("is cleared by watermark(nil)", function()
+    local t = memprobe.track()
+    local hits = 0
+    t:watermark(count() + 10 * KiB, function() hits = hits + 1 end)
+    t:watermark(nil)
+    local keep = string.rep("n", 20 * KiB)
+    collectgarbage()
+    t:stats()
+    assert.are.equal(0, hits)
+    assert.are.equal(20 * KiB, #keep)
+  end)
+
+  it("keeps an error raised from a finalizer run as stats().watermark_error", function()
+    local t = memprobe.track()
+    t:watermark(count() + 10 * KiB, function() error("watermark fn failed") end)
+    local keep = string.rep("e", 20 * KiB)
+    collectgarbage()
+    collectgarbage()
+    local s = t:stats()
+    assert.matches("watermark fn failed", s.watermark_error)
+    assert.are.equal(20 * KiB, #keep)
+  end)
+end)
+
+describe("tracker:untrack()", function()
+  it("restores the previous allocator; track() then makes a new tracker", function()
+    local t = memprobe.track()
+    assert.is_true(t:untrack())
+    assert.is_true(t:untrack())
+    assert.has_error(function() t:stats() end, "tracker was untracked")
+    assert.matches("untracked", tostring(t))
+    collectgarbage()
+    local t2 = memprobe.track()
+    assert.are_not.equal(t, t2)
+    local c = count()
+    local live = t2:stats().live   -- before luassert allocates
+    assert.are.equal(c, live)
+  end)
+end)
+
+describe("the unload hazard", function()
+  local lua = H.interp()
+  local scripts = {
+    [[require"memprobe".track()]],
+    [[local m = require"memprobe"; local t = m.track{ ledger = true };
+      t:limit(1e9); t:watermark(1e8, print);
+      _G.keep = m.scope("x", function() return { 1, 2, 3 } end)]],
+  }
+
+  it("lets a tracked interpreter exit 0", function()
+    for _, s in ipairs(scripts) do
+      assert.are.equal(0, H.status(lua .. " -e '" .. s .. "'"), s)
+    end
+  end)
+
+  local valgrind = H.status("command -v valgrind") == 0
+  it("lets a tracked interpreter exit 0 under valgrind", function()
+    if not valgrind then
+      pending("valgrind is not installed")
+      return
+    end
+    for _, s in ipairs(scripts) do
+      assert.are.equal(0, H.status("valgrind -q --error-exitcode=1 " .. lua ..
+                                   " -e '" .. s .. "'"), s)
+    end
+  end)
+end)
