@@ -28,7 +28,7 @@ describe("memprobe.track()", function()
     local c = count()
     local s = t:stats()
     assert.are.equal(c, s.live)
-    local keep = {}
+    local keep = {}  -- luacheck: ignore
     for i = 1, 5000 do keep[i] = { i, tostring(i), function() return i end } end
     c = count()
     s = t:stats()
@@ -49,7 +49,7 @@ describe("memprobe.track()", function()
     collectgarbage("stop")
     local c0, s0 = count(), t:stats()
     local big = string.rep("z", 123457)
-    local tbl = {}
+    local tbl = {}  -- luacheck: ignore
     for i = 1, 300 do tbl[i] = i end
     local c1, s1 = count(), t:stats()
     collectgarbage("restart")
@@ -156,7 +156,7 @@ describe("tracker:limit()", function()
     -- nothing in between may allocate outside the pcall (luassert does)
     local prev = t:limit(limit)
     local ok, err = pcall(function()
-      local q = {}
+      local q = {}  -- luacheck: ignore
       for i = 1, 1e6 do q[i] = { i } end
     end)
     local now = t:limit(nil)
@@ -175,7 +175,7 @@ describe("tracker:limit()", function()
 
   it("lets frees through when live is over the limit", function()
     local t = memprobe.track()
-    local junk = {}
+    local junk = {}  -- luacheck: ignore
     for i = 1, 5000 do junk[i] = { i } end
     junk = nil
     local c0 = count()
@@ -194,7 +194,7 @@ describe("tracker:limit()", function()
     local t = memprobe.track()
     collectgarbage()
     collectgarbage("stop")
-    local junk = {}
+    local junk = {}  -- luacheck: ignore
     for i = 1, 5000 do junk[i] = { i } end
     junk = nil
     t:limit(count() + 32 * KiB)

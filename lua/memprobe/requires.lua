@@ -1,7 +1,7 @@
 --- Load cost of modules: `account_requires()` wraps `require`, and
 -- `requires()` tells what each module cost to load and what it kept.
 --
--- Each accounted require runs two full collections before and two after
+-- Each accounted require runs full collections before and after
 -- the load, so that `retained` is what survives a full GC: use it to
 -- diagnose, not on a hot path. `seconds` is CPU time (os.clock).
 -- @module memprobe.requires
@@ -18,9 +18,17 @@ local function count()
   return collectgarbage("count") * 1024
 end
 
+-- Full collections until the count stops moving: the VM's own caches
+-- (the string table, LuaJIT's buffers) shrink a step per cycle, and would
+-- otherwise be charged to whichever module loads next.
 local function settle()
-  collectgarbage("collect")
-  collectgarbage("collect")
+  local prev
+  for _ = 1, 24 do
+    collectgarbage("collect")
+    local c = collectgarbage("count")
+    if c == prev then return end
+    prev = c
+  end
 end
 
 -- Loads `name` under the scope tag `name`, measuring around it. Every
