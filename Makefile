@@ -32,13 +32,14 @@ PKGS := gcc make lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         liblua5.3-dev lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
         luarocks lua-busted lua-check lua-ldoc lua-cjson lua-dkjson \
         lua-socket procps python3-psutil \
-        prometheus nginx-light libnginx-mod-http-lua curl
+        prometheus nginx-light libnginx-mod-http-lua curl \
+        valgrind pkg-config
 
 LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
 
 .PHONY: all deps build test demo lint busted rockcheck docs clean \
-        $(addprefix busted-,$(RUNTIMES))
+        $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker
 
 all: build
 
@@ -67,7 +68,32 @@ $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so
 rockcheck:
 	@sh tools/rockcheck.sh $(ROCKSPEC)
 
-test: deps build lint docs rockcheck busted
+# The embedding example: two tracked states in two threads, linked
+# against the system's Lua 5.4; once plain, once under ThreadSanitizer.
+EMBED_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I$(INC_5.4))
+EMBED_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+EMBED_SRCS   := examples/embed/host.c $(SRCS)
+
+build/embed/host: $(EMBED_SRCS) $(HDRS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(OPT) $(WARN) -pthread $(EMBED_CFLAGS) -Icsrc $(EMBED_SRCS) -o $@ $(EMBED_LIBS)
+
+build/tsan/host: $(EMBED_SRCS) $(HDRS) Makefile
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fsanitize=thread $(WARN) -pthread $(EMBED_CFLAGS) -Icsrc \
+	  $(EMBED_SRCS) -o $@ $(EMBED_LIBS)
+
+embed: build/embed/host
+	./build/embed/host
+
+tsan: build/tsan/host
+	TSAN_OPTIONS=halt_on_error=1 ./build/tsan/host
+
+# Callgrind instruction counts with and without the allocator hook.
+bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
+	@sh bench/tracker.sh
+
+test: deps build lint docs rockcheck embed tsan busted
 
 demo: deps build
 	@$(call run,5.4) lua5.4 bin/memprobe report

@@ -196,7 +196,8 @@ typedef struct mp_tracker {
   lua_Alloc f;            /* the allocator we chain to, and its ud */
   void *ud;
   size_t live, peak;
-  size_t guard;           /* min(limit, mark): past it, the slow path */
+  size_t guard;           /* min(limit, mark), 0 in ledger mode: past
+                             it, the hook takes the slow path */
   size_t limit;           /* SIZE_MAX when none */
   size_t mark;            /* watermark, SIZE_MAX when none or fired */
   int marked;             /* live crossed the mark; fn not called yet */
@@ -208,7 +209,7 @@ typedef struct mp_tracker {
   unsigned ntags, tagcap; /* tag ids are 1..ntags */
   int64_t *tag_live;      /* live bytes per tag id */
   mp_btab blocks;
-  uint64_t allocs, frees, reallocs, failed;
+  uint64_t frees, reallocs, failed;  /* allocs: the sum of hist */
   uint64_t hist[MP_NCLASS];
   uint64_t type_n[MP_NTAGS], type_b[MP_NTAGS];
 } mp_tracker;
@@ -221,6 +222,8 @@ MP_API mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud);
 MP_API void memprobe_tracker_free (mp_tracker *t);
 MP_API mp_tracker *memprobe_current (lua_State *L);
 MP_API mp_tracker *memprobe_track (lua_State *L);
+MP_API void memprobe_guard (mp_tracker *t);
+MP_API uint64_t memprobe_allocs (const mp_tracker *t);
 MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
 
 #endif

@@ -56,6 +56,7 @@ static int l_scope (lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   t = memprobe_track(L);
   t->ledger = 1;
+  memprobe_guard(t);
   id = tag_id(L, t, 1);
   prev = t->cur;
   t->cur = id;

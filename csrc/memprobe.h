@@ -24,4 +24,28 @@
 /* Opens memprobe.core: pushes its module table. */
 MEMPROBE_API int luaopen_memprobe_core (lua_State *L);
 
+/*
+** Tracking from the first allocation. memprobe_newstate is a drop-in for
+** luaL_newstate (same panic handler) whose allocator hook is in place
+** before the state exists, so its counts cover every block; f/ud is the
+** allocator to chain to (NULL: realloc/free). It may be called before
+** luaopen_memprobe_core and from any thread: every state has its own
+** counters. require"memprobe".track() in such a state returns a tracker
+** over the host's hook (untrack() is refused). Close such a state with
+** memprobe_close, which frees the counters after lua_close.
+*/
+typedef struct memprobe_counts {
+  size_t live, peak;                 /* bytes */
+  unsigned long long allocs, frees, reallocs, failed;
+} memprobe_counts;
+
+MEMPROBE_API lua_State *memprobe_newstate (lua_Alloc f, void *ud);
+
+/* Fills *out and returns 1 when L is tracked (newstate or track()), or
+** returns 0. Safe to call from the thread that runs L, between calls. */
+MEMPROBE_API int memprobe_stats (lua_State *L, memprobe_counts *out);
+
+/* lua_close, then frees what memprobe_newstate allocated. */
+MEMPROBE_API void memprobe_close (lua_State *L);
+
 #endif

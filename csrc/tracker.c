@@ -53,9 +53,11 @@ static unsigned sizeclass (size_t n) {
 }
 
 /*
-** Counts one forwarded call whose result is p. A block the allocator had
-** before the hook came is freed with its exact osize, so 'live' (which
-** started from the collector's own count) stays exact.
+** Counts one forwarded call whose result is p (the slow path's
+** bookkeeping; the hook below inlines the same for the common cases). A
+** block the allocator had before the hook came is freed with its exact
+** osize, so 'live' (which started from the collector's own count) stays
+** exact. Allocations are counted in the histogram only: allocs is its sum.
 */
 static void *account (mp_tracker *t, void *p, void *ptr, size_t osize,
                       size_t nsize) {
@@ -75,7 +77,6 @@ static void *account (mp_tracker *t, void *p, void *ptr, size_t osize,
   if (t->live > t->peak)
     t->peak = t->live;
   if (ptr == NULL) {
-    t->allocs++;
     t->hist[sizeclass(nsize)]++;
 #if MP_OSIZE_TAGS
     t->type_n[osize & 0x0F]++;
@@ -130,46 +131,95 @@ static void *ledgered (mp_tracker *t, void *ptr, size_t osize,
   return p;
 }
 
-static void *forward (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
-  if (t->ledger)
-    return ledgered(t, ptr, osize, nsize);
-  return account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
-}
-
 /*
-** A growth that would take live past the guard: refuse it when it passes
-** the limit (Lua then collects and retries on 5.2+, or raises "not enough
-** memory"); note a watermark crossing for the next safe point.
+** The slow path: a growth that would take live past the guard, ledger
+** mode, or an odd call. Refuses a growth past the limit (Lua then
+** collects and retries on 5.2+, or raises "not enough memory"); notes a
+** watermark crossing for the next safe point.
 */
-static void *guarded (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
+static void *slow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   size_t old = (ptr != NULL) ? osize : 0;
   void *p;
-  if (t->live + (nsize - old) > t->limit) {
+  if (nsize > old && t->live + (nsize - old) > t->limit) {
     t->failed++;
     return NULL;
   }
-  p = forward(t, ptr, osize, nsize);
+  if (t->ledger)
+    p = ledgered(t, ptr, osize, nsize);
+  else
+    p = account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
   if (p != NULL && t->live > t->mark) {
     t->marked = 1;
     t->crossed = t->live;
     t->mark = SIZE_MAX;
-    t->guard = t->limit;
+    memprobe_guard(t);
   }
   return p;
 }
 
+/*
+** The hook. Its cost is what every program under track() pays, so the
+** common cases are spelled out: an allocation below the guard, a free
+** (a tail call), a realloc below the guard. The guard is 0 in ledger
+** mode, which sends every allocation to the slow path.
+*/
 void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
   mp_tracker *t = (mp_tracker *)ud;
-  size_t old = (ptr != NULL) ? osize : 0;
-  if (mp_unlikely(nsize > old && t->live + (nsize - old) > t->guard))
-    return guarded(t, ptr, osize, nsize);
+  void *p;
+  if (ptr == NULL) {  /* osize is a type tag (5.2+) or 0 */
+    if (nsize == 0)  /* free(NULL): 5.4 does it for empty parts */
+      return t->f(t->ud, NULL, osize, 0);
+    if (mp_unlikely(t->live + nsize > t->guard))
+      return slow(t, ptr, osize, nsize);
+    if (mp_unlikely((p = t->f(t->ud, NULL, osize, nsize)) == NULL)) {
+      t->failed++;
+      return NULL;
+    }
+    t->live += nsize;
+    if (t->live > t->peak)
+      t->peak = t->live;
+    t->hist[sizeclass(nsize)]++;
+#if MP_OSIZE_TAGS
+    t->type_n[osize & 0x0F]++;
+    t->type_b[osize & 0x0F] += nsize;
+#endif
+    return p;
+  }
   if (mp_unlikely(t->ledger))
-    return ledgered(t, ptr, osize, nsize);
-  return account(t, t->f(t->ud, ptr, osize, nsize), ptr, osize, nsize);
+    return slow(t, ptr, osize, nsize);
+  if (nsize == 0) {
+    t->live -= osize;
+    t->frees++;
+    return t->f(t->ud, ptr, osize, 0);
+  }
+  if (mp_unlikely(nsize > osize && t->live + (nsize - osize) > t->guard))
+    return slow(t, ptr, osize, nsize);
+  if (mp_unlikely((p = t->f(t->ud, ptr, osize, nsize)) == NULL)) {
+    t->failed++;
+    return NULL;
+  }
+  t->live += nsize - osize;
+  if (t->live > t->peak)
+    t->peak = t->live;
+  t->reallocs++;
+  return p;
+}
+
+/* Recomputes the guard after limit, mark or ledger changed. */
+void memprobe_guard (mp_tracker *t) {
+  t->guard = t->ledger ? 0 : (t->limit < t->mark) ? t->limit : t->mark;
 }
 
 /* }====================================================== */
 
+
+uint64_t memprobe_allocs (const mp_tracker *t) {
+  uint64_t n = 0;
+  unsigned i;
+  for (i = 0; i < MP_NCLASS; i++)
+    n += t->hist[i];
+  return n;
+}
 
 mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud) {
   mp_tracker *t = (mp_tracker *)calloc(1, sizeof(mp_tracker));
@@ -375,11 +425,13 @@ static int l_track (lua_State *L) {
     lua_getfield(L, 1, "limit");
     if (!lua_isnil(L, -1)) {
       t->limit = check_size(L, -1);
-      t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+      memprobe_guard(t);
     }
     lua_getfield(L, 1, "ledger");
-    if (lua_toboolean(L, -1))
+    if (lua_toboolean(L, -1)) {
       t->ledger = 1;
+      memprobe_guard(t);
+    }
     lua_pop(L, 2);
   }
   push_handle(L);
@@ -412,7 +464,7 @@ static int l_stats (lua_State *L) {
   lua_createtable(L, 0, 12);
   set_count(L, "live", s.live);
   set_count(L, "peak", s.peak);
-  set_count(L, "allocs", s.allocs);
+  set_count(L, "allocs", memprobe_allocs(&s));
   set_count(L, "frees", s.frees);
   set_count(L, "reallocs", s.reallocs);
   set_count(L, "failed", s.failed);
@@ -467,7 +519,7 @@ static int l_limit (lua_State *L) {
   else
     luaL_argcheck(L, !lua_isnone(L, 2), 2, "bytes or nil expected");
   t->limit = n;
-  t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+  memprobe_guard(t);
   if (prev == SIZE_MAX)
     lua_pushnil(L);
   else
@@ -495,13 +547,13 @@ static int l_watermark (lua_State *L) {
   lua_pop(L, 1);
   t->marked = 0;
   t->mark = n;
-  t->guard = (t->limit < t->mark) ? t->limit : t->mark;
+  memprobe_guard(t);
   if (n != SIZE_MAX) {
     if (t->live > n) {
       t->marked = 1;
       t->crossed = t->live;
       t->mark = SIZE_MAX;
-      t->guard = t->limit;
+      memprobe_guard(t);
       memprobe_safepoint(L, t, 0);
     }
     else
