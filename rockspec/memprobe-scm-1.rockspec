@@ -29,6 +29,7 @@ build = {
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
+        "csrc/embed.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
