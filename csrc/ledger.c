@@ -6,6 +6,10 @@
 ** Tag names live in the tracker's registry table: 'ids' (name -> id) and
 ** 'names' (id -> name); the bytes per id in the tracker itself.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <stdlib.h>
@@ -43,10 +47,16 @@ static unsigned tag_id (lua_State *L, mp_tracker *t, int arg) {
   return id;
 }
 
-/*
-** scope(tag, fn, ...): returns fn's results; an error in fn propagates
-** unchanged, with the previous tag restored. The tag belongs to the
-** state, not to a coroutine.
+/***
+Runs `fn(...)` with every new block charged to `tag` until it is freed,
+wherever that happens. An error in fn propagates unchanged, with the
+outer tag restored. The tag belongs to the state, not to a coroutine.
+Installs the tracker if needed.
+@function scope
+@tparam string tag
+@tparam function fn
+@param ... fn's arguments
+@return fn's results
 */
 static int l_scope (lua_State *L) {
   int n = lua_gettop(L), status;
@@ -68,7 +78,12 @@ static int l_scope (lua_State *L) {
   return lua_gettop(L) - 1;
 }
 
-/* ledger(): { [tag] = live bytes } for every tag used so far. */
+/***
+Live bytes per scope tag (and per module loaded under
+`account_requires`), exact: tags whose blocks were all freed show 0.
+@function ledger
+@treturn table `{ [tag] = live bytes }`
+*/
 static int l_ledger (lua_State *L) {
   mp_tracker *t = memprobe_current(L);
   unsigned i;

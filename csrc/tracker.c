@@ -19,6 +19,10 @@
 ** - LuaJIT frees its arena in lua_close only when it finds its own
 **   allocator installed, which the same restore takes care of.
 */
+/***
+@submodule memprobe
+*/
+
 #include "internal.h"
 
 #include <dlfcn.h>
@@ -399,10 +403,15 @@ static int sentinel_gc (lua_State *L) {
 /* }====================================================== */
 
 
-/*
-** track([opts]): installs the hook (once per state) and returns the
-** tracker. opts.limit sets a limit, opts.ledger turns the block table on
-** from the start.
+/***
+Installs the allocator hook on the running state (once: calling again
+returns the same tracker). From then on `tracker:stats().live` equals
+`collectgarbage("count") * 1024`. Methods: `stats()`, `reset_peak([floor])`,
+`limit(bytes|nil)`, `watermark(bytes, fn)`, `untrack()`.
+@function track
+@tparam[opt] table opts `limit` (bytes), `ledger` (true: enter every new
+block in the scope ledger from the start)
+@treturn userdata the tracker (`memprobe.Tracker`)
 */
 static int l_track (lua_State *L) {
   mp_tracker *t;
