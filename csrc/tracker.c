@@ -447,6 +447,22 @@ static int l_track (lua_State *L) {
   return 1;
 }
 
+/***
+The tracker of the running state when it is tracked (by `track()` or by
+a host's `memprobe_newstate`), or nil; never installs the hook.
+@function tracker
+@treturn userdata|nil the tracker
+*/
+static int l_tracker (lua_State *L) {
+  if (memprobe_current(L) == NULL)
+    lua_pushnil(L);
+  else {
+    memprobe_track(L);
+    push_handle(L);
+  }
+  return 1;
+}
+
 static void set_count (lua_State *L, const char *k, uint64_t v) {
   mp_pushint(L, v);
   lua_setfield(L, -2, k);
@@ -628,6 +644,7 @@ static int l_tostring (lua_State *L) {
 
 static const luaL_Reg funcs[] = {
   {"track",      l_track},
+  {"tracker",    l_tracker},
   {NULL, NULL}
 };
 

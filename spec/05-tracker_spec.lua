@@ -307,6 +307,18 @@ describe("tracker:untrack()", function()
   end)
 end)
 
+describe("memprobe.tracker()", function()
+  it("returns the installed tracker, or nil without installing one", function()
+    local t = memprobe.track()
+    assert.are.equal(t, memprobe.tracker())
+    t:untrack()
+    assert.is_nil(memprobe.tracker())
+    assert.is_nil(memprobe.tracker())
+    local t2 = memprobe.track()
+    assert.are.equal(t2, memprobe.tracker())
+  end)
+end)
+
 describe("the unload hazard", function()
   local lua = H.interp()
   local scripts = {
