@@ -189,7 +189,7 @@ MP_API void memprobe_btab_free (mp_btab *b);
 ** tracker.c: the allocator hook. One mp_tracker per lua_State, malloc'ed
 ** (outside the heap it measures) and reached as the allocator's ud.
 */
-#define MP_NCLASS  48   /* histogram: sizes up to 2^47 bytes */
+#define MP_NCLASS  65   /* histogram: classes 1..64 (2^k bytes) */
 #define MP_NTAGS   16   /* osize type tags, variant bits folded away */
 
 typedef struct mp_tracker {

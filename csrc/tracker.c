@@ -45,15 +45,18 @@
 ** =======================================================
 */
 
-/* Class k holds sizes in (2^(k-1), 2^k]. */
+/*
+** Class k holds sizes in (2^(k-1), 2^k]; sizes 1 and 2 share class 1.
+** With MP_NCLASS at 65 no clamp is needed on the hot path.
+*/
 static unsigned sizeclass (size_t n) {
-  unsigned k;
 #if defined(__GNUC__)
-  k = (n <= 1) ? 0 : (unsigned)(64 - __builtin_clzll((unsigned long long)(n - 1)));
+  return (unsigned)(64 - __builtin_clzll((unsigned long long)((n - 1) | 1)));
 #else
-  for (k = 0; ((size_t)1 << k) < n; k++) ;
+  unsigned k;
+  for (k = 1; ((size_t)1 << k) < n; k++) ;
+  return k;
 #endif
-  return (k < MP_NCLASS) ? k : MP_NCLASS - 1;
 }
 
 /*
@@ -496,7 +499,7 @@ static int l_stats (lua_State *L) {
   if (s.limit != SIZE_MAX)
     set_count(L, "limit", s.limit);
   lua_newtable(L);
-  for (i = 0; i < MP_NCLASS; i++)
+  for (i = 0; i < 64; i++)  /* class 64 (over 2^63 bytes) cannot occur */
     if (s.hist[i] != 0) {
       mp_pushint(L, (uint64_t)1 << i);
       mp_pushint(L, s.hist[i]);
