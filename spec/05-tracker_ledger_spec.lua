@@ -55,6 +55,28 @@ describe("memprobe.scope()", function()
     assert.is_nil(r)
   end)
 
+  it("stays exact over many blocks freed in any order", function()
+    local r = memprobe.scope("spec.many", build, 50000)
+    for _ = 1, 12 do collectgarbage() end
+    local l0 = memprobe.ledger()["spec.many"]
+    for _ = 1, 12 do collectgarbage() end
+    local c0 = count()
+    local x = 7
+    for i = 1, 50000 do
+      x = (x * 75 + 74) % 65537
+      if x % 4 ~= 0 then r[i] = false end
+    end
+    for _ = 1, 12 do collectgarbage() end
+    local c1 = count()
+    local l1 = memprobe.ledger()["spec.many"]
+    assert.are.equal(c0 - c1, l0 - l1)
+    assert.is_true(l0 - l1 > 30000 * 16)
+    r = nil
+    for _ = 1, 4 do collectgarbage() end
+    assert.is_true(memprobe.ledger()["spec.many"] < 1000)
+    assert.is_nil(r)
+  end)
+
   it("charges nested scopes to the innermost tag", function()
     collectgarbage("stop")
     local inner
