@@ -26,7 +26,7 @@ MEMPROBE_API int luaopen_memprobe_core (lua_State *L);
 
 /*
 ** Tracking from the first allocation. memprobe_newstate is a drop-in for
-** luaL_newstate (same panic handler) whose allocator hook is in place
+** luaL_newstate (with a panic handler like its own) whose allocator hook is in place
 ** before the state exists, so its counts cover every block; f/ud is the
 ** allocator to chain to (NULL: realloc/free). It may be called before
 ** luaopen_memprobe_core and from any thread: every state has its own
