@@ -218,12 +218,13 @@ describe("tracker:limit()", function()
   -- catches it reaches the panic handler. The standalone interpreter runs
   -- its chunk protected and reports it; a host that uses lua_call dies.
   it("reports an unprotected memory error through the interpreter", function()
-    local code = H.status(H.interp() .. [[ -e '
+    local out = H.run(H.interp() .. [[ -e '
       local t = require"memprobe".track()
       t:limit(collectgarbage("count") * 1024 + 4096)
       local q = {}
-      for i = 1, 1e6 do q[i] = { i } end']])
-    assert.are.equal(1, code)
+      for i = 1, 1e6 do q[i] = { i } end' 2>&1; echo "exit $?"]])
+    assert.matches("not enough memory", out)
+    assert.matches("exit 1\n$", out)
   end)
 end)
 
