@@ -50,8 +50,10 @@ static unsigned tag_id (lua_State *L, mp_tracker *t, int arg) {
 /***
 Runs `fn(...)` with every new block charged to `tag` until it is freed,
 wherever that happens. An error in fn propagates unchanged, with the
-outer tag restored. The tag belongs to the state, not to a coroutine.
-Installs the tracker if needed.
+outer tag restored. The tag belongs to the state, not to a coroutine,
+and fn cannot yield across scope. Installs the tracker if needed; from
+the first scope on, the hook runs in ledger mode (slower: every block is
+looked up in the address table).
 @function scope
 @tparam string tag
 @tparam function fn

@@ -412,8 +412,7 @@ returns the same tracker). From then on `tracker:stats().live` equals
 `collectgarbage("count") * 1024`. Methods: `stats()`, `reset_peak([floor])`,
 `limit(bytes|nil)`, `watermark(bytes, fn)`, `untrack()`.
 @function track
-@tparam[opt] table opts `limit` (bytes), `ledger` (true: enter every new
-block in the scope ledger from the start)
+@tparam[opt] table opts `limit` (bytes): as `tracker:limit(bytes)`
 @treturn userdata the tracker (`memprobe.Tracker`)
 */
 static int l_track (lua_State *L) {
@@ -424,8 +423,8 @@ static int l_track (lua_State *L) {
     while (lua_next(L, 1)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
       lua_pop(L, 1);
-      if (strcmp(k, "limit") != 0 && strcmp(k, "ledger") != 0)
-        return luaL_argerror(L, 1, "unknown option (limit, ledger)");
+      if (strcmp(k, "limit") != 0)
+        return luaL_argerror(L, 1, "unknown option (limit)");
     }
     lua_getfield(L, 1, "limit");
     if (!lua_isnil(L, -1))
@@ -439,12 +438,7 @@ static int l_track (lua_State *L) {
       t->limit = check_size(L, -1);
       memprobe_guard(t);
     }
-    lua_getfield(L, 1, "ledger");
-    if (lua_toboolean(L, -1)) {
-      t->ledger = 1;
-      memprobe_guard(t);
-    }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   push_handle(L);
   return 1;

@@ -324,7 +324,7 @@ describe("the unload hazard", function()
   local lua = H.interp()
   local scripts = {
     [[require"memprobe".track()]],
-    [[local m = require"memprobe"; local t = m.track{ ledger = true };
+    [[local m = require"memprobe"; local t = m.track{ limit = 1e9 };
       t:limit(1e9); t:watermark(1e8, print);
       _G.keep = m.scope("x", function() return { 1, 2, 3 } end)]],
   }
