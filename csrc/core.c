@@ -5,6 +5,7 @@
 */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,11 +27,8 @@ void memprobe_register (lua_State *L, const luaL_Reg *l) {
 /* __gc of the context; idempotent. */
 static int ctx_gc (lua_State *L) {
   mp_ctx *c = (mp_ctx *)luaL_checkudata(L, 1, MP_CTX_MT);
-  void *ud;
-  lua_Alloc f = lua_getallocf(L, &ud);
   memprobe_closeall(c);
-  if (c->buf != NULL)
-    f(ud, c->buf, c->cap, 0);
+  free(c->buf);
   c->buf = NULL;
   c->cap = 0;
   return 0;

@@ -38,11 +38,11 @@ static void pick_counter (void *ud, const char *key, size_t klen, int64_t v,
   }
 }
 
-static void read_counters (lua_State *L, mp_ctx *c, counters *k) {
+static void read_counters (mp_ctx *c, counters *k) {
   const char *data;
   size_t len;
   memset(k, 0, sizeof(*k));
-  if (memprobe_read(L, c, MP_PROC, "vmstat", &data, &len) == 0)
+  if (memprobe_read(c, MP_PROC, "vmstat", &data, &len) == 0)
     memprobe_parse_pairs(data, len, pick_counter, k);
 }
 
@@ -126,10 +126,10 @@ static int l_drop_caches (lua_State *L) {
   lua_setfield(L, t, "level");
   push_free(L);
   lua_setfield(L, t, "before");
-  read_counters(L, c, &k0);
+  read_counters(c, &k0);
   if ((err = write_level(c, level)) != 0)
     return memprobe_fail(L, c, MP_PROC, DROP_REL, err);
-  read_counters(L, c, &k1);
+  read_counters(c, &k1);
   push_free(L);
   lua_setfield(L, t, "after");
   lua_getfield(L, t, "before");

@@ -45,7 +45,7 @@ typedef struct mp_ctx {
   pid_t pid;                 /* owner of the kept fds (/proc/self!) */
   unsigned next;             /* round-robin victim when slots are full */
   mp_slot slot[MP_NSLOTS];
-  char *buf;                 /* read buffer, grows, via the state's allocator */
+  char *buf;                 /* read buffer, grows; malloc'ed, off the Lua heap */
   size_t cap;
   long pagesize;
 } mp_ctx;
@@ -57,9 +57,9 @@ MP_API mp_ctx *memprobe_ctx (lua_State *L);
 MP_API void memprobe_register (lua_State *L, const luaL_Reg *l);
 
 /* procfs.c: reading */
-MP_API int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+MP_API int memprobe_read (mp_ctx *c, int root, const char *rel,
                           const char **data, size_t *len);
-MP_API int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+MP_API int memprobe_read_nocache (mp_ctx *c, int root,
                                   const char *rel, const char **data,
                                   size_t *len);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,

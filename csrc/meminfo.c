@@ -34,7 +34,7 @@ static int read_into (lua_State *L, const char *rel,
   int err;
   s.L = L;
   s.t = memprobe_into(L, 1);
-  if ((err = memprobe_read(L, c, MP_PROC, rel, &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   p(data, len, set_field, &s);
   lua_settop(L, s.t);
@@ -151,7 +151,7 @@ static int l_free (lua_State *L) {
   int64_t avail, cache, used, classic;
   memset(&m, 0, sizeof(m));
   t = memprobe_into(L, 1);
-  if ((err = memprobe_read(L, c, MP_PROC, "meminfo", &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, "meminfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "meminfo", err);
   memprobe_parse_kv(data, len, pick_field, &m);
   if (!has(&m, TOTAL) || !has(&m, MFREE)) {
@@ -165,7 +165,7 @@ static int l_free (lua_State *L) {
   if (!has(&m, AVAIL) || avail == 0) {
     estimated = 1;
     avail = m.v[MFREE];
-    if (memprobe_read(L, c, MP_PROC, "zoneinfo", &data, &len) == 0 &&
+    if (memprobe_read(c, MP_PROC, "zoneinfo", &data, &len) == 0 &&
         memprobe_parse_pairs(data, len, sum_low, &m) > 0)
       avail = estimate_available(&m, c->pagesize);
   }

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -102,16 +103,18 @@ void memprobe_closeall (mp_ctx *c) {
   c->next = 0;
 }
 
-/* Makes room for 'need' more bytes after 'used' through the state's own
-** allocator, so the buffer is counted like every other Lua allocation. */
-static int grow (lua_State *L, mp_ctx *c, size_t used, size_t need) {
-  void *ud;
-  lua_Alloc f = lua_getallocf(L, &ud);
+/*
+** Makes room for 'need' more bytes after 'used'. The buffer comes from
+** malloc, not from the state's allocator: memprobe's own bookkeeping
+** stays out of the heap it measures, so a tracker's 'live' keeps equal to
+** collectgarbage("count") however large a /proc file gets.
+*/
+static int grow (mp_ctx *c, size_t used, size_t need) {
   size_t ncap = c->cap ? c->cap : 8192;
   char *nb;
   while (ncap - used < need)
     ncap *= 2;
-  nb = (char *)f(ud, c->buf, c->cap, ncap);
+  nb = (char *)realloc(c->buf, ncap);
   if (nb == NULL)
     return ENOMEM;
   c->buf = nb;
@@ -120,7 +123,7 @@ static int grow (lua_State *L, mp_ctx *c, size_t used, size_t need) {
 }
 
 /* Reads fd from offset 0 to EOF into c->buf, NUL-terminated. */
-static int read_all (lua_State *L, mp_ctx *c, int fd, size_t *len) {
+static int read_all (mp_ctx *c, int fd, size_t *len) {
   size_t off = 0;
   for (;;) {
     ssize_t n;
@@ -128,7 +131,7 @@ static int read_all (lua_State *L, mp_ctx *c, int fd, size_t *len) {
       int err;
       if (off >= MP_READMAX)
         return EFBIG;
-      if ((err = grow(L, c, off, 4096 + 1)) != 0)
+      if ((err = grow(c, off, 4096 + 1)) != 0)
         return err;
     }
     n = pread(fd, c->buf + off, c->cap - off - 1, (off_t)off);
@@ -192,7 +195,7 @@ static void drop_slot (mp_ctx *c, int fd) {
 ** or an errno value for memprobe_fail. A kept fd that fails (the process
 ** it described has exited) is dropped so the next call opens afresh.
 */
-int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+int memprobe_read (mp_ctx *c, int root, const char *rel,
                    const char **data, size_t *len) {
   char path[MP_PATHMAX];
   int fd, err = fullpath(c, root, rel, path);
@@ -200,7 +203,7 @@ int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
     return err;
   if ((fd = open_slot(c, path)) < 0)
     return errno;
-  if ((err = read_all(L, c, fd, len)) != 0) {
+  if ((err = read_all(c, fd, len)) != 0) {
     drop_slot(c, fd);
     return err;
   }
@@ -210,7 +213,7 @@ int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
 
 /* The same for files read once in a while (other pids, cgroup files):
 ** they do not evict the hot ones. */
-int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+int memprobe_read_nocache (mp_ctx *c, int root,
                            const char *rel, const char **data, size_t *len) {
   char path[MP_PATHMAX];
   int fd, err = fullpath(c, root, rel, path);
@@ -218,7 +221,7 @@ int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
     return err;
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     return errno;
-  err = read_all(L, c, fd, len);
+  err = read_all(c, fd, len);
   close(fd);
   *data = c->buf;
   return err;
@@ -226,15 +229,15 @@ int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
 
 #else  /* not Linux: every reader reports the platform */
 
-int memprobe_read (lua_State *L, mp_ctx *c, int root, const char *rel,
+int memprobe_read (mp_ctx *c, int root, const char *rel,
                    const char **data, size_t *len) {
-  (void)L; (void)c; (void)root; (void)rel; (void)data; (void)len;
+  (void)c; (void)root; (void)rel; (void)data; (void)len;
   return ENOSYS;
 }
 
-int memprobe_read_nocache (lua_State *L, mp_ctx *c, int root,
+int memprobe_read_nocache (mp_ctx *c, int root,
                            const char *rel, const char **data, size_t *len) {
-  return memprobe_read(L, c, root, rel, data, len);
+  return memprobe_read(c, root, rel, data, len);
 }
 
 #endif

@@ -305,7 +305,7 @@ static int l_slabinfo (lua_State *L) {
   int key, major = 0, minor = 0, skipped, n, err;
   lua_Integer top;
   slab_opts(L, &key, &top);
-  if ((err = memprobe_read(L, c, MP_PROC, "slabinfo", &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, "slabinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "slabinfo", err);
   for (i = 0; i < len; i++)
     lines += data[i] == '\n';
@@ -520,7 +520,7 @@ static int l_slab_detail (lua_State *L) {
     int64_t v;
     nodeset ns;
     snprintf(rel, sizeof(rel), "kernel/slab/%s/%s", name, numeric[i]);
-    err = memprobe_read_nocache(L, c, MP_SYS, rel, &data, &len);
+    err = memprobe_read_nocache(c, MP_SYS, rel, &data, &len);
     if (err == ENOENT && found)
       continue;  /* a file this kernel does not have */
     if (err != 0) {

@@ -220,7 +220,7 @@ static int read_table (lua_State *L, mp_ctx *c, const char *rel,
   const char *data;
   size_t len;
   int err;
-  if ((err = memprobe_read(L, c, MP_PROC, rel, &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   lua_newtable(L);
   t->L = L;
@@ -316,10 +316,10 @@ static void shm_cell (tstate *t, const char *name, const char *s,
 }
 
 /* Reads one number from /proc/sys/rel; 0, an errno, or -1. */
-static int sysctl (lua_State *L, mp_ctx *c, const char *rel, uint64_t *v) {
+static int sysctl (mp_ctx *c, const char *rel, uint64_t *v) {
   const char *data;
   size_t len;
-  int err = memprobe_read_nocache(L, c, MP_PROC, rel, &data, &len);
+  int err = memprobe_read_nocache(c, MP_PROC, rel, &data, &len);
   if (err != 0)
     return err;
   return memprobe_parse_u64(data, len, v);
@@ -329,7 +329,7 @@ static int sysctl (lua_State *L, mp_ctx *c, const char *rel, uint64_t *v) {
 static void set_sysctl (lua_State *L, mp_ctx *c, int t, const char *k,
                         const char *rel, uint64_t scale) {
   uint64_t v;
-  if (sysctl(L, c, rel, &v) == 0) {
+  if (sysctl(c, rel, &v) == 0) {
     push_scaled(L, v, scale);
     lua_setfield(L, t, k);
   }
@@ -362,7 +362,7 @@ static int l_shm (lua_State *L) {
   lua_setfield(L, 1, "segments");
   set_sysctl(L, c, 1, "shmmax", "sys/kernel/shmmax", 1);
   set_sysctl(L, c, 1, "shmmni", "sys/kernel/shmmni", 1);
-  if (sysctl(L, c, "sys/kernel/shmall", &all) == 0) {
+  if (sysctl(c, "sys/kernel/shmall", &all) == 0) {
     push_u64(L, all);
     lua_setfield(L, 1, "shmall");
     push_scaled(L, all, (uint64_t)c->pagesize);
@@ -409,7 +409,7 @@ static int l_overcommit (lua_State *L) {
   int err;
   no_args(L);
   lua_settop(L, 0);
-  if ((err = sysctl(L, c, rel, &mode)) > 0)
+  if ((err = sysctl(c, rel, &mode)) > 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   if (err < 0)
     return bad_format(L, c, MP_PROC, rel, "not a number");
@@ -425,7 +425,7 @@ static int l_overcommit (lua_State *L) {
   set_sysctl(L, c, 1, "admin_reserve", "sys/vm/admin_reserve_kbytes", 1024);
   set_sysctl(L, c, 1, "user_reserve", "sys/vm/user_reserve_kbytes", 1024);
   memset(&m, 0, sizeof(m));
-  if (memprobe_read(L, c, MP_PROC, "meminfo", &data, &len) == 0)
+  if (memprobe_read(c, MP_PROC, "meminfo", &data, &len) == 0)
     memprobe_parse_kv(data, len, pick_commit, &m);
   if (m.seen & 1) {
     mp_pushint(L, m.limit);

@@ -474,17 +474,24 @@ static const char *const typename_[MP_NTAGS] = {
 
 /*
 ** stats(): the counters as they were when it was called (copied before
-** the result table is allocated, so live equals collectgarbage("count")
-** taken just before the call).
+** the result table is allocated), and 'gc', the collector's count read
+** at the same instant: the two are equal. A collectgarbage("count") taken
+** in Lua just before the call can differ when the call grows the stack.
 */
 static int l_stats (lua_State *L) {
   mp_tracker s;
+  uint64_t gc;
   unsigned i;
   check_tracker(L);
   memprobe_safepoint(L, check_tracker(L), 0);
   memcpy(&s, check_tracker(L), sizeof(s));
-  lua_createtable(L, 0, 12);
+  /* the collector's own count at the same instant: calling a function
+  ** from Lua can grow the stack, so a count read there may differ */
+  gc = (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+       (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  lua_createtable(L, 0, 13);
   set_count(L, "live", s.live);
+  set_count(L, "gc", gc);
   set_count(L, "peak", s.peak);
   set_count(L, "allocs", memprobe_allocs(&s));
   set_count(L, "frees", s.frees);

@@ -413,7 +413,7 @@ static int l_vmallocinfo (lua_State *L) {
   int err, skipped, t;
   check_opts(L, &o, 1);
   lua_settop(L, 1);
-  if ((err = memprobe_read(L, c, MP_PROC, "vmallocinfo", &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, "vmallocinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "vmallocinfo", err);
   memset(&S, 0, sizeof(S));
   S.L = L;
@@ -582,7 +582,7 @@ static int l_allocinfo (lua_State *L) {
   int64_t bytes = 0, calls = 0;
   check_opts(L, &o, 0);
   lua_settop(L, 1);
-  if ((err = memprobe_read_nocache(L, c, MP_PROC, "allocinfo", &data,
+  if ((err = memprobe_read_nocache(c, MP_PROC, "allocinfo", &data,
                                    &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "allocinfo", err);
   k.cap = count_lines(data, len);

@@ -438,7 +438,7 @@ static int l_zoneinfo (lua_State *L) {
   int i, err;
   no_args(L);
   lua_settop(L, 0);
-  if ((err = memprobe_read(L, c, MP_PROC, "zoneinfo", &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, "zoneinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
   lua_newtable(L);
   lua_pushnil(L);
@@ -537,7 +537,7 @@ static int l_buddyinfo (lua_State *L) {
   int err;
   no_args(L);
   lua_settop(L, 0);
-  if ((err = memprobe_read(L, c, MP_PROC, "buddyinfo", &data, &len)) != 0)
+  if ((err = memprobe_read(c, MP_PROC, "buddyinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "buddyinfo", err);
   lua_newtable(L);
   memset(&b, 0, sizeof(b));
@@ -585,7 +585,7 @@ static int node_list (lua_State *L, mp_ctx *c, const char *rel) {
   size_t len;
   appender a;
   int err;
-  if ((err = memprobe_read_nocache(L, c, MP_SYS, rel, &data, &len)) != 0)
+  if ((err = memprobe_read_nocache(c, MP_SYS, rel, &data, &len)) != 0)
     return err;
   lua_newtable(L);
   a.L = L;
@@ -606,7 +606,7 @@ static void node_file (lua_State *L, mp_ctx *c, int t, int64_t id,
   size_t len;
   int ok = 1;
   snprintf(rel, sizeof(rel), NODEDIR "node%ld/%s", (long)id, name);
-  if (memprobe_read_nocache(L, c, MP_SYS, rel, &data, &len) != 0)
+  if (memprobe_read_nocache(c, MP_SYS, rel, &data, &len) != 0)
     return;
   lua_newtable(L);
   if (kind == 'm' || kind == 'p') {

@@ -52,6 +52,20 @@ local child = assert(io.popen(("ulimit -n %d 2>/dev/null; exec python3 '%s/leake
   :format(per_step * steps + 64, ctl, per_step, steps, ctl), "r"))
 
 local w = memprobe.watch{ sources = { "slabinfo" }, samples = steps + 1, interval = 1 }
+
+-- Sockets closed just before (an earlier run) are freed after an RCU grace
+-- period: wait until the slab total stops moving, so the first sample is
+-- not taken while other caches still shrink.
+local function settle()
+  local last = memprobe.slabinfo().totals.total_size
+  for _ = 1, 20 do
+    w.sleep(0.5)
+    local now = memprobe.slabinfo().totals.total_size
+    if math.abs(now - last) < 256 * 1024 then return end
+    last = now
+  end
+end
+settle()
 local before = memprobe.slabinfo()
 w:sample()
 local ok = true

@@ -13,12 +13,19 @@ end
 
 describe("memprobe.report()", function()
   it("reconciles the kernel level with free() and meminfo", function()
+    memprobe.config(H.fixture("linux-6.18"))
     local r = memprobe.report()
     local f = memprobe.free()
     local m = memprobe.meminfo()
+    memprobe.config{}
     assert.are.equal(f.total, r.kernel.total)
-    assert.is_true(math.abs(r.kernel.used - f.used) < 64 * 2^20)
+    assert.are.equal(f.used, r.kernel.used)
     assert.are.equal(m.AnonPages, r.kernel.parts.anon)
+    assert.are.equal(m.SUnreclaim, r.kernel.parts.slab_unreclaimable)
+    assert.are.equal(m.VmallocUsed, r.kernel.parts.vmalloc)
+    -- kept back: free + file pages + reclaimable kernel memory - available
+    assert.are.equal(m.MemFree + m["Active(file)"] + m["Inactive(file)"]
+      + m.KReclaimable - m.MemAvailable, r.kernel.parts.held_back)
     local explained = 0
     for _, v in pairs(r.kernel.parts) do explained = explained + v end
     assert.are.equal(r.kernel.used - explained, r.kernel.unexplained)
@@ -28,6 +35,14 @@ describe("memprobe.report()", function()
     local r = memprobe.report()
     local gc = collectgarbage("count") * 1024
     assert.is_true(math.abs(r.lua.gc - gc) < 256 * 1024)
+  end)
+
+  it("shows the tracker's live bytes equal to the GC count", function()
+    local had = memprobe.tracker()
+    local t = memprobe.track()
+    local r = memprobe.report()
+    if not had then t:untrack() end
+    assert.are.equal(r.lua.gc, r.lua.tracked)
   end)
 
   it("keeps a level's error instead of failing", function()

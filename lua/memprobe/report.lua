@@ -102,9 +102,12 @@ local function cheap(mp, proc)
 end
 
 local function luaheap(mp, c)
-  local gc = math.floor(collectgarbage("count") * 1024)
   local tracker = mp.tracker and mp.tracker()
-  local tracked = tracker and tracker:stats().live or nil
+  local gc, tracked = math.floor(collectgarbage("count") * 1024), nil
+  if tracker then  -- both read at the same instant
+    local s = tracker:stats()
+    gc, tracked = s.gc, s.live
+  end
   return {
     gc = gc, tracked = tracked,
     -- C heap that the Lua state did not allocate
