@@ -251,6 +251,15 @@ int memprobe_into (lua_State *L, int arg) {
   return lua_gettop(L);
 }
 
+/* nil, "path: unexpected content", 0: the file is there but is not what
+** the kernel writes (a truncated or foreign fixture). */
+int memprobe_badformat (lua_State *L, mp_ctx *c, int root, const char *rel) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s/%s: unexpected content", c->root[root], rel);
+  lua_pushinteger(L, 0);
+  return 3;
+}
+
 static void set_root (mp_ctx *c, int root, const char *dir) {
   size_t n = strlen(dir);
   while (n > 1 && dir[n - 1] == '/')  /* "/host/proc/" == "/host/proc" */
