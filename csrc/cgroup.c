@@ -64,16 +64,16 @@ void memprobe_parse_proc_cgroup (const char *s, size_t len,
 }
 
 /*
-** A limit file: a number, "max" (v2) or the v1 unlimited value and
-** anything above it. Returns 1 with *v set, 0 for unlimited, -1 when the
-** content is neither.
+** A limit or counter file: a number, "max" (v2) or the v1 unlimited value
+** and anything above it. Returns 1 with *v set, 0 for unlimited, -1 when
+** the content is neither (no such file holds a negative number).
 */
 int memprobe_parse_limit (const char *s, size_t len, int64_t *v) {
   const char *end = s + len, *p;
   s = memprobe_skipspace(s, end);
   if (end - s >= 3 && memcmp(s, "max", 3) == 0)
     p = s + 3;
-  else if ((p = memprobe_int64(s, end, v)) == NULL)
+  else if ((p = memprobe_int64(s, end, v)) == NULL || *v < 0)
     return -1;
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
     p++;
