@@ -4,6 +4,9 @@
 ** The path comes from /proc/self/cgroup; the files from <sys>/fs/cgroup.
 ** Every file is read once in a while, so none takes a kept fd.
 */
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <errno.h>
@@ -276,10 +279,22 @@ static void fill_v2 (lua_State *L, mp_ctx *c, cg *g, int t) {
 }
 
 /*
-** cgroup(): the memory cgroup of this process. Memory on v1 wins on a
-** hybrid host (that is where the controller is); v2 is looked for at
-** fs/cgroup, then at fs/cgroup/unified. nil, message, errno when the
-** process is in no memory cgroup.
+** Memory on v1 wins on a hybrid host (that is where the controller is);
+** v2 is looked for at fs/cgroup, then at fs/cgroup/unified.
+*/
+/***
+The memory cgroup of this process, on cgroup v1, v2 or a hybrid host:
+`version path usage limit effective_limit limited_by working_set peak
+stat events`; on v2 also `high swap_usage swap_limit`, on v1 `soft_limit
+memsw_usage memsw_limit swap_usage`. A limit is nil when unlimited
+("max", or 9223372036854771712 and above on v1). `effective_limit` is the
+smallest limit over the cgroup and its ancestors, `limited_by` the path
+of the one that sets it. `working_set` is usage minus inactive file
+pages. `stat` holds every memory.stat key; `events` memory.events (v2),
+or failcnt and the memory.oom_control counters (v1).
+@function cgroup
+@treturn table the figures, or nil, message, errno when the process is
+in no memory cgroup
 */
 static int l_cgroup (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -289,6 +304,7 @@ static int l_cgroup (lua_State *L) {
   mp_cgpaths p;
   cg g;
   int err, t;
+  memprobe_noargs(L);
   lua_settop(L, 0);
   if ((err = memprobe_read(L, c, MP_PROC, "self/cgroup", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "self/cgroup", err);

@@ -66,6 +66,7 @@ MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
+MP_API void memprobe_noargs (lua_State *L);
 MP_API int memprobe_badformat (lua_State *L, mp_ctx *c, int root,
                                const char *rel);
 

@@ -4,6 +4,9 @@
 ** smaps() is smaps_rollup, or the sum over smaps on kernels before 4.14;
 ** mallinfo() is glibc's C heap.
 */
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <errno.h>
@@ -189,15 +192,21 @@ static int pid_fail (lua_State *L, mp_ctx *c, int other, const char *rel,
   return memprobe_fail(L, c, MP_PROC, rel, err);
 }
 
-/* rss(): resident bytes of this process, from statm. Allocates nothing
-** in the Lua heap once the read buffer is there. */
+/***
+Resident bytes of this process: statm's resident pages times the page
+size, from one pread of a kept file. Allocates nothing in the Lua heap
+once warm, so it can be polled from a game loop.
+@function rss
+@treturn integer bytes, or nil, message, errno
+*/
 static int l_rss (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
   int64_t v[2];
-  int err = memprobe_read(L, c, MP_PROC, "self/statm", &data, &len);
-  if (err != 0)
+  int err;
+  memprobe_noargs(L);
+  if ((err = memprobe_read(L, c, MP_PROC, "self/statm", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "self/statm", err);
   if (memprobe_parse_statm(data, len, v, 2) < 2)
     return memprobe_badformat(L, c, MP_PROC, "self/statm");
@@ -218,11 +227,19 @@ static void set_status (void *ud, const char *key, size_t klen, int kind,
   lua_rawset(s->L, s->t);
 }
 
-/*
-** process([pid][, into]): every decimal field of /proc/<pid>/status
-** under its own name (kB as bytes), Name, State and Umask as strings,
-** and statm = { size, resident, shared, text, data } in bytes (the
-** statm table inside 'into' is refilled too). process(into) reads self.
+/***
+A process's /proc/<pid>/status and statm. Every decimal status field
+under its kernel name (`VmRSS VmHWM VmSize VmData VmSwap RssAnon RssFile
+RssShmem Threads Pid PPid` ...; kB as bytes, counts as counts), `Name`,
+`State` and `Umask` as strings; masks and lists (`SigBlk`, `CapEff`,
+`Cpus_allowed`, `NSpid` ...) are left out. `statm` is `{ size, resident,
+shared, text, data }` in bytes. Refilling `into` (its `statm` table
+included) allocates nothing once warm; `process(into)` reads self.
+@function process
+@tparam[opt] integer pid a positive pid; this process when absent
+@tparam[opt] table into a table to refill
+@treturn table the fields, or nil, message, errno (ENOENT or ESRCH when
+the process does not exist)
 */
 static int l_process (lua_State *L) {
   static const char *const statm_names[] = {
@@ -304,11 +321,17 @@ static void add_smaps (void *ud, const char *key, size_t klen, int64_t v,
   lua_rawset(a->L, a->t);
 }
 
-/*
-** smaps([pid]): smaps_rollup in bytes under snake_case names, plus
-** uss = private_clean + private_dirty (what the process would give back
-** by exiting) and source = "smaps_rollup" or "smaps" (the sum over every
-** mapping, for kernels before 4.14).
+/***
+A process's /proc/<pid>/smaps_rollup in bytes under snake_case names:
+`rss pss pss_anon pss_file pss_shmem pss_dirty shared_clean shared_dirty
+private_clean private_dirty referenced anonymous swap swap_pss locked`
+..., plus `uss` = private_clean + private_dirty (what the process would
+give back by exiting) and `source`: "smaps_rollup", or "smaps" when the
+kernel (before 4.14) has no rollup and every mapping was summed.
+Another user's process needs CAP_SYS_PTRACE.
+@function smaps
+@tparam[opt] integer pid a positive pid; this process when absent
+@treturn table the fields, or nil, message, errno
 */
 static int l_smaps (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -346,10 +369,14 @@ static int l_smaps (lua_State *L) {
   return 1;
 }
 
-/*
-** mallinfo([into]): glibc's mallinfo2, summed over every arena. Byte
-** fields: arena hblkhd uordblks fordblks fsmblks keepcost; counts:
-** ordblks smblks hblks. nil, message, ENOSYS without glibc 2.33.
+/***
+The C heap as glibc's mallinfo2 sees it, over every arena. Bytes: `arena`
+(from sbrk), `hblkhd` (mmap'ed blocks), `uordblks` (in use), `fordblks`
+(free), `fsmblks` (free fastbin blocks), `keepcost` (trimmable top);
+counts: `ordblks smblks hblks`. Needs glibc 2.33 or later at build time.
+@function mallinfo
+@tparam[opt] table into a table to refill
+@treturn table the figures, or nil, message, ENOSYS
 */
 static int l_mallinfo (lua_State *L) {
 #if defined(MP_HAVE_MALLINFO2)

@@ -101,6 +101,12 @@ describe("memprobe.rss()", function()
     near(memprobe.rss(), t[1] * KiB, 2048 * KiB, "rss vs ps")
   end)
 
+  it("raises when given an argument", function()
+    local ok, err = pcall(function() local r = memprobe.rss({}) return r end)
+    assert.is_false(ok)
+    assert.matches("#1 to '[%w.]*rss' %(no arguments expected%)", err)
+  end)
+
   it("allocates nothing in the Lua heap once warm", function()
     assert.are.equal(0, H.heap_growth(memprobe.rss))
   end)

@@ -23,14 +23,14 @@ local function v2_tree(over)
     ["sys/fs/cgroup/app.slice/game.service/memory.current"] = "1000\n",
   }
   for k, v in pairs(over) do files[k] = v or nil end
-  return H.tree(files)
+  return H.tmpdir(files)
 end
 
 local function with_tree(dir, fn)
   memprobe.config{ proc = dir .. "/proc", sys = dir .. "/sys" }
   local ok, a, b, c = pcall(fn)
   memprobe.config{}
-  H.rmtree(dir)
+  H.rmdir(dir)
   assert(ok, a)
   return a, b, c
 end
@@ -100,7 +100,7 @@ describe("memprobe.cgroup()", function()
   end)
 
   it("finds cgroup2 at fs/cgroup/unified when fs/cgroup is not it", function()
-    local g = with_tree(H.tree{
+    local g = with_tree(H.tmpdir{
       ["proc/self/cgroup"] = "1:name=systemd:/\n0::/a\n",
       ["sys/fs/cgroup/unified/cgroup.controllers"] = "memory\n",
       ["sys/fs/cgroup/unified/a/memory.current"] = "4096\n",
@@ -114,7 +114,7 @@ describe("memprobe.cgroup()", function()
 
   it("takes every v1 ancestor's limit into account", function()
     local base = "sys/fs/cgroup/memory/"
-    local g = with_tree(H.tree{
+    local g = with_tree(H.tmpdir{
       ["proc/self/cgroup"] = "5:cpu,memory:/a/b/c\n0::/\n",
       [base .. "memory.limit_in_bytes"] = "9223372036854771712\n",
       [base .. "a/memory.limit_in_bytes"] = "2147483648\n",
@@ -131,7 +131,7 @@ describe("memprobe.cgroup()", function()
   end)
 
   it("reads the hierarchy root when the path is not visible (a container)", function()
-    local g = with_tree(H.tree{
+    local g = with_tree(H.tmpdir{
       ["proc/self/cgroup"] = "4:memory:/docker/0123abcd\n",
       ["sys/fs/cgroup/memory/memory.usage_in_bytes"] = "8192\n",
       ["sys/fs/cgroup/memory/memory.limit_in_bytes"] = "268435456\n",
@@ -149,7 +149,7 @@ describe("memprobe.cgroup()", function()
       { ["proc/self/cgroup"] = "" },
       { ["proc/self/cgroup"] = "4:memory:/gone\n" },
     } do
-      local r, msg, errno = with_tree(H.tree(files), memprobe.cgroup)
+      local r, msg, errno = with_tree(H.tmpdir(files), memprobe.cgroup)
       assert.is_nil(r)
       assert.matches("not in a memory cgroup", msg, 1, true)
       assert.are.equal(2, errno)
@@ -213,6 +213,14 @@ describe("memprobe.cgroup()", function()
     for k in pairs(stat) do assert.is_not_nil(g.stat[k], k) end
     for k in pairs(g.stat) do assert.is_not_nil(stat[k], k) end
     assert.is_true(g.working_set <= g.usage)
+  end)
+
+  it("raises when given an argument", function()
+    for _, bad in ipairs{ {}, 1, "x" } do
+      local ok, err = pcall(function() local r = memprobe.cgroup(bad) return r end)
+      assert.is_false(ok)
+      assert.matches("#1 to '[%w.]*cgroup' %(no arguments expected%)", err)
+    end
   end)
 
   it("does not create globals", function()
