@@ -18,7 +18,9 @@ describe("memprobe.report()", function()
     local m = memprobe.meminfo()
     assert.are.equal(f.total, r.kernel.total)
     assert.is_true(math.abs(r.kernel.used - f.used) < 64 * 2^20)
-    assert.are.equal(m.AnonPages, r.kernel.parts.anon)
+    -- report() goes on to read the cgroup and the process after meminfo,
+    -- and what it allocates meanwhile moves AnonPages by a few pages.
+    assert.is_true(math.abs(m.AnonPages - r.kernel.parts.anon) < 16 * 2^20)
     local explained = 0
     for _, v in pairs(r.kernel.parts) do explained = explained + v end
     assert.are.equal(r.kernel.used - explained, r.kernel.unexplained)
