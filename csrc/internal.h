@@ -66,6 +66,9 @@ MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
+MP_API void memprobe_noargs (lua_State *L);
+MP_API int memprobe_badformat (lua_State *L, mp_ctx *c, int root,
+                               const char *rel);
 
 /* parse.c: pure parsers, no Lua, fuzzed on their own */
 typedef void (*mp_kv_cb) (void *ud, const char *key, size_t klen,
@@ -152,6 +155,29 @@ MP_API int memprobe_parse_allocinfo (const char *s, size_t len,
                                      int *skipped, mp_allocsite_cb cb,
                                      void *ud);
 
+/* process.c: pure parsers */
+enum { MP_COUNT = 0, MP_BYTES = 1, MP_STRING = 2 };
+typedef void (*mp_status_cb) (void *ud, const char *key, size_t klen,
+                              int kind, int64_t value, const char *str,
+                              size_t slen);
+MP_API int memprobe_parse_status (const char *s, size_t len,
+                                  mp_status_cb cb, void *ud);
+MP_API int memprobe_parse_statm (const char *s, size_t len, int64_t *v,
+                                 int max);
+MP_API size_t memprobe_snakecase (const char *k, size_t klen, char *out,
+                                  size_t cap);
+
+/* cgroup.c: pure parsers */
+typedef struct mp_cgpaths {
+  const char *v1;  /* path of the v1 hierarchy with "memory", or NULL */
+  size_t v1len;
+  const char *v2;  /* path of the "0::" line, or NULL */
+  size_t v2len;
+} mp_cgpaths;
+MP_API void memprobe_parse_proc_cgroup (const char *s, size_t len,
+                                        mp_cgpaths *out);
+MP_API int memprobe_parse_limit (const char *s, size_t len, int64_t *v);
+
 /* one opener per concern file */
 /*
 ** One opener per concern file. Each is called by luaopen_memprobe_core with
@@ -167,6 +193,8 @@ MP_API void memprobe_open_vmalloc (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_dropcaches (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_tracker (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_ledger (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_process (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_cgroup (lua_State *L, mp_ctx *c);
 
 /*
 ** blocktab.c: block address -> tag, an open-addressing hash kept in the C

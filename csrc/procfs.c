@@ -254,6 +254,23 @@ int memprobe_into (lua_State *L, int arg) {
   return lua_gettop(L);
 }
 
+/* Readers that take no arguments raise on one given: it is a mistake (a
+** table meant for a refilling reader, an option that does not exist). */
+void memprobe_noargs (lua_State *L) {
+  int i, top = lua_gettop(L);
+  for (i = 1; i <= top; i++)
+    luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
+}
+
+/* nil, "path: unexpected content", 0: the file is there but is not what
+** the kernel writes (a truncated or foreign fixture). */
+int memprobe_badformat (lua_State *L, mp_ctx *c, int root, const char *rel) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s/%s: unexpected content", c->root[root], rel);
+  lua_pushinteger(L, 0);
+  return 3;
+}
+
 static void set_root (mp_ctx *c, int root, const char *dir) {
   size_t n = strlen(dir);
   while (n > 1 && dir[n - 1] == '/')  /* "/host/proc/" == "/host/proc" */

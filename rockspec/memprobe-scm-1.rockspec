@@ -26,6 +26,7 @@ build = {
     ["memprobe.core"] = {
       sources = {
         "csrc/blocktab.c",
+        "csrc/cgroup.c",
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
@@ -33,6 +34,7 @@ build = {
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
+        "csrc/process.c",
         "csrc/procfs.c",
         "csrc/sysvm.c",
         "csrc/tracker.c",

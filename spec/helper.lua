@@ -91,4 +91,23 @@ function H.rmdir(dir)
   if dir and dir:match("^/tmp/") then os.execute("rm -rf '" .. dir .. "'") end
 end
 
+--- Kilobytes the Lua heap grew by over n calls of fn, with the collector
+-- stopped and (on LuaJIT) the trace compiler off and flushed: 0 means fn
+-- allocates nothing once warm.
+function H.heap_growth(fn, n)
+  n = n or 200
+  if jit then jit.off() jit.flush() end
+  for _ = 1, n do fn() end
+  collectgarbage("collect")
+  collectgarbage("stop")
+  -- A full collection frees the spare call frames of 5.2+: make them again.
+  fn()
+  local before = collectgarbage("count")
+  for _ = 1, n do fn() end
+  local after = collectgarbage("count")
+  collectgarbage("restart")
+  if jit then jit.on() end
+  return after - before
+end
+
 return H

@@ -1,0 +1,364 @@
+/*
+** cgroup.c: the memory cgroup this process is in, on cgroup v1, v2 and
+** hybrid hosts (memory on v1, cgroup2 at fs/cgroup/unified without it).
+** The path comes from /proc/self/cgroup; the files from <sys>/fs/cgroup.
+** Every file is read once in a while, so none takes a kept fd.
+*/
+/***
+@submodule memprobe
+*/
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+
+/* cgroup v1 says "unlimited" with LONG_MAX rounded down to a page. */
+#define MP_V1_UNLIMITED  INT64_C(9223372036854771712)
+
+
+/*
+** {======================================================
+** Pure parsers (fuzzed on their own)
+** =======================================================
+*/
+
+/*
+** /proc/<pid>/cgroup: "id:controllers:path" lines. Finds the path of the
+** v1 hierarchy whose controller list holds "memory" and the path of the
+** v2 line ("0::path"). A path that is absent has length 0 and NULL.
+*/
+void memprobe_parse_proc_cgroup (const char *s, size_t len,
+                                 mp_cgpaths *out) {
+  const char *end = s + len;
+  memset(out, 0, sizeof(*out));
+  while (s < end) {
+    const char *line = s, *c1, *c2, *eol;
+    const char *next = memprobe_nextline(s, end);
+    s = next;
+    eol = (next > line && next[-1] == '\n') ? next - 1 : next;
+    if ((c1 = memchr(line, ':', (size_t)(eol - line))) == NULL)
+      continue;
+    if ((c2 = memchr(c1 + 1, ':', (size_t)(eol - c1 - 1))) == NULL)
+      continue;
+    if (c2 + 1 == eol || c2[1] != '/')  /* paths are absolute */
+      continue;
+    if (c2 == c1 + 1) {  /* "0::/path": the unified hierarchy */
+      if (out->v2 == NULL) {
+        out->v2 = c2 + 1;
+        out->v2len = (size_t)(eol - c2 - 1);
+      }
+    }
+    else if (out->v1 == NULL) {  /* "4:memory:/path", "3:cpu,memory:/" */
+      const char *w = c1 + 1;
+      while (w < c2) {
+        const char *comma = memchr(w, ',', (size_t)(c2 - w));
+        const char *we = comma ? comma : c2;
+        if (we - w == 6 && memcmp(w, "memory", 6) == 0) {
+          out->v1 = c2 + 1;
+          out->v1len = (size_t)(eol - c2 - 1);
+          break;
+        }
+        w = we + 1;
+      }
+    }
+  }
+}
+
+/*
+** A limit or counter file: a number, "max" (v2) or the v1 unlimited value
+** and anything above it. Returns 1 with *v set, 0 for unlimited, -1 when
+** the content is neither (no such file holds a negative number).
+*/
+int memprobe_parse_limit (const char *s, size_t len, int64_t *v) {
+  const char *end = s + len, *p;
+  s = memprobe_skipspace(s, end);
+  if (end - s >= 3 && memcmp(s, "max", 3) == 0)
+    p = s + 3;
+  else if ((p = memprobe_int64(s, end, v)) == NULL || *v < 0)
+    return -1;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+    p++;
+  if (p != end)
+    return -1;
+  if (*s == 'm' || *v >= MP_V1_UNLIMITED)
+    return 0;
+  return 1;
+}
+
+/* }====================================================== */
+
+
+typedef struct cg {
+  const char *base;          /* hierarchy root under <sys> */
+  char dir[MP_PATHMAX];      /* cgroup directory under base, "" for root */
+  char rel[MP_PATHMAX];      /* scratch: base + dir + file */
+  int version;
+} cg;
+
+/* Reads base/dir/file into c->buf. */
+static int cg_read (mp_ctx *c, cg *g, const char *dir,
+                    const char *file, const char **data, size_t *len) {
+  int n = snprintf(g->rel, sizeof(g->rel), "%s%s/%s", g->base, dir, file);
+  if (n < 0 || (size_t)n >= sizeof(g->rel))
+    return ENAMETOOLONG;
+  return memprobe_read_nocache(c, MP_SYS, g->rel, data, len);
+}
+
+/* A limit or counter file: 1 with *v, 0 unlimited, -1 absent or bad. */
+static int cg_number (mp_ctx *c, cg *g, const char *dir,
+                      const char *file, int64_t *v) {
+  const char *data;
+  size_t len;
+  if (cg_read(c, g, dir, file, &data, &len) != 0)
+    return -1;
+  return memprobe_parse_limit(data, len, v);
+}
+
+/* t[key] = the number in file; nil when unlimited, absent or bad. */
+static void set_number (lua_State *L, mp_ctx *c, cg *g, int t,
+                        const char *key, const char *file) {
+  int64_t v;
+  if (cg_number(c, g, g->dir, file, &v) == 1)
+    mp_pushint(L, v);
+  else
+    lua_pushnil(L);
+  lua_setfield(L, t, key);
+}
+
+typedef struct setter { lua_State *L; int t; } setter;
+
+static void set_pair (void *ud, const char *key, size_t klen, int64_t v,
+                      int kb) {
+  setter *s = (setter *)ud;
+  (void)kb;
+  lua_pushlstring(s->L, key, klen);
+  mp_pushint(s->L, v);
+  lua_rawset(s->L, s->t);
+}
+
+/* t[key] = { every "key value" pair of file }, or nil without it. */
+static void set_pairs (lua_State *L, mp_ctx *c, cg *g, int t,
+                       const char *key, const char *file) {
+  const char *data;
+  size_t len;
+  if (cg_read(c, g, g->dir, file, &data, &len) != 0)
+    return;
+  lua_newtable(L);
+  {
+    setter s;
+    s.L = L;
+    s.t = lua_gettop(L);
+    memprobe_parse_pairs(data, len, set_pair, &s);
+  }
+  lua_setfield(L, t, key);
+}
+
+/*
+** Settles where the cgroup's files are: dir = path under base, or, when
+** that directory is not there, the hierarchy's root (a container that
+** sees its own cgroup mounted at the root without a cgroup namespace).
+** Returns 0 when 'probe' is found.
+*/
+static int locate (mp_ctx *c, cg *g, const char *path,
+                   size_t plen, const char *probe) {
+  const char *data;
+  size_t len;
+  if (plen >= sizeof(g->dir))
+    return ENAMETOOLONG;
+  while (plen > 0 && path[plen - 1] == '/')  /* "/" becomes "" */
+    plen--;
+  memcpy(g->dir, path, plen);
+  g->dir[plen] = '\0';
+  if (cg_read(c, g, g->dir, probe, &data, &len) == 0)
+    return 0;
+  if (plen == 0)
+    return ENOENT;
+  g->dir[0] = '\0';
+  return cg_read(c, g, g->dir, probe, &data, &len);
+}
+
+/*
+** The smallest limit over dir and its ancestors up to the hierarchy
+** root; sets t.effective_limit and t.limited_by (nil when unlimited).
+*/
+static void effective_limit (lua_State *L, mp_ctx *c, cg *g, int t,
+                             const char *file) {
+  char dir[MP_PATHMAX];
+  size_t n = strlen(g->dir);
+  int64_t best = 0, v;
+  int found = 0;
+  memcpy(dir, g->dir, n + 1);
+  for (;;) {
+    if (cg_number(c, g, dir, file, &v) == 1 && (!found || v < best)) {
+      best = v;
+      found = 1;
+      lua_pushstring(L, dir[0] ? dir : "/");
+      lua_setfield(L, t, "limited_by");
+    }
+    if (n == 0)
+      break;
+    while (n > 0 && dir[n - 1] != '/')
+      n--;
+    if (n > 0)
+      n--;
+    dir[n] = '\0';
+  }
+  if (found) {
+    mp_pushint(L, best);
+    lua_setfield(L, t, "effective_limit");
+  }
+}
+
+/* working_set = usage - inactive file pages, never below 0. */
+static void working_set (lua_State *L, int t, const char *key) {
+  lua_getfield(L, t, "usage");
+  lua_getfield(L, t, "stat");
+  if (lua_isnumber(L, -2) && lua_istable(L, -1)) {
+    lua_getfield(L, -1, key);
+    if (lua_isnumber(L, -1)) {
+      int64_t ws = (int64_t)lua_tonumber(L, -3) -
+                   (int64_t)lua_tonumber(L, -1);
+      mp_pushint(L, ws < 0 ? 0 : ws);
+      lua_setfield(L, t, "working_set");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static void fill_v1 (lua_State *L, mp_ctx *c, cg *g, int t) {
+  const char *data;
+  size_t len;
+  set_number(L, c, g, t, "usage", "memory.usage_in_bytes");
+  set_number(L, c, g, t, "limit", "memory.limit_in_bytes");
+  set_number(L, c, g, t, "peak", "memory.max_usage_in_bytes");
+  set_number(L, c, g, t, "soft_limit", "memory.soft_limit_in_bytes");
+  set_number(L, c, g, t, "memsw_usage", "memory.memsw.usage_in_bytes");
+  set_number(L, c, g, t, "memsw_limit", "memory.memsw.limit_in_bytes");
+  effective_limit(L, c, g, t, "memory.limit_in_bytes");
+  set_pairs(L, c, g, t, "stat", "memory.stat");
+  working_set(L, t, "total_inactive_file");
+  lua_getfield(L, t, "stat");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "total_swap");
+    lua_setfield(L, t, "swap_usage");
+  }
+  lua_pop(L, 1);
+  set_pairs(L, c, g, t, "events", "memory.oom_control");
+  lua_getfield(L, t, "events");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, t, "events");
+  }
+  {
+    int64_t v;
+    if (cg_read(c, g, g->dir, "memory.failcnt", &data, &len) == 0 &&
+        memprobe_parse_limit(data, len, &v) == 1) {
+      mp_pushint(L, v);
+      lua_setfield(L, -2, "failcnt");
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static void fill_v2 (lua_State *L, mp_ctx *c, cg *g, int t) {
+  set_number(L, c, g, t, "usage", "memory.current");
+  set_number(L, c, g, t, "limit", "memory.max");
+  set_number(L, c, g, t, "high", "memory.high");
+  set_number(L, c, g, t, "peak", "memory.peak");
+  set_number(L, c, g, t, "swap_usage", "memory.swap.current");
+  set_number(L, c, g, t, "swap_limit", "memory.swap.max");
+  effective_limit(L, c, g, t, "memory.max");
+  set_pairs(L, c, g, t, "stat", "memory.stat");
+  working_set(L, t, "inactive_file");
+  set_pairs(L, c, g, t, "events", "memory.events");
+}
+
+/*
+** Memory on v1 wins on a hybrid host (that is where the controller is);
+** v2 is looked for at fs/cgroup, then at fs/cgroup/unified.
+*/
+/***
+The memory cgroup of this process, on cgroup v1, v2 or a hybrid host:
+`version path usage limit effective_limit limited_by working_set peak
+stat events`; on v2 also `high swap_usage swap_limit`, on v1 `soft_limit
+memsw_usage memsw_limit swap_usage`. A limit is nil when unlimited
+("max", or 9223372036854771712 and above on v1). `effective_limit` is the
+smallest limit over the cgroup and its ancestors, `limited_by` the path
+of the one that sets it. `working_set` is usage minus inactive file
+pages. `stat` holds every memory.stat key; `events` memory.events (v2),
+or failcnt and the memory.oom_control counters (v1).
+@function cgroup
+@treturn table the figures, or nil, message, errno when the process is
+in no memory cgroup
+*/
+static int l_cgroup (lua_State *L) {
+  mp_ctx *c = memprobe_ctx(L);
+  const char *data;
+  size_t len;
+  char v1[MP_PATHMAX], v2[MP_PATHMAX];
+  mp_cgpaths p;
+  cg g;
+  int err, t;
+  memprobe_noargs(L);
+  lua_settop(L, 0);
+  if ((err = memprobe_read(c, MP_PROC, "self/cgroup", &data, &len)) != 0)
+    return memprobe_fail(L, c, MP_PROC, "self/cgroup", err);
+  memprobe_parse_proc_cgroup(data, len, &p);
+  /* the buffer is reused by every read: copy the paths out first */
+  v1[0] = v2[0] = '\0';
+  if (p.v1 != NULL && p.v1len < sizeof(v1)) {
+    memcpy(v1, p.v1, p.v1len);
+    v1[p.v1len] = '\0';
+  }
+  if (p.v2 != NULL && p.v2len < sizeof(v2)) {
+    memcpy(v2, p.v2, p.v2len);
+    v2[p.v2len] = '\0';
+  }
+  g.version = 0;
+  if (v1[0] != '\0') {
+    g.base = "fs/cgroup/memory";
+    if (locate(c, &g, v1, strlen(v1), "memory.usage_in_bytes") == 0)
+      g.version = 1;
+  }
+  if (g.version == 0 && v2[0] != '\0') {
+    g.base = "fs/cgroup";
+    if (cg_read(c, &g, "", "cgroup.controllers", &data, &len) != 0)
+      g.base = "fs/cgroup/unified";
+    if (locate(c, &g, v2, strlen(v2), "memory.current") == 0)
+      g.version = 2;
+  }
+  if (g.version == 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
+                    "with memory files under %s/fs/cgroup)",
+                    c->root[MP_PROC], c->root[MP_SYS]);
+    lua_pushinteger(L, ENOENT);
+    return 3;
+  }
+  lua_newtable(L);
+  t = lua_gettop(L);
+  mp_pushint(L, g.version);
+  lua_setfield(L, t, "version");
+  lua_pushstring(L, g.version == 1 ? v1 : v2);
+  lua_setfield(L, t, "path");
+  if (g.version == 1)
+    fill_v1(L, c, &g, t);
+  else
+    fill_v2(L, c, &g, t);
+  lua_settop(L, t);
+  return 1;
+}
+
+void memprobe_open_cgroup (lua_State *L, mp_ctx *c) {
+  static const luaL_Reg funcs[] = {
+    { "cgroup", l_cgroup },
+    { NULL, NULL }
+  };
+  (void)c;
+  memprobe_register(L, funcs);
+}
