@@ -1,7 +1,6 @@
 local memprobe = require "memprobe"
 local H = require "spec.helper"
 
-local pagesize = memprobe.pagesize()
 local KiB = 1024
 
 local slab_head = "slabinfo - version: 2.1\n# name <active_objs> ...\n"
@@ -46,23 +45,23 @@ describe("memprobe.diff()", function()
     H.rmdir(a) H.rmdir(b)
   end)
 
-  it("ranks slab caches by size, with new and gone caches", function()
+  it("ranks slab caches by bytes in use, with new and gone caches", function()
     local a = tree(nil, slab_head .. slabline("sock_inode_cache", 19, 1) ..
-                         slabline("dentry", 19, 5) .. slabline("gone", 19, 2))
+                         slabline("dentry", 95, 5) .. slabline("gone", 20, 2))
     local b = tree(nil, slab_head .. slabline("sock_inode_cache", 1900, 100) ..
-                         slabline("dentry", 19, 3) .. slabline("new", 38, 2))
+                         slabline("dentry", 57, 3) .. slabline("new", 38, 2))
     local d = memprobe.diff(read_in(a, "slabinfo"), read_in(b, "slabinfo"))
-    local p = 4 * pagesize
+    local o = 832  -- objsize: the series is active_objs * objsize
     assert.are.equal("slabinfo", d.source)
     assert.are.same({
-      { name = "sock_inode_cache", before = p, after = 100 * p, delta = 99 * p },
-      { name = "new", after = 2 * p, delta = 2 * p },
+      { name = "sock_inode_cache", before = 19 * o, after = 1900 * o, delta = 1881 * o },
+      { name = "new", after = 38 * o, delta = 38 * o },
     }, d.grew)
     assert.are.same({
-      { name = "dentry", before = 5 * p, after = 3 * p, delta = -2 * p },
-      { name = "gone", before = 2 * p, delta = -2 * p },
+      { name = "dentry", before = 95 * o, after = 57 * o, delta = -38 * o },
+      { name = "gone", before = 20 * o, delta = -20 * o },
     }, d.shrank)
-    assert.are.equal(97 * p, d.total)
+    assert.are.equal(1861 * o, d.total)
     H.rmdir(a) H.rmdir(b)
   end)
 
@@ -115,12 +114,12 @@ describe("memprobe.watch()", function()
       local noisy = ({ 10, 2, 9, 3 })[i]
       dirs[i] = tree({ SUnreclaim = 80000 + 1000 * i },
         slab_head .. slabline("sock_inode_cache", 19 * 100 * i, 100 * i) ..
-                     slabline("kmalloc-64", 19, noisy))
+                     slabline("kmalloc-64", 19 * noisy, noisy))
       memprobe.config{ proc = dirs[i] .. "/proc" }
       assert.are.equal(i, w:sample(10 * (i - 1)))
     end
     local r = w:report()
-    local p = 4 * pagesize
+    local p = 19 * 832  -- 100 slabs of 19 objects of 832 bytes: 100 * p
     assert.are.equal(4, r.samples)
     assert.are.equal(30, r.seconds)
     assert.are.same({}, r.errors)

@@ -6,7 +6,9 @@ local M = {}
 
 --- The byte series of one result, by name, and the name of its source.
 -- meminfo: every field but the unit-less HugePages_* counts; slabinfo:
--- each cache's `size` (slab pages); vmallocinfo: each caller's `size`,
+-- each cache's `active_size` (bytes in objects in use: a leak shows there
+-- at once, while slab pages lag behind because the allocator reuses the
+-- empty slabs it keeps); vmallocinfo: each caller's `size`,
 -- keyed "caller [module]".
 -- @tparam table r a result of meminfo(), slabinfo() or vmallocinfo()
 -- @treturn table name -> bytes
@@ -17,7 +19,7 @@ function M.series(r)
   end
   local t = {}
   if r.caches and r.totals then
-    for _, c in ipairs(r.caches) do t[c.name] = (t[c.name] or 0) + c.size end
+    for _, c in ipairs(r.caches) do t[c.name] = (t[c.name] or 0) + c.active_size end
     return t, "slabinfo"
   elseif r.by_caller and r.totals then
     for _, c in ipairs(r.by_caller) do
