@@ -11,7 +11,20 @@ local M = {}
 local Watch = {}
 Watch.__index = Watch
 
-local known = { meminfo = true, slabinfo = true, vmallocinfo = true }
+-- Each source reads one set of named byte series, or nil, message.
+local known = {
+  meminfo = function(mp) return mp.meminfo() end,
+  slabinfo = function(mp) return mp.slabinfo() end,
+  vmallocinfo = function(mp) return mp.vmallocinfo() end,
+  -- the process and the Lua state, for a program watching itself
+  process = function(mp)
+    local rss, err = mp.rss()
+    return rss and { rss = rss }, err
+  end,
+  lua = function()
+    return { heap = math.floor(collectgarbage("count") * 1024) }
+  end,
+}
 
 local function clock_and_sleep()
   local ok, socket = pcall(require, "socket")
@@ -24,8 +37,9 @@ end
 --- Makes a watcher. Nothing is read until `sample()` or `run()`.
 -- @tparam[opt] table opts `interval` seconds between samples in `run()`
 -- (default 1), `samples` how many `run()` takes (default 10, at least 2),
--- `sources` a list of "meminfo", "slabinfo", "vmallocinfo" (default
--- all three), `clock` and `sleep` functions (default lua-socket's when
+-- `sources` a list of "meminfo", "slabinfo", "vmallocinfo", "process"
+-- (the process's rss) and "lua" (the Lua heap) (default the first
+-- three), `clock` and `sleep` functions (default lua-socket's when
 -- installed, else os.time and the sleep command).
 -- @treturn table a watcher
 function M.new(opts)
@@ -81,9 +95,9 @@ function Watch:sample(t)
   self.n = n
   self.times[n] = t or self.clock()
   for _, src in ipairs(self.sources) do
-    local r, err = memprobe[src]()
+    local r, err = known[src](memprobe)
     if r then
-      local series = diff.series(r)
+      local series = (src == "process" or src == "lua") and r or diff.series(r)
       local d = self.data[src]
       if not d then d = {}; self.data[src] = d end
       for name, v in pairs(series) do
