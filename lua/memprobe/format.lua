@@ -151,4 +151,109 @@ function M.report(r)
   return table.concat(out, "\n")
 end
 
+local function kib(n) return n == nil and "-" or string.format("%.2fK", n / 1024) end
+
+local function share(a, b)
+  return b ~= nil and b > 0 and string.format("%.1f%%", 100 * a / b) or "-"
+end
+
+--- The screen `slabtop -o` prints, from a `memprobe.slabinfo()` result:
+-- the five header lines, then one line per cache, at most 80 columns.
+-- @tparam table s result of `memprobe.slabinfo()`
+-- @treturn string
+function M.slabinfo(s)
+  local t = s.totals
+  local lines = {
+    (" Active / Total Objects (%% used)    : %d / %d (%s)"):format(
+      t.active_objs, t.num_objs, share(t.active_objs, t.num_objs)),
+    (" Active / Total Slabs (%% used)      : %d / %d (%s)"):format(
+      t.active_slabs, t.num_slabs, share(t.active_slabs, t.num_slabs)),
+    (" Active / Total Caches (%% used)     : %d / %d (%s)"):format(
+      t.active_caches, t.num_caches, share(t.active_caches, t.num_caches)),
+    (" Active / Total Size (%% used)       : %s / %s (%s)"):format(
+      kib(t.active_size), kib(t.total_size), share(t.active_size, t.total_size)),
+    (" Minimum / Average / Maximum Object : %s / %s / %s"):format(
+      kib(t.min_objsize), kib(t.avg_objsize), kib(t.max_objsize)),
+    "",
+    ("%8s %8s %4s %8s %6s %8s %10s %s"):format("OBJS", "ACTIVE", "USE",
+      "OBJ SIZE", "SLABS", "OBJ/SLAB", "CACHE SIZE", "NAME"),
+  }
+  for _, c in ipairs(s.caches) do
+    lines[#lines + 1] = ("%8d %8d %3d%% %7.2fK %6d %8d %9dK %s"):format(
+      c.num_objs, c.active_objs, c.use, c.objsize / 1024, c.num_slabs,
+      c.objperslab, math.floor(c.size / 1024), c.name:sub(1, 20))
+  end
+  return table.concat(lines, "\n")
+end
+
+local function cut(s, n)
+  return #s > n and s:sub(1, n - 1) .. "~" or s
+end
+
+--- vmalloc areas summed by caller, module or kind, from a
+-- `memprobe.vmallocinfo()` result.
+-- @tparam table v result of `memprobe.vmallocinfo()`
+-- @tparam[opt] string by "caller" (default), "module" or "kind"
+-- @treturn string
+function M.vmalloc(v, by)
+  local rows, header = {}
+  local function sums(e)
+    return e.count, M.size(e.size), e.pages, M.size(e.bytes)
+  end
+  if by == "kind" then
+    header = { "KIND", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    local kinds = {}
+    for k in pairs(v.by_kind) do kinds[#kinds + 1] = k end
+    table.sort(kinds, function(a, b) return v.by_kind[a].size > v.by_kind[b].size end)
+    for _, k in ipairs(kinds) do rows[#rows + 1] = { k, sums(v.by_kind[k]) } end
+  elseif by == "module" then
+    header = { "MODULE", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    for _, e in ipairs(v.by_module) do rows[#rows + 1] = { cut(e.module, 30), sums(e) } end
+  else
+    header = { "CALLER", "MODULE", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    for _, e in ipairs(v.by_caller) do
+      rows[#rows + 1] = { cut(e.caller, 32), cut(e.module, 14), sums(e) }
+    end
+  end
+  local t = v.totals
+  return ("vmalloc: %d areas, %s of address space; %s in %d pages\n"):format(
+    t.count, M.size(t.size), M.size(t.bytes), t.pages)
+    .. M.columns(header, rows)
+end
+
+--- The ranking of a `watch` report: fastest growers first.
+-- @tparam table r a watcher's `report()`
+-- @tparam[opt] number top at most this many lines (default 20)
+-- @treturn string
+function M.watch(r, top)
+  local rows = {}
+  for i, e in ipairs(r.series) do
+    if i > (top or 20) then break end
+    rows[#rows + 1] = { e.source:sub(1, 4), cut(e.name, 32), M.size(e.slope) .. "/min",
+                        string.format("%.2f", e.r2), M.size(e.delta),
+                        e.monotonic and r.samples >= 3 and "GROWS" or "" }
+  end
+  local out = { ("%d samples over %.1fs; %d series changed, %d only grew"):format(
+    r.samples, r.seconds, r.changed or #r.series, #r.flagged) }
+  for src, err in pairs(r.errors) do out[#out + 1] = src .. ": " .. err end
+  out[#out + 1] = M.columns({ "SRC", "NAME", "RATE", "R2", "DELTA", "" }, rows)
+  return table.concat(out, "\n")
+end
+
+--- What grew and shrank, from a `memprobe.diff()` result.
+-- @tparam table d result of `memprobe.diff()`
+-- @tparam[opt] number top lines per side (default 10)
+-- @treturn string
+function M.diff(d, top)
+  local rows = {}
+  for _, side in ipairs({ d.grew, d.shrank }) do
+    for i, e in ipairs(side) do
+      if i > (top or 10) then break end
+      rows[#rows + 1] = { cut(e.name, 40), M.size(e.before), M.size(e.after),
+                          (e.delta > 0 and "+" or "") .. M.size(e.delta) }
+    end
+  end
+  return M.columns({ d.source, "BEFORE", "AFTER", "DELTA" }, rows)
+end
+
 return M
