@@ -49,8 +49,8 @@ end
 if opts.max_slab_growth and first_slab then
   local d = memprobe.diff(first_slab, memprobe.slabinfo())
   local top = d.grew[1]
-  if top and top.bytes > opts.max_slab_growth then
-    failed[#failed + 1] = ("slab cache %s grew %d > %d"):format(top.name, top.bytes,
+  if top and top.delta > opts.max_slab_growth then
+    failed[#failed + 1] = ("slab cache %s grew %d > %d"):format(top.name, top.delta,
       opts.max_slab_growth)
   end
 end

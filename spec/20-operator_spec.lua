@@ -114,6 +114,36 @@ describe("memprobe.console", function()
     end
   end)
 
+  it("shows slab caches, vmalloc callers and what grew since a mark (root)", function()
+    if not H.is_root() then pending("needs root: /proc/slabinfo is 0400") return end
+    local text, s = c:run("mem slab 5")
+    assert.are.equal(5, #s.caches)
+    assert.matches("OBJS   ACTIVE  USE OBJ SIZE", text, 1, true)
+    assert.matches(s.caches[1].name, text, 1, true)
+    text = c:run("vmalloc 3")
+    assert.matches("vmalloc", text, 1, true)
+    c:run("mark")
+    local keep = {}
+    for i = 1, 2000 do keep[i] = { i } end
+    local out, d = c:run("diff")
+    assert.is_true(d.lua > 2000 * 16, out)
+    assert.matches("^lua heap ", out)
+    assert.is_table(keep)
+    for _, l in ipairs({ "watch", "watch", "watch" }) do text = c:run(l) end
+    assert.matches("3 samples", text, 1, true)
+  end)
+
+  it("caps the Lua heap with track and limit", function()
+    local had = memprobe.tracker()
+    assert.matches("needs the tracker", c:run("limit 512M"), 1, true)
+    assert.matches("^tracking: live ", c:run("track on"))
+    assert.matches("limit 512MiB", c:run("limit 512M"), 1, true)
+    local _, data = c:run("lua")
+    assert.are.equal(512 * 2^20, data.tracker.limit)
+    assert.matches("limit off", c:run("limit off"), 1, true)
+    if not had then c:run("track off") end
+  end)
+
   it("parses sizes like 512M", function()
     assert.are.equal(512 * 2^20, console.parse_size("512M"))
     assert.are.equal(1536, console.parse_size("1.5k"))

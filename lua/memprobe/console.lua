@@ -63,12 +63,12 @@ def("slab", "[N] [sort a|b|c|l|v|n|o|p|s|u]: largest slab caches", function(self
   local top = tonumber(n) or 10
   if sort == nil and n and not tonumber(n) then sort = n end
   local s = need(self.mp.slabinfo{ top = top, sort = sort or "c" })
-  return format.slab(s), s
+  return format.slabinfo(s), s
 end)
 
 def("vmalloc", "[N]: vmalloc use by caller", function(self, n)
-  local v = need(self.mp.vmallocinfo())
-  return format.vmalloc(v, { top = tonumber(n) or 10 }), v
+  local v = need(self.mp.vmallocinfo{ top = tonumber(n) or 10 })
+  return format.vmalloc(v, "caller"), v
 end)
 
 def("proc", "this process: rss, pss, uss, C heap", function(self)
@@ -149,7 +149,7 @@ def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
     data.slab = self.mp.diff(old.slab, now.slab)
     for i = 1, math.min(5, #data.slab.grew) do
       local g = data.slab.grew[i]
-      lines[#lines + 1] = string.format("slab %-24s %s", g.name, size(g.bytes))
+      lines[#lines + 1] = string.format("slab %-24s %s", g.name, size(g.delta))
     end
   end
   if old.modules and now.modules then
@@ -204,7 +204,7 @@ def("watch", "take a sample; rank growth once there are 3", function(self)
   end
   self.watcher:sample()
   local r = self.watcher:report()
-  return format.watch(r), r
+  return format.watch(r, 10), r
 end)
 
 def("drop", "<1|2|3>: drop caches (if the host allows it)", function(self, level)
