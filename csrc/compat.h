@@ -67,4 +67,35 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #define MP_TAG10  "upvalue"
 #endif
 
+/*
+** Heap walk (heap.c). LuaJIT 2.1 reports 5.1 but defines LUA_OK, and has
+** lua_upvalueid; PUC 5.1 has neither. User values: 5.4 has several per
+** userdata, 5.2/5.3 one, 5.1 and LuaJIT an environment table instead.
+*/
+#if LUA_VERSION_NUM == 501 && defined(LUA_OK)
+#define MP_LUAJIT           1
+#endif
+#if LUA_VERSION_NUM >= 502 || defined(MP_LUAJIT)
+#define MP_HAS_UPVALUEID    1
+#endif
+#if LUA_VERSION_NUM >= 503
+#define mp_dump(L, w, d)    lua_dump(L, (w), (d), 0)
+#else
+#define mp_dump(L, w, d)    lua_dump(L, (w), (d))
+#endif
+#if LUA_VERSION_NUM >= 504
+#define mp_getuv(L, i, n)   lua_getiuservalue(L, (i), (n))
+#define mp_setuv(L, i)      lua_setiuservalue(L, (i), 1)
+#elif LUA_VERSION_NUM >= 502
+#define mp_getuv(L, i, n) \
+  ((n) == 1 ? (lua_getuservalue(L, (i)), lua_type(L, -1)) \
+            : (lua_pushnil(L), LUA_TNONE))
+#define mp_setuv(L, i)      lua_setuservalue(L, (i))
+#else
+#define mp_getuv(L, i, n) \
+  ((n) == 1 ? (lua_getfenv(L, (i)), lua_type(L, -1)) \
+            : (lua_pushnil(L), LUA_TNONE))
+#define mp_setuv(L, i)      lua_setfenv(L, (i))
+#endif
+
 #endif

@@ -48,6 +48,7 @@ typedef struct mp_ctx {
   char *buf;                 /* read buffer, grows; malloc'ed, off the Lua heap */
   size_t cap;
   long pagesize;
+  size_t heap_bytes;         /* C buffers held by heap walks (heap.c) */
 } mp_ctx;
 
 #define MP_CTX_MT  "memprobe.Context"
@@ -253,5 +254,6 @@ MP_API mp_tracker *memprobe_track (lua_State *L);
 MP_API void memprobe_guard (mp_tracker *t);
 MP_API uint64_t memprobe_allocs (const mp_tracker *t);
 MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
+MP_API void memprobe_open_heap (lua_State *L, mp_ctx *c);
 
 #endif

@@ -31,6 +31,7 @@ build = {
         "csrc/core.c",
         "csrc/dropcaches.c",
         "csrc/embed.c",
+        "csrc/heap.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
@@ -53,6 +54,7 @@ build = {
     ["memprobe.diff"] = "lua/memprobe/diff.lua",
     ["memprobe.watch"] = "lua/memprobe/watch.lua",
     ["memprobe.requires"] = "lua/memprobe/requires.lua",
+    ["memprobe.heap"] = "lua/memprobe/heap.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

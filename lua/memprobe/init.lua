@@ -34,6 +34,13 @@ M.account_requires = requires.account_requires
 -- peak, allocs, seconds }`; see `memprobe.requires`.
 -- @function requires
 M.requires = requires.requires
+-- The Lua heap: census, modules, snapshots, paths (memprobe.heap).
+local heap = require "memprobe.heap"
+M.heap = heap.heap
+M.modules = heap.modules
+M.snapshot = heap.snapshot
+M.path = heap.path
+M.calibrate = heap.calibrate
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
