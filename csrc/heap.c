@@ -79,7 +79,7 @@ typedef struct snap {
   char *arena;              /* edge names, NUL-terminated */
   uint32_t alen, acap;
   uint32_t *nindex;         /* arena offset + 1, by content */
-  uint32_t nicap;
+  uint32_t nicap, nnames;
   /* the queue: values in the user value table W, the rest here */
   uint32_t *qidx;
   int32_t *qlabel;
@@ -213,7 +213,7 @@ static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
   size_t k;
   if (len > NAMEMAX) len = NAMEMAX;
   for (k = 0; k < len; k++) h = (h ^ (unsigned char)str[k]) * 16777619u;
-  if (s->nicap == 0 || s->alen / 16 * 2 >= s->nicap) {  /* rebuild */
+  if ((s->nnames + 1) * 2 > s->nicap) {  /* load factor 1/2: rebuild */
     uint32_t ncap = s->nicap ? s->nicap * 2 : 256, off;
     uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
     memset(ni, 0, (size_t)ncap * 4);
@@ -243,6 +243,7 @@ static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
   s->arena[s->alen + len] = '\0';
   s->nindex[i] = s->alen + 1;
   s->alen += (uint32_t)len + 1;
+  s->nnames++;
   return s->nindex[i];
 }
 
@@ -592,8 +593,8 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
 
 /* One unit of work; 0 when the step's budget is spent. */
 static int budget (walker *w) {
-  w->units++;
   if (w->units >= w->limit) return 0;
+  w->units++;
   if (w->deadline > 0 && ((long)w->units & 63) == 0) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -816,11 +817,13 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
   }
   else
     tname = intern(L, s, "(no metatable)", 14);
-  for (n = 1; mp_getuv(L, ui, n) != LUA_TNONE; n++) {
+  /* another snapshot's user value is its (spent) queue */
+  for (n = 1; !mp_testudata(L, ui, SNAP_MT) &&
+              mp_getuv(L, ui, n) != LUA_TNONE; n++) {
     discover(w, -1, r + 1, E_UVALUE, (uint32_t)n, label);
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  if (!mp_testudata(L, ui, SNAP_MT)) lua_pop(L, 1);
 #if LUA_VERSION_NUM != 504
   n = 1;  /* the environment or the one user value is part of the block */
 #endif
@@ -986,7 +989,7 @@ static int step_body (lua_State *L) {
   return 0;
 }
 
-static void finish (lua_State *L, snap *s);
+static void finish (lua_State *L, int ud, snap *s);
 
 /*
 ** Runs one step of the walk under lua_pcall. When the program changed a
@@ -1003,7 +1006,7 @@ static void step (lua_State *L, int ud, double ms, double units) {
     if (ms > 0) lua_pushnumber(L, ms); else lua_pushnil(L);
     if (units > 0) lua_pushnumber(L, units); else lua_pushnil(L);
     if (lua_pcall(L, 3, 0, 0) == 0) {
-      if (s->done) finish(L, s);
+      if (s->done) finish(L, ud, s);
       return;
     }
     if (!s->in_next) break;
@@ -1030,9 +1033,23 @@ static int cmp_proto (const void *a, const void *b) {
   return x->last > y->last ? -1 : x->last < y->last;
 }
 
-static void finish (lua_State *L, snap *s) {
+static void finish (lua_State *L, int ud, snap *s) {
   uint32_t i, j;
-  (void)L;
+  /* the queue is spent: give its memory back, C and Lua */
+  xrealloc(L, s, s->qidx, (size_t)s->qcap * 4, 0);
+  xrealloc(L, s, s->qlabel, (size_t)s->qcap * 4, 0);
+  s->qidx = NULL;
+  s->qlabel = NULL;
+  s->qcap = s->qhead = s->qtail = 0;
+  lua_createtable(L, 0, 2);
+  lua_newtable(L);
+  lua_rawseti(L, -2, -2);
+  mp_setuv(L, ud);
+  if (s->n < s->cap) {
+    s->obj = (hobj *)xrealloc(L, s, s->obj, (size_t)s->cap * sizeof(hobj),
+                              (size_t)s->n * sizeof(hobj));
+    s->cap = s->n;
+  }
   if (s->np == 0) return;
   qsort(s->proto, s->np, sizeof(pinfo), cmp_proto);
   for (i = 0; i < s->np; i = j) {
@@ -1117,6 +1134,8 @@ static int l_snapshot (lua_State *L) {
   w.units = 0; w.limit = HUGE_VAL; w.deadline = 0;
   ignore(&w, ud);
   ignore(&w, w.W);
+  ignore(&w, 2);  /* the roots and options tables are the caller's */
+  ignore(&w, 3);
   lua_rawgeti(L, w.W, -2);
   ignore(&w, -1);
   lua_pop(L, 1);

@@ -288,15 +288,15 @@ local function pattern(path, wide)
 end
 M.pattern = pattern
 
-local function walk(opts, label_each, extra)
+local function walk(opts, label_each, target)
   opts = opts or {}
   local roots, names = roots_of()
   if not label_each then
     for _, r in ipairs(roots) do r[3] = 1 end
   end
   local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
-              max_units = opts.max_units, fail_after = opts.fail_after }
-  for k, v in pairs(extra or {}) do o[k] = v end
+              max_units = opts.max_units, fail_after = opts.fail_after,
+              target = target }
   return core.heap_snapshot(model(opts), roots, o), names, roots
 end
 
@@ -393,17 +393,18 @@ function M.path(obj, opts)
       :format(t), 2)
   end
   opts = opts or {}
-  local snap = finish((walk(opts, false, { target = obj })))
+  local snap = finish((walk(opts, false, obj)))
   local ok, refs = pcall(snap.referrers, snap)
   snap:close()
   if not ok then error(refs, 0) end
   local list = {}
   for _, r in ipairs(refs) do
+    -- named keys cost nothing, indices 1, the VM's edges (upvalues,
+    -- locals, metatables) 2
     local anon = 0
     for _, seg in ipairs(r.path) do
-      if not seg:match("^%.") and not seg:match("^[%a_]") then
-        anon = anon + 1
-      end
+      if seg:match("^:") then anon = anon + 2
+      elseif seg:match("^%[") then anon = anon + 1 end
     end
     list[#list + 1] = { path = join(r.path), anon = anon, len = #r.path }
   end
@@ -412,9 +413,16 @@ function M.path(obj, opts)
     if a.len ~= b.len then return a.len < b.len end
     return a.path < b.path
   end)
+  -- the running thread's locals hold obj at least in this call: show
+  -- them only when nothing else does
+  local others = false
+  for _, e in ipairs(list) do
+    if not e.path:match("^thread:") then others = true end
+  end
   local out, seen = {}, {}
   for _, e in ipairs(list) do
-    if not seen[e.path] and #out < (opts.max or 5) then
+    if not seen[e.path] and #out < (opts.max or 5) and
+       not (others and e.path:match("^thread:")) then
       seen[e.path] = true
       out[#out + 1] = e.path
     end
