@@ -60,7 +60,7 @@ typedef struct pinfo {
 typedef struct model {
   double tbase, arr[NCAL], hash[NCAL];
   int narr, nhash;
-  double str[65], slong, sfirst, salign, imax, strtab;
+  double str[65], slong, sfirst, salign;
   double lcl, lcl_up, upval, ccl0, ccl, ccl_up, ud, ud_uv, thread, cdata;
   double pbase, pbyte;
 } model;
@@ -302,8 +302,6 @@ static void readmodel (lua_State *L, int t, model *m) {
   m->sfirst = getnum(L, t, "string_first");
   m->salign = getnum(L, t, "string_align");
   if (m->salign < 1) m->salign = 1;
-  m->imax = getnum(L, t, "intern_max");
-  m->strtab = getnum(L, t, "string_table");
   m->lcl = getnum(L, t, "lclosure");
   m->lcl_up = getnum(L, t, "lclosure_up");
   m->upval = getnum(L, t, "upvalue");
@@ -360,11 +358,10 @@ static double tablesize (const model *m, const uint32_t *nums, uint32_t nint,
 /* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
 ** steps, which 'first' bytes past 1024 start. */
 static double stringsize (const model *m, size_t len) {
-  double d, share = (double)len <= m->imax ? m->strtab : 0;
-  if (len <= 64) return m->str[len] + share;
+  double d;
+  if (len <= 64) return m->str[len];
   d = (double)len - 1024;
-  return m->slong + share +
-         floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
+  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
 }
 
 /* }====================================================== */
@@ -392,46 +389,76 @@ static const void *ident (lua_State *L, int i, int t) {
                           : lua_topointer(L, i);
 }
 
-/* Appends the value at vi to the queue; the table W may be replaced by
-** one twice its size. */
+/*
+** The queue. Values wait in segments of SEG slots, W[k] for positions
+** (k-1)*SEG .. k*SEG-1, so that it grows and shrinks without ever copying
+** values (a copy of a wide queue would not fit in a 2 ms slice); their
+** records and labels wait in C rings indexed by the same positions.
+*/
+#define SEGBITS  10
+#define SEG      (1u << SEGBITS)
+
 static void enqueue (walker *w, int vi, uint32_t rec, int32_t label) {
   lua_State *L = w->L;
   snap *s = w->s;
-  uint32_t slot;
-  if (s->qtail - s->qhead == s->qcap) {
-    uint32_t ncap = s->qcap ? s->qcap * 2 : 256, j, cnt = s->qtail - s->qhead;
+  uint32_t p = s->qtail, seg = (p >> SEGBITS) + 1;
+  vi = mp_absindex(L, vi);
+  if (s->qtail - s->qhead == s->qcap) {  /* grow the C rings */
+    uint32_t ncap = s->qcap ? s->qcap * 2 : 256, q;
     uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
     int32_t *nl = (int32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    lua_createtable(L, (int)ncap, 2);
-    for (j = 0; j < cnt; j++) {
-      uint32_t o = (s->qhead + j) & (s->qcap - 1);
-      lua_rawgeti(L, w->W, (int)o + 1);
-      lua_rawseti(L, -2, (int)j + 1);
-      ni[j] = s->qidx[o];
-      nl[j] = s->qlabel[o];
+    for (q = s->qhead; q != s->qtail; q++) {
+      ni[q & (ncap - 1)] = s->qidx[q & (s->qcap - 1)];
+      nl[q & (ncap - 1)] = s->qlabel[q & (s->qcap - 1)];
     }
-    lua_rawgeti(L, w->W, -1);  /* the key of the expansion under way */
-    lua_rawseti(L, -2, -1);
-    lua_rawgeti(L, w->W, -2);  /* ephemeron tables */
-    lua_rawseti(L, -2, -2);
-    lua_pushvalue(L, -1);
-    mp_setuv(L, w->ud);
-    lua_replace(L, w->W);
-    s->obj[newrec(L, s, lua_topointer(L, w->W), LUA_TTABLE, 1)].flags |= F_IGNORE;
     xrealloc(L, s, s->qidx, (size_t)s->qcap * 4, 0);
     xrealloc(L, s, s->qlabel, (size_t)s->qcap * 4, 0);
     s->qidx = ni;
     s->qlabel = nl;
     s->qcap = ncap;
-    s->qhead = 0;
-    s->qtail = cnt;
   }
-  slot = s->qtail & (s->qcap - 1);
+  if ((p & (SEG - 1)) == 0 || p == s->qhead) {  /* a segment starts */
+    lua_rawgeti(L, w->W, (int)seg);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_createtable(L, (int)SEG, 0);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, w->W, (int)seg);
+    }
+  }
+  else
+    lua_rawgeti(L, w->W, (int)seg);
   lua_pushvalue(L, vi);
-  lua_rawseti(L, w->W, (int)slot + 1);
-  s->qidx[slot] = rec;
-  s->qlabel[slot] = label;
+  lua_rawseti(L, -2, (int)(p & (SEG - 1)) + 1);
+  lua_pop(L, 1);
+  s->qidx[p & (s->qcap - 1)] = rec;
+  s->qlabel[p & (s->qcap - 1)] = label;
   s->qtail++;
+}
+
+/* Pushes the value at the head of the queue. */
+static void queue_head (walker *w) {
+  lua_rawgeti(w->L, w->W, (int)(w->s->qhead >> SEGBITS) + 1);
+  lua_rawgeti(w->L, -1, (int)(w->s->qhead & (SEG - 1)) + 1);
+  lua_remove(w->L, -2);
+}
+
+/* Drops the head of the queue, and its segment when it was the last. */
+static void queue_pop (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  uint32_t seg = (s->qhead >> SEGBITS) + 1;
+  if ((s->qhead & (SEG - 1)) == SEG - 1 || s->qhead + 1 == s->qtail) {
+    lua_pushnil(L);
+    lua_rawseti(L, w->W, (int)seg);
+  }
+  else {
+    lua_rawgeti(L, w->W, (int)seg);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (int)(s->qhead & (SEG - 1)) + 1);
+    lua_pop(L, 1);
+  }
+  s->qhead++;
 }
 
 static void note_referrer (snap *s, uint32_t parent, int edge,
@@ -920,7 +947,7 @@ static int run (walker *w) {
     slot = s->qhead & (s->qcap - 1);
     r = s->qidx[slot];
     label = s->qlabel[slot];
-    lua_rawgeti(L, w->W, (int)slot + 1);
+    queue_head(w);
     switch (lua_type(L, -1)) {
       case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
       case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
@@ -930,13 +957,10 @@ static int run (walker *w) {
     }
     lua_settop(L, base);
     if (done) {
-      slot = s->qhead & (s->qcap - 1);  /* the queue may have grown */
-      lua_pushnil(L);
-      lua_rawseti(L, w->W, (int)slot + 1);
+      queue_pop(w);
       lua_pushnil(L);
       lua_rawseti(L, w->W, -1);
       s->started = 0;
-      s->qhead++;
     }
   }
 }
@@ -1124,6 +1148,20 @@ static int l_snapshot (lua_State *L) {
   lua_getfield(L, 3, "max_units");
   units = lua_tonumber(L, -1);
   lua_settop(L, ud);
+  if (ms > 0 || units > 0) {
+    /* Size the records and their index for the whole heap now: growing
+    ** them later copies every record, which no 2 ms slice can afford.
+    ** Objects average more than 48 bytes on every runtime measured. */
+    double est = (double)lua_gc(L, LUA_GCCOUNT, 0) * 1024 / 48 + 1024;
+    uint32_t cap = est < s->max_objects ? (uint32_t)est : s->max_objects + 8;
+    uint32_t icap = 2048;
+    while (icap < 2 * (uint64_t)cap && icap < (1u << 31)) icap *= 2;
+    s->obj = (hobj *)xrealloc(L, s, NULL, 0, (size_t)cap * sizeof(hobj));
+    s->cap = cap;
+    s->index = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)icap * 4);
+    memset(s->index, 0, (size_t)icap * 4);
+    s->icap = icap;
+  }
   /* the queue: array slots plus -1 (a saved key), -2 (ephemerons) */
   lua_createtable(L, 0, 2);
   lua_newtable(L);

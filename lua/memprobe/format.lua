@@ -245,6 +245,7 @@ end
 -- @tparam[opt] number top lines per side (default 10)
 -- @treturn string
 function M.diff(d, top)
+  if d.added and d.grown then return M.heapdiff(d, top) end
   local rows = {}
   for _, side in ipairs({ d.grew, d.shrank }) do
     for i, e in ipairs(side) do
@@ -254,6 +255,33 @@ function M.diff(d, top)
     end
   end
   return M.columns({ d.source, "BEFORE", "AFTER", "DELTA" }, rows)
+end
+
+--- A heap diff (`snap2:diff(snap1)`) for a console: what was added, by
+-- path pattern, the tables that grew, what was freed. `M.diff` calls it
+-- for heap diffs.
+-- @tparam table d result of `snap2:diff(snap1)`
+-- @tparam[opt] number n rows per section (default 10)
+-- @treturn string
+function M.heapdiff(d, n)
+  n = n or 10
+  local out = {}
+  local function section(title, list, row, header)
+    local rows = {}
+    for i = 1, math.min(n, #list) do rows[i] = row(list[i]) end
+    out[#out + 1] = title
+    out[#out + 1] = #rows > 0 and M.columns(header, rows) or "(none)"
+  end
+  section(("== added %s"):format(M.size(d.added_bytes)), d.added,
+    function(g) return { M.size(g.bytes), g.count, g.path } end,
+    { "bytes", "objects", "path" })
+  section("== grown", d.grown,
+    function(g) return { "+" .. g.entries, g.before, g.after, g.path } end,
+    { "entries", "before", "after", "path" })
+  section(("== freed %s"):format(M.size(d.freed_bytes)), d.freed,
+    function(g) return { M.size(g.bytes), g.count, g.path } end,
+    { "bytes", "objects", "path" })
+  return table.concat(out, "\n")
 end
 
 return M

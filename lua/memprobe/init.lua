@@ -41,6 +41,7 @@ M.modules = heap.modules
 M.snapshot = heap.snapshot
 M.path = heap.path
 M.calibrate = heap.calibrate
+M.format = require "memprobe.format"
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
