@@ -188,8 +188,11 @@ describe("memprobe.modules()", function()
     it("reports exclusive bytes of " .. name .. " within 10% of what dropping it frees", function()
       -- The VMs halve their string table when a collection leaves it a
       -- quarter full: memory no module owns, freed when a count happens to
-      -- cross that line. Ballast strings keep the count above it, so the
-      -- bytes freed are the module's own.
+      -- cross that line. Settle the table first (then it is at most four
+      -- times its count), then add more ballast strings than the module
+      -- has: dropping the module can no longer take the count below a
+      -- quarter, so the bytes freed are the module's own.
+      full_gc()
       local ballast = {}
       for i = 1, 6000 do ballast[i] = "ballast string " .. i end
       require(name)
