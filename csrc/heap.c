@@ -61,7 +61,7 @@ typedef struct model {
   double tbase, arr[NCAL], hash[NCAL];
   int narr, nhash;
   double str[65], slong, sfirst, salign;
-  double lcl, lcl_up, upval, ccl0, ccl, ccl_up, ud, ud_uv, thread, cdata;
+  double lcl, lcl_up, upval, ccl0, ccl, ccl_up, ud, udb, ud_uv, thread, cdata;
   double pbase, pbyte;
 } model;
 
@@ -310,6 +310,7 @@ static void readmodel (lua_State *L, int t, model *m) {
   m->ccl_up = getnum(L, t, "cclosure_up");
   m->ud = getnum(L, t, "userdata");
   m->ud_uv = getnum(L, t, "userdata_uv");
+  m->udb = getnum(L, t, "userdata_uvbase");
   m->thread = getnum(L, t, "thread");
   m->cdata = getnum(L, t, "cdata");
   m->pbase = getnum(L, t, "proto_base");
@@ -856,7 +857,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
 #endif
   o = &s->obj[r];
   if (!(o->flags & F_SIZED)) {
-    o->size = (uint32_t)(s->m.ud + s->m.ud_uv * (n - 1) +
+    o->size = (uint32_t)((n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
                          (double)mp_rawlen(L, ui));
     o->aux = tname;
     o->flags |= F_SIZED;

@@ -94,6 +94,11 @@ describe("memprobe.calibrate()", function()
     assert.are.equal(m.lclosure + 2 * m.lclosure_up + 2 * m.upvalue, bytes)
     bytes = cost(function() return core.heap_sample("userdata", 100) end)
     assert.are.equal(m.userdata + 100, bytes)
+    if _VERSION == "Lua 5.4" then  -- several user values
+      bytes = cost(function() return core.heap_sample("userdata", 100, 3) end)
+      assert.are.equal(m.userdata_uvbase + 3 * m.userdata_uv + 100, bytes)
+      assert.is_true(m.userdata_uv > 0)
+    end
   end)
 
   it("can use any exact live-bytes counter", function()

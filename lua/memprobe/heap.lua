@@ -182,8 +182,18 @@ function M.calibrate(opts)
     m.cclosure_up = (measure(live, core.heap_sample, "cclosure", 3) - cc1) / 2
     m.cclosure = cc1 - m.cclosure_up
     m.userdata = measure(live, core.heap_sample, "userdata", 0)
-    m.userdata_uv = _VERSION == "Lua 5.4" and
-      measure(live, core.heap_sample, "userdata", 0, 1) - m.userdata or 0
+    -- 5.4: a block without user values has a shorter header
+    m.userdata_uv, m.userdata_uvbase = 0, m.userdata
+    if _VERSION == "Lua 5.4" then
+      local uv1 = measure(live, function()
+        return core.heap_sample("userdata", 0, 1)
+      end)
+      local uv3 = measure(live, function()
+        return core.heap_sample("userdata", 0, 3)
+      end)
+      m.userdata_uv = (uv3 - uv1) / 2
+      m.userdata_uvbase = uv1 - m.userdata_uv
+    end
     m.thread = measure(live, coroutine.create, co_body)
     local okffi, ffi = pcall(require, "ffi")
     m.cdata = okffi and measure(live, function() return ffi.new("int64_t") end)
