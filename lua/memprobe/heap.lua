@@ -361,20 +361,25 @@ function M.modules(opts)
   local ok, rows = pcall(snap.rows, snap, roots)
   snap:close()
   if not ok then error(rows, 0) end
+  -- load cost: the bytes a load retained, when require accounting is on
   local loads = {}
   local mp = package.loaded.memprobe
   if type(mp) == "table" and type(mp.requires) == "function" then
     local okr, r = pcall(mp.requires)
-    if okr and type(r) == "table" then loads = r end
+    if okr and type(r) == "table" then
+      for _, row in ipairs(r) do
+        if type(row) == "table" and row.name then
+          loads[row.name] = row.retained
+        end
+      end
+    end
   end
   local out, total = {}, 0
   for label, name in ipairs(names) do
     local row = rows[label]
-    local l = loads[name]
-    if type(l) == "table" then l = l.bytes or l.load end
     out[#out + 1] = { name = name, exclusive = row.exclusive,
                       shared = row.shared, objects = row.objects,
-                      by_type = row.by_type, load = l }
+                      by_type = row.by_type, load = loads[name] }
     total = total + row.exclusive
   end
   local sh = rows[-1]

@@ -238,6 +238,22 @@ describe("memprobe.modules()", function()
       ("census %d, rows %d"):format(census, rows.total))
   end)
 
+  it("takes the load cost from requires() when loads are accounted", function()
+    if type(memprobe.account_requires) ~= "function" then return end
+    memprobe.account_requires()
+    require "hm_records"
+    memprobe.account_requires(false)
+    local retained
+    for _, r in ipairs(memprobe.requires()) do
+      if r.name == "hm_records" then retained = r.retained end
+    end
+    local row = row_of(memprobe.modules(), "hm_records")
+    package.loaded.hm_records = nil
+    assert.is_number(retained)
+    assert.are.equal(retained, row.load)
+    assert.is_nil(row_of(memprobe.modules(), "string").load)
+  end)
+
   it("counts what two modules share as shared, not exclusive", function()
     local common = {}
     for i = 1, 2000 do common[i] = "shared string " .. i end
