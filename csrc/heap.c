@@ -14,6 +14,10 @@
 ** Sizes come from a model that memprobe.heap measured on the running VM
 ** (see docs/heap.md); nothing here knows a struct layout.
 */
+
+/***
+@submodule memprobe
+*/
 #include "internal.h"
 
 #include <math.h>
@@ -1112,6 +1116,18 @@ static void ignore (walker *w, int vi) {
   s->obj[r].flags |= F_IGNORE;
 }
 
+/***
+The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
+starts a `memprobe.Snapshot` over the given roots with the given size
+model, and runs its first step within the budgets. Methods: `step([ms [,
+units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
+`added(older [, top])`, `close()`.
+@function heap_snapshot
+@tparam table model the size model (`memprobe.heap.model()`)
+@tparam table roots array of `{ value, name, label }`
+@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`
+@treturn userdata the snapshot
+*/
 /*
 ** snapshot(model, roots, opts) -> snapshot. roots is an array of
 ** { value, name, label }; label 0 gives each root its own row. Runs the
@@ -1689,6 +1705,14 @@ static int sample_cfunction (lua_State *L) {
   return 1;
 }
 
+/***
+One fresh object of a known shape, built without garbage, for calibration.
+@function heap_sample
+@tparam string kind "string", "userdata", "cclosure" or "table"
+@tparam[opt] integer a size: bytes, upvalues, array slots
+@tparam[opt] integer b string seed, user values (5.4), hash slots
+@return the object
+*/
 /*
 ** sample(kind, a, b): one fresh object of a known shape, built without
 ** garbage, so that its cost is the exact change of the heap's size.
@@ -1732,7 +1756,12 @@ static int l_sample (lua_State *L) {
   return 1;
 }
 
-/* dumpsize(f) -> bytes lua_dump writes for the Lua function f */
+/***
+Bytes `lua_dump` writes for a Lua function (counted, nothing allocated).
+@function heap_dumpsize
+@tparam function f a Lua function
+@treturn integer bytes
+*/
 static int l_dumpsize (lua_State *L) {
   size_t len = 0;
   luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -1743,13 +1772,21 @@ static int l_dumpsize (lua_State *L) {
   return 1;
 }
 
-/* thread() -> the running thread, which 5.1 does not give to Lua code */
+/***
+The running thread, which Lua 5.1 code cannot get on the main thread.
+@function heap_thread
+@treturn thread
+*/
 static int l_thread (lua_State *L) {
   lua_pushthread(L);
   return 1;
 }
 
-/* walk_buffers() -> bytes of C buffers the heap walks of this state hold */
+/***
+Bytes of C buffers that the heap walks of this state hold now.
+@function heap_walk_buffers
+@treturn integer bytes
+*/
 static int l_walk_buffers (lua_State *L) {
   mp_pushint(L, memprobe_ctx(L)->heap_bytes);
   return 1;

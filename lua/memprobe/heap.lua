@@ -237,12 +237,13 @@ local model_cache
 
 --- The model of this VM, measured on first use and kept.
 -- @tparam[opt] table opts `model` (a model to use), `live` (a counter)
-local function model(opts)
+-- @treturn table the model
+function M.model(opts)
   if opts and opts.model then return opts.model end
   if not model_cache then model_cache = M.calibrate(opts) end
   return model_cache
 end
-M.model = model
+local model = M.model
 
 local function sorted_keys(t)
   local keys = {}
@@ -292,9 +293,12 @@ local function join(path)
   return table.concat(path)
 end
 
--- The pattern of a path: indices, and the keys of tables with many
--- entries (data rather than names), become [*].
-local function pattern(path, wide)
+--- The pattern of a path given as segments: indices, and the keys of
+-- tables with many entries (data rather than names), become `[*]`.
+-- @tparam {string,...} path segments (".name", "[3]", ":upvalue(x)" ...)
+-- @tparam {number,...} wide entry count of the table each segment leaves
+-- @treturn string
+function M.pattern(path, wide)
   local out = {}
   for i, seg in ipairs(path) do
     if seg:match("^%[%d+%]$") or seg:match("^%[<") or
@@ -305,7 +309,7 @@ local function pattern(path, wide)
   end
   return table.concat(out)
 end
-M.pattern = pattern
+local pattern = M.pattern
 
 local function walk(opts, label_each, target)
   opts = opts or {}

@@ -34,12 +34,29 @@ M.account_requires = requires.account_requires
 -- peak, allocs, seconds }`; see `memprobe.requires`.
 -- @function requires
 M.requires = requires.requires
--- The Lua heap: census, modules, snapshots, paths (memprobe.heap).
 local heap = require "memprobe.heap"
+
+--- Census of the Lua heap: by type, userdata by `__name`, functions by
+-- prototype, the largest containers with their paths; see `memprobe.heap`.
+-- @function heap
 M.heap = heap.heap
+
+--- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
+-- objects, by_type, load }`; see `memprobe.heap`.
+-- @function modules
 M.modules = heap.modules
+
+--- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
+-- `snap:diff(older)` names what was added; see `memprobe.heap`.
+-- @function snapshot
 M.snapshot = heap.snapshot
+
+--- The shortest readable reference paths to an object; see `memprobe.heap`.
+-- @function path
 M.path = heap.path
+
+--- Measures the size model of the running VM; see `memprobe.heap`.
+-- @function calibrate
 M.calibrate = heap.calibrate
 M.format = require "memprobe.format"
 
