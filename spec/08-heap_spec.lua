@@ -111,6 +111,22 @@ describe("memprobe.calibrate()", function()
     assert.are.equal(m.table, m2.table)
     assert.are.same(m.array, m2.array)
   end)
+
+  it("gives the same model from the allocator tracker's live bytes", function()
+    if type(memprobe.track) ~= "function" then return end
+    local had = memprobe.tracker()
+    local t = memprobe.track()
+    local m2 = heap.calibrate{ live = function() return t:stats().live end }
+    if not had then t:untrack() end
+    assert.is_true(m2.zero > 0)  -- stats() allocates its answer
+    for _, k in ipairs{ "table", "lclosure", "lclosure_up", "upvalue",
+                        "userdata", "thread", "string_long" } do
+      assert.are.equal(m[k], m2[k], k)
+    end
+    assert.are.same(m.array, m2.array)
+    assert.are.same(m.hash, m2.hash)
+    assert.are.same(m.string, m2.string)
+  end)
 end)
 
 describe("memprobe.heap()", function()

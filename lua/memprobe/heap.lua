@@ -33,19 +33,23 @@ local function quiet(fn)
 end
 
 -- The most frequent delta over a few tries: a string-table resize or a
--- stack reallocation can land inside one try, not inside most.
-local function measure(live, make, a, b)
+-- stack reallocation can land inside one try, not inside most. A counter
+-- that allocates to answer (a tracker's stats()) costs the same bytes
+-- every time: 'zero', what measuring nothing reads, is taken off.
+local function measure_with(live, zero, make, a, b)
   local seen, best, bestn = {}, 0, 0
   for _ = 1, 5 do
     local before = live()
     local x = make(a, b) -- luacheck: ignore 211
     local after = live()
-    local d = after - before
+    local d = after - before - zero
     seen[d] = (seen[d] or 0) + 1
     if seen[d] > bestn then best, bestn = d, seen[d] end
   end
   return best
 end
+
+local function nothing() return nil end
 
 -- Least squares y = a*x1 + b*x2 over the samples {x1, x2, y}.
 local function fit2(samples)
@@ -81,7 +85,9 @@ end
 -- @tparam[opt] {live=function} opts
 -- @treturn table the model `memprobe.heap` functions take as `opts.model`
 function M.calibrate(opts)
-  local live = opts and opts.live or gc_live
+  local counter = opts and opts.live or gc_live
+  local live = counter
+  local zero = 0
   local m = { array = {}, hash = {} }
   local keys = {}
   for i = 1, 2 ^ (PARTS - 1) do keys[i] = "calibration key " .. i end
@@ -103,7 +109,12 @@ function M.calibrate(opts)
     seed = seed + 1
     return core.heap_sample("string", len, seed)
   end
+  local function measure(l, make, x, y)
+    return measure_with(l, zero, make, x, y)
+  end
   quiet(function()
+    zero = measure_with(counter, 0, nothing)
+    m.zero = zero
     m.table = measure(live, function() return {} end)
     for k = 0, PARTS - 1 do
       local n = 2 ^ k
@@ -137,7 +148,7 @@ function M.calibrate(opts)
       local a = core.heap_sample("string", len, seed)
       local before = live()
       local b = core.heap_sample("string", len, seed)
-      return live() - before == 0 and a == b
+      return live() - before - zero == 0 and a == b
     end
     m.intern_max = 0
     if interned(1024) then m.intern_max = 2 ^ 30
@@ -159,7 +170,7 @@ function M.calibrate(opts)
       for i = 1, 40000 do
         local before = live()
         local x = str(8)
-        local d = live() - before - cost
+        local d = live() - before - zero - cost
         keep[i] = x
         if d > 0 then
           spikes[#spikes + 1] = { i, d }
@@ -214,7 +225,7 @@ function M.calibrate(opts)
     local f = assert(load(src, name))
     collectgarbage("collect")
     collectgarbage("collect")
-    local bytes = live() - before
+    local bytes = live() - before - zero
     local nups = _VERSION == "Lua 5.1" and 0 or 1  -- _ENV
     bytes = bytes - m.lclosure - nups * (m.lclosure_up + m.upvalue)
     samples[#samples + 1] = { shape[1] + 1, core.heap_dumpsize(f), bytes }
