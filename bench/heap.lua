@@ -8,7 +8,7 @@ local core = require "memprobe.core"
 
 local n = tonumber(arg and arg[1]) or 1000000
 local world = {}
-for i = 1, n / 4 do
+for i = 1, n / 3 do
   world[i] = { id = i, name = "entity " .. i, pos = { i, -i } }
 end
 package.loaded.bench_world = world
@@ -44,4 +44,5 @@ while true do
 end
 print(("sliced    %d steps of 2 ms, longest %.2f ms"):format(steps,
   worst * 1000))
-print(("C buffers held now: %d bytes"):format(core.heap_walk_buffers()))
+s2:close()
+print(("C buffers held after close(): %d bytes"):format(core.heap_walk_buffers()))

@@ -627,7 +627,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
 static int budget (walker *w) {
   if (w->units >= w->limit) return 0;
   w->units++;
-  if (w->deadline > 0 && ((long)w->units & 63) == 0) {
+  if (w->deadline > 0 && ((long)w->units & 15) == 0) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if ((double)ts.tv_sec + ts.tv_nsec * 1e-9 >= w->deadline) {
