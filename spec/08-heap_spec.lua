@@ -385,6 +385,21 @@ describe("memprobe.snapshot()", function()
     assert.is_true(t:stats().done)
   end)
 
+  it("starts a table over when it changed under a paused walk", function()
+    local t = {}
+    for i = 1, 5000 do t["old" .. i] = i end
+    package.loaded["!first"] = t  -- sorts first: expanded first
+    local snap = memprobe.snapshot{ max_units = 200 }
+    assert.is_false(snap:stats().done)
+    for k in pairs(t) do t[k] = nil end  -- the saved key goes, and a
+    for i = 1, 20000 do t["new" .. i] = i end  -- rehash forgets it
+    while not snap:step(nil, 200) do end
+    package.loaded["!first"] = nil
+    local st = snap:stats()
+    assert.is_true(st.done)
+    assert.is_true(st.restarts >= 1)
+  end)
+
   it("frees its C buffers when the walk fails midway", function()
     full_gc()
     local base = core.heap_walk_buffers()
