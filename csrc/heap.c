@@ -426,7 +426,15 @@ static void enqueue (walker *w, int vi, uint32_t rec, int32_t label) {
     lua_rawgeti(L, w->W, (int)seg);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
-      lua_createtable(L, (int)SEG, 0);
+      lua_rawgeti(L, w->W, 0);  /* the spare segment, if any */
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, (int)SEG, 0);
+      }
+      else {
+        lua_pushnil(L);
+        lua_rawseti(L, w->W, 0);
+      }
       lua_pushvalue(L, -1);
       lua_rawseti(L, w->W, (int)seg);
     }
@@ -448,21 +456,23 @@ static void queue_head (walker *w) {
   lua_remove(w->L, -2);
 }
 
-/* Drops the head of the queue, and its segment when it was the last. */
+/* Drops the head of the queue. A segment the head leaves (or that the
+** queue empties) becomes the spare W[0], which the next segment reuses:
+** a walk makes no garbage in the heap it measures. */
 static void queue_pop (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
   uint32_t seg = (s->qhead >> SEGBITS) + 1;
+  lua_rawgeti(L, w->W, (int)seg);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (int)(s->qhead & (SEG - 1)) + 1);
   if ((s->qhead & (SEG - 1)) == SEG - 1 || s->qhead + 1 == s->qtail) {
     lua_pushnil(L);
     lua_rawseti(L, w->W, (int)seg);
+    lua_rawseti(L, w->W, 0);  /* the previous spare, if any, goes */
   }
-  else {
-    lua_rawgeti(L, w->W, (int)seg);
-    lua_pushnil(L);
-    lua_rawseti(L, -2, (int)(s->qhead & (SEG - 1)) + 1);
+  else
     lua_pop(L, 1);
-  }
   s->qhead++;
 }
 

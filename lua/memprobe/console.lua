@@ -125,12 +125,16 @@ end)
 
 -- What the mark/diff pair compares; each source may be unreadable.
 local function observe(mp)
-  local o = { lua = math.floor(collectgarbage("count") * 1024) }
+  local o = {}
   o.slab = mp.slabinfo and mp.slabinfo() or nil
   if mp.modules then
     o.modules = {}
     for _, r in ipairs(mp.modules() or {}) do o.modules[r.name] = r.exclusive end
   end
+  -- live bytes, read last and after a collection: garbage (the heap walk's
+  -- results, or whatever the collector had not reached yet) is no growth
+  collectgarbage("collect")
+  o.lua = math.floor(collectgarbage("count") * 1024)
   return o
 end
 
