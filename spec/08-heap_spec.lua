@@ -301,7 +301,7 @@ describe("memprobe.snapshot()", function()
     assert.is_true(d.added[1].count >= 900 and d.added[1].count <= 902)
     assert.are.equal("package.loaded.quest.cache", d.grown[1].path)
     assert.are.equal(300, d.grown[1].entries)
-    local f = memprobe.format.diff(d)
+    local f = require("memprobe.format").diff(d)
     assert.matches("package.loaded.quest.cache[*]", f, 1, true)
   end)
 

@@ -34,31 +34,31 @@ M.account_requires = requires.account_requires
 -- peak, allocs, seconds }`; see `memprobe.requires`.
 -- @function requires
 M.requires = requires.requires
-local heap = require "memprobe.heap"
+-- memprobe.heap loads on first use: `require "memprobe"` stays light.
+local function heap() return require "memprobe.heap" end
 
 --- Census of the Lua heap: by type, userdata by `__name`, functions by
 -- prototype, the largest containers with their paths; see `memprobe.heap`.
 -- @function heap
-M.heap = heap.heap
+M.heap = function(opts) return heap().heap(opts) end
 
 --- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
 -- objects, by_type, load }`; see `memprobe.heap`.
 -- @function modules
-M.modules = heap.modules
+M.modules = function(opts) return heap().modules(opts) end
 
 --- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
 -- `snap:diff(older)` names what was added; see `memprobe.heap`.
 -- @function snapshot
-M.snapshot = heap.snapshot
+M.snapshot = function(opts) return heap().snapshot(opts) end
 
 --- The shortest readable reference paths to an object; see `memprobe.heap`.
 -- @function path
-M.path = heap.path
+M.path = function(obj, opts) return heap().path(obj, opts) end
 
 --- Measures the size model of the running VM; see `memprobe.heap`.
 -- @function calibrate
-M.calibrate = heap.calibrate
-M.format = require "memprobe.format"
+M.calibrate = function(opts) return heap().calibrate(opts) end
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
