@@ -166,4 +166,27 @@ describe("bin/memprobe", function()
     assert.matches("/nonexistent/meminfo: No such file", out, 1, true)
     assert.matches("exit 1\n$", out)
   end)
+  it("modules SCRIPT runs the script and ranks the modules it left loaded", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write('package.path = "spec/fixtures/heapmods/?.lua;" .. package.path\n',
+            'require "hm_records"\n')
+    f:close()
+    local out, code = cli("modules " .. script .. " --json")
+    assert.are.equal(0, code, out)
+    local t, by = json()(out), {}
+    for _, r in ipairs(t.modules) do by[r.name] = r end
+    assert.is_true(t.total > 0 and t.gc_bytes > 0)
+    local rec = assert(by.hm_records, out)
+    -- the module's load cost, measured independently by requires(), agrees
+    assert.is_true(math.abs(rec.exclusive - rec.load) <= 0.1 * rec.load,
+      ("exclusive %d, load %d"):format(rec.exclusive, rec.load))
+    out, code = cli("modules " .. script)
+    os.remove(script)
+    assert.are.equal(0, code)
+    assert.matches("\nhm_records +%d", out)
+    fits(out)
+    local _, bad = cli("modules")
+    assert.are.equal(2, bad)
+  end)
 end)

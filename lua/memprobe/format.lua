@@ -37,6 +37,9 @@ function M.columns(header, rows)
   for i = 1, ncol do width[i] = header and #header[i] or 0 end
   local function cell(row, i)
     local v = row[i]
+    if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2^53 then
+      return string.format("%d", v)  -- 5.3+ floats that are counts: no ".0"
+    end
     return v == nil and "" or tostring(v)
   end
   for _, row in ipairs(rows) do
