@@ -179,6 +179,32 @@ MP_API void memprobe_parse_proc_cgroup (const char *s, size_t len,
                                         mp_cgpaths *out);
 MP_API int memprobe_parse_limit (const char *s, size_t len, int64_t *v);
 
+/*
+** meminfo.c: the free() arithmetic apart from Lua, so that fuzz/ runs the
+** very code the binding runs. Feed meminfo to memprobe_free_meminfo; when
+** it returns 1 (no MemAvailable) feed zoneinfo to memprobe_free_zoneinfo;
+** then memprobe_free_finish fills out[] and 'have' (a bit per field in
+** memprobe_free_names order). Values are clamped to +-MP_BYTES_MAX, far
+** above any machine and exact in a double, so the sums cannot overflow.
+*/
+#define MP_BYTES_MAX  ((int64_t)1 << 53)
+#define MP_FREE_NIN   11
+#define MP_FREE_NOUT  12
+typedef struct mp_free {
+  int64_t in[MP_FREE_NIN];    /* meminfo fields it needs, bytes */
+  unsigned seen;              /* a bit per field of in[] */
+  int64_t low;                /* sum of the zones' low watermarks, pages */
+  int zones;                  /* zoneinfo "low" lines seen */
+  int64_t out[MP_FREE_NOUT];  /* results, bytes */
+  unsigned have;              /* a bit per field of out[] */
+  int estimated;              /* available was estimated */
+} mp_free;
+MP_API extern const char *const memprobe_free_names[MP_FREE_NOUT];
+MP_API int64_t memprobe_clamp (int64_t v, int kb);
+MP_API int memprobe_free_meminfo (mp_free *f, const char *s, size_t len);
+MP_API void memprobe_free_zoneinfo (mp_free *f, const char *s, size_t len);
+MP_API int memprobe_free_finish (mp_free *f, int64_t pagesize);
+
 /* one opener per concern file */
 /*
 ** One opener per concern file. Each is called by luaopen_memprobe_core with

@@ -19,7 +19,7 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
   lua_pushlstring(s->L, key, klen);
-  mp_pushint(s->L, kb ? v * 1024 : v);
+  mp_pushint(s->L, kb ? memprobe_clamp(v, 1) : v);
   lua_rawset(s->L, s->t);
 }
 
@@ -65,41 +65,54 @@ static int l_vmstat (lua_State *L) {
   return read_into(L, "vmstat", memprobe_parse_pairs);
 }
 
-/* The meminfo fields free() needs, in bytes; 'seen' has a bit per field. */
+/* The meminfo fields free() needs, in mp_free.in[] order. */
 enum { TOTAL, MFREE, AVAIL, BUFFERS, CACHED, SRECL, SHMEM, STOTAL, SFREE,
-       AFILE, IFILE, NFIELDS };
-static const char *const fieldname[NFIELDS] = {
+       AFILE, IFILE };
+static const char *const fieldname[MP_FREE_NIN] = {
   "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached",
   "SReclaimable", "Shmem", "SwapTotal", "SwapFree", "Active(file)",
   "Inactive(file)"
 };
 
-typedef struct summary {
-  int64_t v[NFIELDS];
-  unsigned seen;
-  int64_t low;  /* sum of the zones' low watermarks, in pages */
-} summary;
+/* The fields free() returns, in mp_free.out[] order. */
+enum { O_TOTAL, O_FREE, O_USED, O_CLASSIC, O_SHARED, O_BUFFERS, O_CACHE,
+       O_BC, O_AVAIL, O_STOTAL, O_SFREE, O_SUSED };
+const char *const memprobe_free_names[MP_FREE_NOUT] = {
+  "total", "free", "used", "used_classic", "shared", "buffers", "cache",
+  "buff_cache", "available", "swap_total", "swap_free", "swap_used"
+};
+
+/* A kernel value in bytes (or a count), held to +-MP_BYTES_MAX. */
+int64_t memprobe_clamp (int64_t v, int kb) {
+  int64_t lim = kb ? MP_BYTES_MAX / 1024 : MP_BYTES_MAX;
+  if (v > lim) v = lim;
+  if (v < -lim) v = -lim;
+  return kb ? v * 1024 : v;
+}
 
 static void pick_field (void *ud, const char *key, size_t klen, int64_t v,
                         int kb) {
-  summary *m = (summary *)ud;
+  mp_free *f = (mp_free *)ud;
   int i;
-  for (i = 0; i < NFIELDS; i++)
+  for (i = 0; i < MP_FREE_NIN; i++)
     if (strncmp(fieldname[i], key, klen) == 0 && fieldname[i][klen] == '\0') {
-      m->v[i] = kb ? v * 1024 : v;
-      m->seen |= 1u << i;
+      f->in[i] = memprobe_clamp(v, kb);
+      f->seen |= 1u << i;
       return;
     }
 }
 
 static void sum_low (void *ud, const char *key, size_t klen, int64_t v,
                      int kb) {
+  mp_free *f = (mp_free *)ud;
   (void)kb;
-  if (klen == 3 && memcmp(key, "low", 3) == 0)
-    ((summary *)ud)->low += v;
+  if (klen == 3 && memcmp(key, "low", 3) == 0) {
+    f->low = memprobe_clamp(f->low + memprobe_clamp(v, 0), 0);
+    f->zones++;
+  }
 }
 
-static int has (const summary *m, int i) { return (m->seen >> i) & 1; }
+static int has (const mp_free *f, int i) { return (f->seen >> i) & 1; }
 
 static int64_t min64 (int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -109,29 +122,70 @@ static int64_t min64 (int64_t a, int64_t b) { return a < b ? a : b; }
 ** low watermarks, plus the half of the page cache and of reclaimable slab
 ** that can go without pushing the machine below them.
 */
-static int64_t estimate_available (const summary *m, int64_t pagesize) {
-  int64_t low = m->low * pagesize;
-  int64_t pagecache = m->v[AFILE] + m->v[IFILE];
-  int64_t avail = m->v[MFREE] - low;
+static int64_t estimate_available (const mp_free *f, int64_t pagesize) {
+  int64_t ps = pagesize > 0 ? pagesize : 4096;
+  int64_t low = min64(f->low, MP_BYTES_MAX / ps) * ps;
+  int64_t pagecache = f->in[AFILE] + f->in[IFILE];
+  int64_t avail = f->in[MFREE] - low;
   avail += pagecache - min64(pagecache / 2, low);
-  avail += m->v[SRECL] - min64(m->v[SRECL] / 2, low);
+  avail += f->in[SRECL] - min64(f->in[SRECL] / 2, low);
   return avail < 0 ? 0 : avail;
 }
 
-static void set_int (lua_State *L, int t, const char *k, int ok, int64_t v) {
+/* Parses meminfo; returns 1 when MemAvailable is missing (or 0) and
+** zoneinfo is wanted for the estimate. */
+int memprobe_free_meminfo (mp_free *f, const char *s, size_t len) {
+  memset(f, 0, sizeof(*f));
+  memprobe_parse_kv(s, len, pick_field, f);
+  return !has(f, AVAIL) || f->in[AVAIL] == 0;
+}
+
+void memprobe_free_zoneinfo (mp_free *f, const char *s, size_t len) {
+  memprobe_parse_pairs(s, len, sum_low, f);
+}
+
+static void put (mp_free *f, int i, int ok, int64_t v) {
+  f->out[i] = v;
   if (ok)
-    mp_pushint(L, v);
-  else
-    lua_pushnil(L);
-  lua_setfield(L, t, k);
+    f->have |= 1u << i;
 }
 
 /*
-** free([into]): the summary procps >= 4.0.1 prints. 'used' is
-** total - available (procps 4, psutil 7.1); 'used_classic' is the older
+** The summary procps >= 4.0.1 prints. 'used' is total - available
+** (procps 4, psutil 7.1); 'used_classic' is the older
 ** total - free - buffers - cache. 'cache' includes SReclaimable, as
-** procps counts it.
+** procps counts it. Returns 0 when meminfo had no MemTotal or MemFree.
 */
+int memprobe_free_finish (mp_free *f, int64_t pagesize) {
+  const int64_t *v = f->in;
+  int64_t avail = v[AVAIL], cache = v[CACHED] + v[SRECL], used;
+  int bc = has(f, BUFFERS) && has(f, CACHED);
+  f->have = 0;
+  f->estimated = 0;
+  if (!has(f, TOTAL) || !has(f, MFREE))
+    return 0;
+  if (!has(f, AVAIL) || avail == 0) {
+    f->estimated = 1;
+    avail = f->zones > 0 ? estimate_available(f, pagesize) : v[MFREE];
+  }
+  used = v[TOTAL] - avail;
+  if (used < 0)  /* procps does the same */
+    used = v[TOTAL] - v[MFREE];
+  put(f, O_TOTAL, 1, v[TOTAL]);
+  put(f, O_FREE, 1, v[MFREE]);
+  put(f, O_USED, 1, used);
+  put(f, O_CLASSIC, bc, v[TOTAL] - v[MFREE] - v[BUFFERS] - cache);
+  put(f, O_SHARED, has(f, SHMEM), v[SHMEM]);
+  put(f, O_BUFFERS, has(f, BUFFERS), v[BUFFERS]);
+  put(f, O_CACHE, has(f, CACHED), cache);
+  put(f, O_BC, bc, v[BUFFERS] + cache);
+  put(f, O_AVAIL, 1, avail);
+  put(f, O_STOTAL, has(f, STOTAL), v[STOTAL]);
+  put(f, O_SFREE, has(f, SFREE), v[SFREE]);
+  put(f, O_SUSED, has(f, STOTAL) && has(f, SFREE), v[STOTAL] - v[SFREE]);
+  return 1;
+}
+
 /***
 The summary procps `free` (>= 4.0.1) prints, in bytes: `total used free
 shared buffers cache buff_cache available swap_total swap_used swap_free`,
@@ -146,50 +200,30 @@ static int l_free (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
-  summary m;
-  int t, err, estimated = 0, bc;
-  int64_t avail, cache, used, classic;
-  memset(&m, 0, sizeof(m));
+  mp_free f;
+  int t, err, i;
   t = memprobe_into(L, 1);
   if ((err = memprobe_read(c, MP_PROC, "meminfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "meminfo", err);
-  memprobe_parse_kv(data, len, pick_field, &m);
-  if (!has(&m, TOTAL) || !has(&m, MFREE)) {
+  if (memprobe_free_meminfo(&f, data, len) &&
+      memprobe_read(c, MP_PROC, "zoneinfo", &data, &len) == 0)
+    memprobe_free_zoneinfo(&f, data, len);
+  if (!memprobe_free_finish(&f, c->pagesize)) {
     lua_pushnil(L);
     lua_pushfstring(L, "%s/meminfo: no MemTotal or MemFree line",
                     c->root[MP_PROC]);
     lua_pushinteger(L, 0);
     return 3;
   }
-  avail = m.v[AVAIL];
-  if (!has(&m, AVAIL) || avail == 0) {
-    estimated = 1;
-    avail = m.v[MFREE];
-    if (memprobe_read(c, MP_PROC, "zoneinfo", &data, &len) == 0 &&
-        memprobe_parse_pairs(data, len, sum_low, &m) > 0)
-      avail = estimate_available(&m, c->pagesize);
+  for (i = 0; i < MP_FREE_NOUT; i++) {
+    if ((f.have >> i) & 1)
+      mp_pushint(L, f.out[i]);
+    else
+      lua_pushnil(L);
+    lua_setfield(L, t, memprobe_free_names[i]);
   }
-  cache = m.v[CACHED] + m.v[SRECL];
-  bc = has(&m, BUFFERS) && has(&m, CACHED);
-  classic = m.v[TOTAL] - m.v[MFREE] - m.v[BUFFERS] - cache;
-  used = m.v[TOTAL] - avail;
-  if (used < 0)  /* procps does the same */
-    used = m.v[TOTAL] - m.v[MFREE];
-  set_int(L, t, "total", 1, m.v[TOTAL]);
-  set_int(L, t, "free", 1, m.v[MFREE]);
-  set_int(L, t, "used", 1, used);
-  set_int(L, t, "used_classic", bc, classic);
-  set_int(L, t, "shared", has(&m, SHMEM), m.v[SHMEM]);
-  set_int(L, t, "buffers", has(&m, BUFFERS), m.v[BUFFERS]);
-  set_int(L, t, "cache", has(&m, CACHED), cache);
-  set_int(L, t, "buff_cache", bc, m.v[BUFFERS] + cache);
-  set_int(L, t, "available", 1, avail);
-  lua_pushboolean(L, estimated);
+  lua_pushboolean(L, f.estimated);
   lua_setfield(L, t, "available_estimated");
-  set_int(L, t, "swap_total", has(&m, STOTAL), m.v[STOTAL]);
-  set_int(L, t, "swap_free", has(&m, SFREE), m.v[SFREE]);
-  set_int(L, t, "swap_used", has(&m, STOTAL) && has(&m, SFREE),
-          m.v[STOTAL] - m.v[SFREE]);
   lua_settop(L, t);
   return 1;
 }
