@@ -1,0 +1,24 @@
+/*
+** memprobe_parse_kv, the "Key: value [kB]" parser behind meminfo() and
+** free(). Seeds: meminfo self/status self/smaps_rollup
+*/
+#include "fuzz.h"
+
+static void on_kv (void *ud, const char *key, size_t klen, int64_t v,
+                   int kb) {
+  fz_key((fz_bounds *)ud, key, klen);
+  FZ_CHECK(memchr(key, ':', klen) == NULL);
+  FZ_CHECK(kb == 0 || kb == 1);
+  (void)memprobe_clamp(v, kb);
+}
+
+int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
+  char *s = fz_copy(data, size);
+  fz_bounds b;
+  b.begin = s;
+  b.end = s + size;
+  b.calls = 0;
+  FZ_CHECK(memprobe_parse_kv(s, size, on_kv, &b) == b.calls);
+  free(s);
+  return 0;
+}
