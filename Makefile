@@ -33,7 +33,8 @@ PKGS := gcc make lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         luarocks lua-busted lua-check lua-ldoc lua-cjson lua-dkjson \
         lua-socket procps python3-psutil \
         prometheus nginx-light libnginx-mod-http-lua curl \
-        valgrind pkg-config
+        valgrind pkg-config \
+        clang-14 libclang-rt-14-dev util-linux
 
 LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
@@ -58,10 +59,11 @@ $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 lint:
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
-busted: build
+busted: build testalloc
 	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r)))
 
-$(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so
+$(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
+                                   build/%/memprobe_testalloc.so
 	@echo "== busted on $(LUA_$*)"
 	@$(call run,$*) $(LUA_$*) /usr/bin/busted -o utfTerminal
 
@@ -93,7 +95,7 @@ tsan: build/tsan/host
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
 
-test: deps build lint docs rockcheck embed tsan busted
+test: deps build lint docs rockcheck embed tsan asan-quick fuzz-smoke busted
 
 demo: deps build
 	@$(call run,5.4) lua5.4 bin/memprobe report
@@ -109,3 +111,84 @@ docs: build
 
 clean:
 	rm -rf build
+
+# ---------------------------------------------------------------------
+# Hardening: fault injection, sanitizers, valgrind, fuzzing, benchmarks.
+# Every fuzz/fuzz_*.c is a libFuzzer target; every bench/*_bench.lua a
+# benchmark; adding a file is enough.
+
+CLANG        ?= clang-14
+SAN          := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+ASAN_RT       = $(shell $(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
+ASAN_RUNTIMES := 5.4 jit
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE   ?= 3
+FUZZ_BINS    := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
+# The aggressive-GC pass: a collection step at every allocation.
+GC_AGGRESSIVE := collectgarbage("setpause", 0)
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0 \
+           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+           LD_PRELOAD=$(ASAN_RT)
+VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
+            --errors-for-leak-kinds=definite --show-leak-kinds=definite
+
+.PHONY: testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
+
+# The failing allocator of the fault-injection spec: test-only, never in
+# the rockspec.
+testalloc: $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so)
+
+define harden_rule
+build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) -I$(INC_$(1)) $$< -o $$@ $$(LDFLAGS) -ldl
+build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
+	@mkdir -p $$(@D)
+	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
+	  -Icsrc $$(SRCS) -o $$@ -shared
+build/asan-$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+	@mkdir -p $$(@D)
+	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
+	  $$< -o $$@ -shared -ldl
+endef
+$(foreach r,$(RUNTIMES),$(eval $(call harden_rule,$(r))))
+
+asan_build = build/asan-$(1)/memprobe/core.so build/asan-$(1)/memprobe_testalloc.so
+# $(1) runtime, $(2) Lua prelude (LUA_INIT)
+asan_run = echo "== ASan+UBSan busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
+  LUA_INIT='$(2)' $(ASAN_ENV) $(call run,asan-$(1)) $(LUA_$(1)) /usr/bin/busted -o TAP \
+  | tail -n 3
+valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
+  LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) /usr/bin/busted -o TAP \
+  | tail -n 3
+
+asan-quick: $(call asan_build,5.4)
+	@set -o pipefail 2>/dev/null; $(call asan_run,5.4,)
+
+asan: $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
+	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
+	  $(call asan_run,$(r),$(GC_AGGRESSIVE));)
+
+valgrind: build testalloc
+	@sh tools/valgrind.sh
+
+fuzz-build: $(FUZZ_BINS)
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	$(CLANG) -O1 -g $(WARN) -Wno-missing-prototypes -fsanitize=fuzzer $(SAN) \
+	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(SRCS) -o $@ -llua5.4
+
+fuzz: $(FUZZ_BINS)
+	@sh tools/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
+fuzz-smoke: $(FUZZ_BINS)
+	@sh tools/fuzz.sh $(FUZZ_SMOKE) $(FUZZ_BINS)
+
+build/bench/rawread: bench/rawread.c
+	@mkdir -p $(@D)
+	$(CC) -O2 $(WARN) $< -o $@
+
+bench: build testalloc build/bench/rawread
+	@$(call run,5.4) lua5.4 bench/run.lua build/bench/rawread

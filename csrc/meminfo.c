@@ -8,6 +8,7 @@
 
 #include "internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 
@@ -205,9 +206,13 @@ static int l_free (lua_State *L) {
   t = memprobe_into(L, 1);
   if ((err = memprobe_read(c, MP_PROC, "meminfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "meminfo", err);
-  if (memprobe_free_meminfo(&f, data, len) &&
-      memprobe_read(c, MP_PROC, "zoneinfo", &data, &len) == 0)
-    memprobe_free_zoneinfo(&f, data, len);
+  if (memprobe_free_meminfo(&f, data, len)) {
+    /* no zoneinfo only makes the estimate cruder; no memory must raise */
+    if ((err = memprobe_read(c, MP_PROC, "zoneinfo", &data, &len)) == 0)
+      memprobe_free_zoneinfo(&f, data, len);
+    else if (err == ENOMEM)
+      return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
+  }
   if (!memprobe_free_finish(&f, c->pagesize)) {
     lua_pushnil(L);
     lua_pushfstring(L, "%s/meminfo: no MemTotal or MemFree line",

@@ -1,0 +1,254 @@
+-- Misuse raises an error naming the function and the argument; malformed
+-- /proc trees give a result or nil, msg, errno and never raise or crash.
+-- The rows live in spec/api.lua: a public function without a row fails.
+local memprobe = require "memprobe"
+local H = require "spec.helper"
+local api = require "spec.api"
+
+local rows, unpack = api.rows, api.unpack
+local load_ = loadstring or load
+
+-- Calls memprobe.<name>(...) as a named field and not as a tail call, so
+-- that every runtime can name the function in its error message.
+local function caller(name)
+  return load_(("local m = ...; return function(...) "
+    .. "local a, b, c, d = m.%s(...); return a, b, c, d end"):format(name))(memprobe)
+end
+
+local function publics()
+  local names = {}
+  for k, v in pairs(memprobe) do
+    if type(v) == "function" then names[#names + 1] = k end
+  end
+  table.sort(names)
+  return names
+end
+
+local function describe_args(a)
+  local out = {}
+  for i = 1, a.n do
+    local v = a[i]
+    out[i] = type(v) == "string" and ("%q"):format(#v > 20 and v:sub(1, 20) .. "..." or v)
+      or tostring(v)
+  end
+  return "(" .. table.concat(out, ", ") .. ")"
+end
+
+-- A copy of fixture tree linux-6.18 with every file passed through edit
+-- (nil content: the file is left out). Returns the config{} roots.
+local tmproot = os.tmpname()
+os.remove(tmproot)
+assert(os.execute("mkdir -p " .. tmproot))
+local function tree(name, edit)
+  local dir = tmproot .. "/" .. name
+  local files = assert(H.run("cd spec/fixtures/linux-6.18 && find proc sys -type f"))
+  for rel in files:gmatch("[^\n]+") do
+    local body = edit(H.slurp("spec/fixtures/linux-6.18/" .. rel), rel)
+    if body then
+      local path = dir .. "/" .. rel
+      assert(os.execute("mkdir -p '" .. path:match("^(.*)/") .. "'"))
+      local f = assert(io.open(path, "wb"))
+      f:write(body)
+      f:close()
+    end
+  end
+  assert(os.execute("mkdir -p " .. dir .. "/proc " .. dir .. "/sys"))
+  return { proc = dir .. "/proc", sys = dir .. "/sys" }
+end
+
+-- A deterministic byte soup (a small LCG), NULs and high bytes included.
+local function garbage(n, seed)
+  local b, x = {}, seed
+  for i = 1, n do
+    x = (x * 1103515245 + 12345) % 2147483648
+    b[i] = string.char(x % 256)
+  end
+  return table.concat(b)
+end
+
+local malformed = {
+  empty = function() return "" end,
+  truncated = function(s) return s:sub(1, math.floor(#s / 2) + 3) end,
+  no_newline = function(s) return (s:gsub("\n", " ")) end,
+  garbage = function(s) return garbage(#s + 17, #s) end,
+  nul_bytes = function(s) return (s:gsub(" ", "\0")) end,
+  long_line = function(s) return ("7"):rep(100 * 1024) .. ":" .. s:rep(2) .. ("x"):rep(100 * 1024) end,
+  huge_numbers = function(s) return (s:gsub("%d+", "99999999999999999999999")) end,
+  max_numbers = function(s) return (s:gsub("%d+", "9223372036854775807")) end,
+  negative = function(s) return (s:gsub(" (%d)", " -%1")) end,
+  missing = function() return nil end,
+}
+
+-- A result, or nil + string + number: never an error.
+local function assert_result(name, tname, ok, r, msg, errno)
+  assert(ok, ("%s on %s raised: %s"):format(name, tname, tostring(r)))
+  if r == nil then
+    assert(type(msg) == "string" and type(errno) == "number",
+      ("%s on %s: nil without msg and errno"):format(name, tname))
+  end
+end
+
+describe("memprobe public functions", function()
+  it("each have a row in spec/api.lua", function()
+    for _, name in ipairs(publics()) do
+      assert(rows[name], ("memprobe.%s has no row in spec/api.lua"):format(name))
+    end
+    for name in pairs(rows) do
+      assert(type(memprobe[name]) == "function", ("spec/api.lua: no memprobe.%s"):format(name))
+    end
+  end)
+
+  for _, name in ipairs(publics()) do
+    local row = rows[name] or { ok = {}, bad = {} }
+    local call = caller(name)
+
+    for _, case in ipairs(row.bad) do
+      local argn, args = case[1], case[2]
+      it(("%s%s raises a bad-argument error naming it"):format(name, describe_args(args)), function()
+        memprobe.config{}
+        local ok, err = pcall(call, unpack(args, 1, args.n))
+        assert.is_false(ok)
+        local want = ("bad argument #%d to '[%%w_.]*%s'"):format(argn, name)
+        assert(tostring(err):find(want), ("%s: %s"):format(want, tostring(err)))
+      end)
+    end
+
+    if row.extra == "ignored" then
+      for _, args in ipairs(row.ok) do
+        it(("%s%s ignores an extra argument"):format(name, describe_args(args)), function()
+          memprobe.config(H.fixture("linux-6.18"))
+          local plain = { pcall(call, unpack(args, 1, args.n)) }
+          local extra_args = { unpack(args, 1, args.n) }
+          extra_args[row.arity + 1] = "extra"
+          local extra = { pcall(call, unpack(extra_args, 1, row.arity + 1)) }
+          memprobe.config{}
+          assert.is_true(plain[1])
+          assert.is_true(extra[1])
+          assert.are.same(plain, extra)
+        end)
+      end
+    end
+  end
+end)
+
+describe("memprobe on malformed /proc trees", function()
+  after_each(function() memprobe.config{} end)
+  teardown(function() os.execute("rm -rf '" .. tmproot .. "'") end)
+
+  for tname, edit in pairs(malformed) do
+    it(("returns a result or nil, msg, errno on %s files"):format(tname), function()
+      local roots = tree(tname, edit)
+      local called = 0
+      for _, name in ipairs(publics()) do
+        local row = rows[name]
+        if row and row.proc then
+          for _, args in ipairs(row.ok) do
+            memprobe.config(roots)
+            assert_result(name, tname, pcall(memprobe[name], unpack(args, 1, args.n)))
+            called = called + 1
+          end
+        end
+      end
+      assert.is_true(called > 0)
+    end)
+  end
+
+  it("reads nothing when meminfo is missing and says which file", function()
+    memprobe.config(tree("missing", malformed.missing))
+    local r, msg, errno = memprobe.meminfo()
+    assert.is_nil(r)
+    assert.matches("meminfo: No such file", msg, 1, true)
+    assert.are.equal(2, errno)
+  end)
+
+  it("keeps the keys of a truncated meminfo that parse", function()
+    memprobe.config(tree("trunc2", function(s, rel)
+      return rel == "proc/meminfo" and "MemTotal:       24683620 kB\nMemFree:  1" or s
+    end))
+    local m = assert(memprobe.meminfo())
+    assert.are.equal(24683620 * 1024, m.MemTotal)
+    assert.are.equal(1, m.MemFree)
+  end)
+
+  it("returns nil, 'Permission denied', EACCES to an unprivileged user", function()
+    if not H.run("command -v setpriv") then pending("setpriv not installed") return end
+    local roots = tree("unreadable", function(s) return s end)
+    assert(os.execute("chmod -R go-rwx '" .. roots.proc .. "' '" .. roots.sys .. "'"
+      .. " && find '" .. tmproot .. "/unreadable' -type d -exec chmod 755 {} +"))
+    local names = {}
+    for _, name in ipairs(publics()) do
+      if rows[name] and rows[name].proc then names[#names + 1] = name end
+    end
+    local lua = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local script = ([[
+      package.path = %q; package.cpath = %q
+      local m = require "memprobe"
+      m.config{ proc = %q, sys = %q }
+      for name in (%q):gmatch("%%S+") do
+        local ok, r, msg, errno = pcall(m[name])
+        print(name, ok, r == nil, msg, errno)
+      end]]):format(package.path, package.cpath, roots.proc, roots.sys,
+      table.concat(names, " "))
+    local out = assert(H.run(("setpriv --reuid=65534 --regid=65534 --clear-groups %s -e %q")
+      :format(lua, script)), "subprocess gave no output")
+    for _, name in ipairs(names) do
+      local line = out:match("\n?(" .. name .. "\t[^\n]*)")
+      assert(line, name .. ": no output line in " .. out)
+      local ok, isnil, msg, errno = line:match("^%S+\t(%S+)\t(%S+)\t([^\t]*)\t(%S+)")
+      assert.are.equal("true", ok, line)
+      assert.are.equal("true", isnil, line)
+      assert.matches("Permission denied", msg, 1, true)
+      assert.are.equal("13", errno, line)
+    end
+  end)
+end)
+
+describe("memprobe on a /proc file that changes between reads", function()
+  after_each(function() memprobe.config{} end)
+
+  it("sees each rewrite, longer or shorter, through the kept descriptor", function()
+    local roots = tree("changing", function(s) return s end)
+    local path = roots.proc .. "/meminfo"
+    local function write(s)
+      local f = assert(io.open(path, "wb"))
+      f:write(s)
+      f:close()
+    end
+    memprobe.config(roots)
+    local t = {}
+    assert.are.equal(24683620 * 1024, memprobe.meminfo(t).MemTotal)
+    write("MemTotal: 7 kB\n")
+    assert.are.same({ MemTotal = 7 * 1024 }, memprobe.meminfo())
+    write(("Pad: 1\n"):rep(5000) .. "MemTotal: 8 kB\nMemFree: 1 kB\n")
+    local m = memprobe.meminfo()
+    assert.are.equal(8 * 1024, m.MemTotal)
+    assert.are.equal(1024, m.MemFree)
+    assert.are.equal(8 * 1024, memprobe.free().total)
+    write("")
+    assert.are.same({}, memprobe.meminfo())
+    assert.is_nil(memprobe.free())
+  end)
+
+  it("never fails while another process rewrites the file", function()
+    local roots = tree("racing", function(s) return s end)
+    local path = roots.proc .. "/meminfo"
+    local a, b = path .. ".a", path .. ".b"
+    os.execute(("cp '%s' '%s' && printf 'MemTotal: 1 kB\\nMemFree: 1 kB\\n' > '%s'")
+      :format(path, a, b))
+    local p = io.popen(("sh -c 'while :; do cat %s > %s; cat %s > %s; done "
+      .. ">/dev/null 2>&1 & echo $!'"):format(a, path, b, path))
+    local pid = assert(tonumber(p:read("*l")))
+    p:close()
+    memprobe.config(roots)
+    local ok, err = pcall(function()
+      for _ = 1, 3000 do
+        local m = memprobe.meminfo()
+        assert(type(m) == "table")
+        assert(m.MemTotal == nil or type(m.MemTotal) == "number")
+        assert_result("free", "racing", pcall(memprobe.free))
+      end
+    end)
+    os.execute("kill " .. pid)
+    assert(ok, err)
+  end)
+end)

@@ -1,0 +1,63 @@
+-- Out of memory at every allocation of every public function: each call
+-- either succeeds or raises "not enough memory", and the state keeps
+-- working (the same call then gives the same result).
+local memprobe = require "memprobe"
+local H = require "spec.helper"
+local api = require "spec.api"
+local F = require "spec.fault"
+
+local unpack = api.unpack
+
+describe("memprobe under allocation failure", function()
+  after_each(function() memprobe.config{} end)
+
+  local names = {}
+  for name, row in pairs(api.rows) do
+    if row.fault ~= false then names[#names + 1] = name end
+  end
+  table.sort(names)
+
+  for _, name in ipairs(names) do
+    for i, args in ipairs(api.rows[name].ok) do
+      it(("%s (call %d) succeeds or raises 'not enough memory' at every allocation")
+        :format(name, i), function()
+        if not F.available then pending("memprobe_testalloc not built (make testalloc)") return end
+        local fixture = H.fixture("linux-6.18")
+        local fn = function(...)
+          memprobe.config(fixture)
+          return memprobe[name](...)
+        end
+        local fresh = function()
+          local copy = { n = args.n }
+          for j = 1, args.n do
+            copy[j] = type(args[j]) == "table" and {} or args[j]
+          end
+          return copy
+        end
+        local want = { fn(unpack(fresh(), 1, args.n)) }
+        local allocs = F.sweep(fn, fresh())
+        assert.is_true(allocs >= 1)
+        assert.are.same(want, { fn(unpack(fresh(), 1, args.n)) })
+      end)
+    end
+  end
+
+  it("raises 'not enough memory' when the read buffer cannot grow", function()
+    if not F.available then pending("memprobe_testalloc not built (make testalloc)") return end
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. "/proc"))
+    local f = assert(io.open(dir .. "/proc/meminfo", "wb"))
+    f:write(("#"):rep(4 * 1024 * 1024), "\nMemTotal: 5 kB\n")
+    f:close()
+    local fn = function()
+      memprobe.config{ proc = dir .. "/proc" }
+      return memprobe.meminfo()
+    end
+    local ok, err = pcall(F.sweep, fn, nil)
+    local m = fn()
+    os.execute("rm -rf '" .. dir .. "'")
+    assert(ok, err)
+    assert.are.same({ MemTotal = 5 * 1024 }, m)
+  end)
+end)
