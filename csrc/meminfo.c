@@ -125,7 +125,8 @@ static int64_t min64 (int64_t a, int64_t b) { return a < b ? a : b; }
 */
 static int64_t estimate_available (const mp_free *f, int64_t pagesize) {
   int64_t ps = pagesize > 0 ? pagesize : 4096;
-  int64_t low = min64(f->low, MP_BYTES_MAX / ps) * ps;
+  int64_t pages = f->low < 0 ? 0 : min64(f->low, MP_BYTES_MAX / ps);
+  int64_t low = pages * ps;
   int64_t pagecache = f->in[AFILE] + f->in[IFILE];
   int64_t avail = f->in[MFREE] - low;
   avail += pagecache - min64(pagecache / 2, low);

@@ -34,16 +34,18 @@ local function describe_args(a)
   return "(" .. table.concat(out, ", ") .. ")"
 end
 
--- A copy of fixture tree linux-6.18 with every file passed through edit
--- (nil content: the file is left out). Returns the config{} roots.
+-- A copy of a fixture tree (linux-6.18 unless base says) with every file
+-- passed through edit (nil content: the file is left out). Returns the
+-- config{} roots.
 local tmproot = os.tmpname()
 os.remove(tmproot)
 assert(os.execute("mkdir -p " .. tmproot))
-local function tree(name, edit)
+local function tree(name, edit, base)
+  base = "spec/fixtures/" .. (base or "linux-6.18")
   local dir = tmproot .. "/" .. name
-  local files = assert(H.run("cd spec/fixtures/linux-6.18 && find proc sys -type f"))
+  local files = assert(H.run("cd " .. base .. " && find proc sys -type f"))
   for rel in files:gmatch("[^\n]+") do
-    local body = edit(H.slurp("spec/fixtures/linux-6.18/" .. rel), rel)
+    local body = edit(H.slurp(base .. "/" .. rel), rel)
     if body then
       local path = dir .. "/" .. rel
       assert(os.execute("mkdir -p '" .. path:match("^(.*)/") .. "'"))
@@ -135,9 +137,10 @@ describe("memprobe on malformed /proc trees", function()
   after_each(function() memprobe.config{} end)
   teardown(function() os.execute("rm -rf '" .. tmproot .. "'") end)
 
+  for _, base in ipairs({ "linux-6.18", "linux-3.10-nomemavail" }) do
   for tname, edit in pairs(malformed) do
-    it(("returns a result or nil, msg, errno on %s files"):format(tname), function()
-      local roots = tree(tname, edit)
+    it(("returns a result or nil, msg, errno on %s files (%s)"):format(tname, base), function()
+      local roots = tree(base .. "-" .. tname, edit, base)
       local called = 0
       for _, name in ipairs(publics()) do
         local row = rows[name]
@@ -151,6 +154,7 @@ describe("memprobe on malformed /proc trees", function()
       end
       assert.is_true(called > 0)
     end)
+  end
   end
 
   it("reads nothing when meminfo is missing and says which file", function()

@@ -22,4 +22,8 @@ for tree in spec/fixtures/*/; do
     n=$((n + 1))
   done
 done
+name=$(basename "$src" .c)
+for r in fuzz/regress/"$name"/*; do
+  [ -f "$r" ] && cp "$r" "$dir/regress-$(basename "$r")"
+done
 [ "$n" -gt 0 ] || { echo "$src: no seed found for: $seeds" >&2; exit 1; }
