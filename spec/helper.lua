@@ -30,9 +30,11 @@ function H.parse_kv(path)
   return t
 end
 
---- Output of a shell command, or nil when it failed.
+--- Output of a shell command, or nil when it failed. The sanitizer
+-- runtime preloaded under `make asan` is kept out of the tools it runs
+-- (procps free deadlocks under it).
 function H.run(cmd)
-  local p = io.popen(cmd .. " 2>/dev/null")
+  local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>/dev/null")
   local out = p:read("*a")
   p:close()
   return out ~= "" and out or nil
