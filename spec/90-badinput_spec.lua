@@ -74,7 +74,9 @@ local malformed = {
   no_newline = function(s) return (s:gsub("\n", " ")) end,
   garbage = function(s) return garbage(#s + 17, #s) end,
   nul_bytes = function(s) return (s:gsub(" ", "\0")) end,
-  long_line = function(s) return ("7"):rep(100 * 1024) .. ":" .. s:rep(2) .. ("x"):rep(100 * 1024) end,
+  long_line = function(s)
+    return ("7"):rep(100 * 1024) .. ":" .. s:rep(2) .. ("x"):rep(100 * 1024)
+  end,
   huge_numbers = function(s) return (s:gsub("%d+", "99999999999999999999999")) end,
   max_numbers = function(s) return (s:gsub("%d+", "9223372036854775807")) end,
   negative = function(s) return (s:gsub(" (%d)", " -%1")) end,
@@ -106,7 +108,8 @@ describe("memprobe public functions", function()
 
     for _, case in ipairs(row.bad) do
       local argn, args = case[1], case[2]
-      it(("%s%s raises a bad-argument error naming it"):format(name, describe_args(args)), function()
+      local title = ("%s%s raises a bad-argument error naming it"):format(name, describe_args(args))
+      it(title, function()
         memprobe.config{}
         local ok, err = pcall(call, unpack(args, 1, args.n))
         assert.is_false(ok)

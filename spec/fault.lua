@@ -6,8 +6,8 @@
 -- memprobe.core by `make testalloc`.
 local F = {}
 
-local ok, ta = pcall(require, "memprobe_testalloc")
-F.available = ok
+local found, ta = pcall(require, "memprobe_testalloc")
+F.available = found
 
 local unpack = table.unpack or unpack
 
