@@ -9,10 +9,14 @@
 --          "bad argument #argn to '<name>'"
 --   arity  the number of parameters
 --   extra  "ignored": an argument after the last parameter is ignored, as
---          Lua's own library does (the documented acceptance)
+--          Lua's own library does (the documented acceptance);
+--          "raises": it raises "bad argument #arity+1"
 --   proc   true when the function reads /proc or /sys: on a malformed
 --          tree it must return a result or nil, msg, errno, never raise
 --   fault  false to keep it out of the fault-injection sweep
+--   volatile  true when two good calls differ (live figures): results are
+--          compared by type only
+--   aggregate  true when read failures land inside the result (report)
 local unpack = table.unpack or unpack
 
 local function A(...)
@@ -27,6 +31,26 @@ local function not_a_table()
     rows[#rows + 1] = { 1, A(v) }
   end
   return rows
+end
+
+-- Readings for diff(): a meminfo() and a slabinfo() result, minimal.
+local mi = { MemTotal = 1024, MemFree = 512 }
+local si = { caches = {}, totals = {} }
+
+-- Options tables every opts-taking reader must refuse.
+local function bad_opts(extra)
+  local r = not_a_table()
+  for _, o in ipairs({ { bogus = 1 }, { top = -1 }, { top = "x" } }) do
+    r[#r + 1] = { 1, A(o) }
+  end
+  for _, o in ipairs(extra or {}) do r[#r + 1] = { 1, A(o) } end
+  return r
+end
+
+-- Readers without parameters refuse any argument.
+local function noargs()
+  return { ok = { A() }, bad = { { 1, A(5) }, { 1, A({}) }, { 2, A(nil, 5) } },
+           arity = 0, extra = "raises", proc = true }
 end
 
 local rows = {
@@ -48,6 +72,46 @@ local rows = {
            proc = true },
   vmstat = { ok = { A(), A({}) }, bad = not_a_table(), arity = 1, extra = "ignored",
              proc = true },
+  zoneinfo = noargs(),
+  buddyinfo = noargs(),
+  numa = noargs(),
+  overcommit = noargs(),
+  shm = noargs(),
+  swaps = noargs(),
+  slabinfo = { ok = { A(), A({}), A({ sort = "c", top = 3 }) },
+               bad = bad_opts({ { sort = "zz" } }), arity = 1, extra = "ignored",
+               proc = true },
+  slab_detail = { ok = { A("dentry") },
+                  bad = { { 1, A() }, { 1, A(true) }, { 1, A({}) }, { 1, A("a/b") },
+                          { 1, A("..") } },
+                  arity = 1, extra = "ignored", proc = true },
+  vmallocinfo = { ok = { A(), A({}), A({ sort = "pages", top = 3 }) },
+                  bad = bad_opts({ { sort = "zz" } }), arity = 1, extra = "ignored",
+                  proc = true },
+  allocinfo = { ok = { A(), A({ top = 3 }) }, bad = bad_opts(), arity = 1,
+                extra = "ignored", proc = true },
+  -- Writes /proc/sys/vm/drop_caches: no good call is run from here.
+  drop_caches = { ok = {},
+                  bad = { { 1, A() }, { 1, A(0) }, { 1, A(4) }, { 1, A("x") },
+                          { 1, A({}) } },
+                  arity = 1, fault = false },
+  diff = { ok = { A(mi, mi) },
+           bad = { { 1, A(5, mi) }, { 1, A(nil, mi) }, { 1, A({}, mi) }, { 2, A(mi, 5) },
+                   { 2, A(mi, si) } },
+           arity = 2, extra = "ignored" },
+  -- Unknown options are ignored (documented acceptance).
+  report = { ok = { A(), A({}) }, bad = not_a_table(), arity = 1, extra = "ignored",
+             proc = true, volatile = true, aggregate = true },
+  watch = { ok = { A(), A({}) }, bad = bad_opts(), arity = 1, extra = "ignored",
+            volatile = true },
 }
 
-return { rows = rows, A = A, unpack = unpack }
+-- Results as compared by the specs: by type only for a volatile row.
+local function shape(row, list)
+  if not row.volatile then return list end
+  local t = {}
+  for i, v in pairs(list) do t[i] = type(v) end
+  return t
+end
+
+return { rows = rows, A = A, unpack = unpack, shape = shape }

@@ -13,10 +13,14 @@ local M = {}
 -- @tparam table r a result of meminfo(), slabinfo() or vmallocinfo()
 -- @treturn table name -> bytes
 -- @treturn string "meminfo", "slabinfo" or "vmallocinfo"
-function M.series(r)
-  if type(r) ~= "table" then
-    error("bad argument (expected a meminfo, slabinfo or vmallocinfo result)", 3)
+-- @tparam[opt] number argn the argument number to blame (1)
+-- @tparam[opt] string fname the function to name in errors ("series")
+function M.series(r, argn, fname)
+  local function bad()
+    error(("bad argument #%d to '%s' (expected a meminfo, slabinfo or vmallocinfo result)")
+      :format(argn or 1, fname or "series"), 4)
   end
+  if type(r) ~= "table" then bad() end
   local t = {}
   if r.caches and r.totals then
     for _, c in ipairs(r.caches) do t[c.name] = (t[c.name] or 0) + c.active_size end
@@ -33,7 +37,7 @@ function M.series(r)
     end
     return t, "meminfo"
   end
-  error("bad argument (expected a meminfo, slabinfo or vmallocinfo result)", 3)
+  bad()
 end
 
 --- Compares two readings of one source.
@@ -45,8 +49,8 @@ end
 -- first; shrank by delta, most negative first; unchanged names are left
 -- out. total is the sum of the deltas.
 function M.diff(a, b)
-  local sa, ka = M.series(a)
-  local sb, kb = M.series(b)
+  local sa, ka = M.series(a, 1, "diff")
+  local sb, kb = M.series(b, 2, "diff")
   if ka ~= kb then
     error(("bad argument #2 to 'diff' (a %s result after a %s one)"):format(kb, ka), 2)
   end
