@@ -1,7 +1,7 @@
 /*
 ** The free() arithmetic: meminfo, then zoneinfo after the first NUL byte
 ** of the input. UBSan turns any signed overflow into a crash.
-** Seeds: meminfo+zoneinfo meminfo
+** Seeds: proc/meminfo+proc/zoneinfo proc/meminfo
 */
 #include "fuzz.h"
 

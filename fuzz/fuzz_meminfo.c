@@ -1,6 +1,7 @@
 /*
 ** memprobe_parse_kv, the "Key: value [kB]" parser behind meminfo() and
-** free(). Seeds: meminfo self/status self/smaps_rollup
+** free(). Seeds: proc/meminfo proc/self/status proc/self/smaps_rollup
+** sys/devices/system/node/node0/meminfo
 */
 #include "fuzz.h"
 

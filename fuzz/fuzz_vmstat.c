@@ -1,6 +1,6 @@
 /*
 ** memprobe_parse_pairs, the "key value" parser behind vmstat() and the
-** zoneinfo counters. Seeds: vmstat zoneinfo
+** zoneinfo counters. Seeds: proc/vmstat proc/zoneinfo
 */
 #include "fuzz.h"
 
