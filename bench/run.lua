@@ -124,7 +124,7 @@ end
 
 print(("memprobe bench on %s, %d calls per timing, best of 5 (CPU time)")
   :format(jit and jit.version or _VERSION, B.N))
-local fmt = "%-28s %12s  %-30s %12s  %8s  %-10s %s"
+local fmt = "%-32s %10s  %-32s %10s  %7s  %-9s %s"
 print(fmt:format("what", "memprobe", "reference", "ref", "ratio", "goal", ""))
 local failed = 0
 for _, r in ipairs(rows) do
