@@ -424,26 +424,26 @@ static int cmpstr (const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/*
-** Pushes the sorted list of every entry of dir that is, or links to,
-** 'target' (the directory a merged cache's name resolves to): the names
-** the caches merged into it were created with. Returns an errno value,
-** 0 on success, with nothing pushed on failure.
-*/
-static int push_aliases (lua_State *L, const char *dir, const char *target) {
-  DIR *d = opendir(dir);
+/* What collect_aliases reads and reports back. */
+typedef struct aliases {
+  DIR *d;
+  const char *dir, *target;
+  int n;
+} aliases;
+
+/* Pushes a table of the entries of a->d linking to a->target. Runs under
+** lua_pcall: an allocation failure must not skip the closedir. */
+static int collect_aliases (lua_State *L) {
+  aliases *a = (aliases *)lua_touserdata(L, 1);
   struct dirent *de;
   char path[MP_PATHMAX], link[MP_PATHMAX];
-  int n = 0, i;
-  if (d == NULL)
-    return errno;
   lua_newtable(L);
-  while ((de = readdir(d)) != NULL) {
+  while ((de = readdir(a->d)) != NULL) {
     ssize_t m;
     const char *base;
     if (de->d_name[0] == '.')
       continue;
-    if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >=
+    if (snprintf(path, sizeof(path), "%s/%s", a->dir, de->d_name) >=
         (int)sizeof(path))
       continue;
     if ((m = readlink(path, link, sizeof(link) - 1)) < 0)
@@ -451,12 +451,39 @@ static int push_aliases (lua_State *L, const char *dir, const char *target) {
     link[m] = '\0';
     base = strrchr(link, '/');
     base = base ? base + 1 : link;
-    if (strcmp(base, target) == 0) {
+    if (strcmp(base, a->target) == 0) {
       lua_pushstring(L, de->d_name);
-      lua_rawseti(L, -2, ++n);
+      lua_rawseti(L, -2, ++a->n);
     }
   }
-  closedir(d);
+  return 1;
+}
+
+/*
+** Pushes the sorted list of every entry of dir that is, or links to,
+** 'target' (the directory a merged cache's name resolves to): the names
+** the caches merged into it were created with. Returns an errno value,
+** 0 on success, with nothing pushed on failure; raises (after closing
+** the directory) when memory runs out.
+*/
+static int push_aliases (lua_State *L, const char *dir, const char *target) {
+  aliases a;
+  int n, i, status;
+  lua_pushcfunction(L, collect_aliases);  /* before opendir: may raise */
+  if ((a.d = opendir(dir)) == NULL) {
+    int err = errno;
+    lua_pop(L, 1);
+    return err;
+  }
+  a.dir = dir;
+  a.target = target;
+  a.n = 0;
+  lua_pushlightuserdata(L, &a);
+  status = lua_pcall(L, 1, 1, 0);
+  closedir(a.d);
+  if (status != 0)
+    return lua_error(L);
+  n = a.n;
   /* readdir order is arbitrary: sort through a C array of the strings */
   if (n > 1) {
     const char **v = (const char **)mp_newuserdata(L, (size_t)n *
