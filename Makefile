@@ -129,7 +129,7 @@ FUZZ_BINS    := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 GC_AGGRESSIVE := collectgarbage("setpause", 0)
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-           LD_PRELOAD=$(ASAN_RT)
+           LD_PRELOAD=$(ASAN_RT) MEMPROBE_ASAN_PRELOAD=$(ASAN_RT)
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
             --errors-for-leak-kinds=definite --show-leak-kinds=definite
 

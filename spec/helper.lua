@@ -62,10 +62,12 @@ function H.globals()
 end
 
 --- The command line of the running interpreter (for child processes).
+-- Under `make asan` it brings back the sanitizer runtime H.run leaves out.
 function H.interpreter()
   local i = -1
   while arg and arg[i - 1] do i = i - 1 end
-  return arg and arg[i] or "lua"
+  local preload = os.getenv("MEMPROBE_ASAN_PRELOAD")
+  return (preload and "env LD_PRELOAD=" .. preload .. " " or "") .. (arg and arg[i] or "lua")
 end
 
 --- True when the specs run as root (live kernel files are 0400).
