@@ -104,6 +104,34 @@ local rows = {
              proc = true, volatile = true, aggregate = true },
   watch = { ok = { A(), A({}) }, bad = bad_opts(), arity = 1, extra = "ignored",
             volatile = true },
+  cgroup = noargs(),
+  rss = noargs(),
+  process = { ok = { A(), A(nil, {}) },
+              bad = { { 1, A("x") }, { 1, A(true) }, { 1, A(-1) }, { 1, A(0) },
+                      { 1, A(1.5) }, { 2, A(nil, 5) }, { 2, A(nil, "x") } },
+              arity = 2, extra = "ignored", proc = true },
+  smaps = { ok = { A() },
+            bad = { { 1, A("x") }, { 1, A(true) }, { 1, A({}) }, { 1, A(-1) }, { 1, A(0) },
+                    { 1, A(1.5) } },
+            arity = 1, extra = "ignored", proc = true },
+  mallinfo = { ok = { A(), A({}) }, bad = { { 1, A(5) }, { 1, A("x") }, { 1, A(true) } },
+               arity = 1, extra = "ignored", volatile = true },
+  -- The Lua-state functions below take no arguments and ignore any
+  -- (documented acceptance). Those that install or change the allocator
+  -- hook stay out of the fault sweep, which has its own allocator.
+  account_requires = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", fault = false },
+  requires = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true },
+  ledger = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true },
+  tracker = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
+              fault = false },
+  track = { ok = { A(), A({}) },
+            bad = { { 1, A(5) }, { 1, A("x") }, { 1, A(true) }, { 1, A({ bogus = 1 }) } },
+            arity = 1, extra = "ignored", volatile = true, fault = false },
+  -- scope(tag, fn, ...) passes the rest on to fn: no "extra" row. It
+  -- installs the tracker when none is there: out of the fault sweep.
+  scope = { ok = { A("spec", function() return 1 end) }, fault = false,
+            bad = { { 1, A(nil, print) }, { 1, A(true, print) }, { 2, A("t") },
+                    { 2, A("t", 5) } } },
 }
 
 -- Results as compared by the specs: by type only for a volatile row.

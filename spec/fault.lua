@@ -37,8 +37,12 @@ function F.sweep(fn, args, max)
       break
     end
   end
-  ta.remove()
+  local removed = ta.remove()
   if jit then jit.on() end
+  if not removed then
+    error("another allocator hook was installed over the failing one; "
+      .. "give the row fault = false", 2)
+  end
   if type(result) ~= "number" then
     error(result or ("no run completed in %d allocations"):format(max), 2)
   end

@@ -36,11 +36,19 @@ static void *failing_alloc (void *ud, void *p, size_t osize, size_t nsize) {
   return a->f(a->ud, p, osize, nsize);
 }
 
+#define REGKEY  "memprobe_testalloc"
+
+/* The wrapper of this state, found through the registry and not through
+** lua_getallocf: another hook may have been stacked on top of it, and
+** disarm() must work even then. */
 static failing *get (lua_State *L) {
-  void *ud;
-  if (lua_getallocf(L, &ud) != failing_alloc)
+  failing *a;
+  lua_getfield(L, LUA_REGISTRYINDEX, REGKEY);
+  a = (failing *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (a == NULL)
     luaL_error(L, "testalloc: install() first");
-  return (failing *)ud;
+  return a;
 }
 
 /*
@@ -69,18 +77,31 @@ static int l_install (lua_State *L) {
   a->ud = ud;
   a->count = a->failat = a->failed = 0;
   pin();
+  lua_pushlightuserdata(L, a);  /* before the switch: it may allocate */
+  lua_setfield(L, LUA_REGISTRYINDEX, REGKEY);
   lua_setallocf(L, failing_alloc, a);
   return 0;
 }
 
+/* remove() -> true, or false when another hook sits on top of the
+** wrapper: it then stays in the chain, disarmed, and is never freed. */
 static int l_remove (lua_State *L) {
   void *ud;
   if (lua_getallocf(L, &ud) == failing_alloc) {
     failing *a = (failing *)ud;
     lua_setallocf(L, a->f, a->ud);
     free(a);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGKEY);
+    lua_pushboolean(L, 1);
   }
-  return 0;
+  else {
+    lua_getfield(L, LUA_REGISTRYINDEX, REGKEY);
+    if (lua_touserdata(L, -1) != NULL)
+      ((failing *)lua_touserdata(L, -1))->failat = 0;
+    lua_pushboolean(L, 0);
+  }
+  return 1;
 }
 
 /* arm(k): from now, allocation k and the later ones fail (k >= 1). */
