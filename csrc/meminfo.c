@@ -96,7 +96,7 @@ static void pick_field (void *ud, const char *key, size_t klen, int64_t v,
   mp_free *f = (mp_free *)ud;
   int i;
   for (i = 0; i < MP_FREE_NIN; i++)
-    if (strncmp(fieldname[i], key, klen) == 0 && fieldname[i][klen] == '\0') {
+    if (strlen(fieldname[i]) == klen && memcmp(fieldname[i], key, klen) == 0) {
       f->in[i] = memprobe_clamp(v, kb);
       f->seen |= 1u << i;
       return;

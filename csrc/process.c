@@ -58,9 +58,10 @@ static const char *const not_counts[] = {
 /* Fields of status kept as strings. */
 static const char *const string_fields[] = { "Name", "State", "Umask", NULL };
 
+/* k may hold NULs: compare lengths first, never read past *list. */
 static int in_list (const char *const *list, const char *k, size_t klen) {
   for (; *list != NULL; list++)
-    if (strncmp(*list, k, klen) == 0 && (*list)[klen] == '\0')
+    if (strlen(*list) == klen && memcmp(*list, k, klen) == 0)
       return 1;
   return 0;
 }
