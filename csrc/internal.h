@@ -201,6 +201,7 @@ typedef struct mp_free {
 } mp_free;
 MP_API extern const char *const memprobe_free_names[MP_FREE_NOUT];
 MP_API int64_t memprobe_clamp (int64_t v, int kb);
+MP_API int64_t memprobe_mul (int64_t a, int64_t b);
 MP_API int memprobe_free_meminfo (mp_free *f, const char *s, size_t len);
 MP_API void memprobe_free_zoneinfo (mp_free *f, const char *s, size_t len);
 MP_API int memprobe_free_finish (mp_free *f, int64_t pagesize);

@@ -91,6 +91,20 @@ int64_t memprobe_clamp (int64_t v, int kb) {
   return kb ? v * 1024 : v;
 }
 
+/* a * b for sizes read from the kernel (pages * page size ...), held to
+** +-MP_BYTES_MAX like memprobe_clamp, so that garbage cannot overflow. */
+int64_t memprobe_mul (int64_t a, int64_t b) {
+  int neg;
+  a = memprobe_clamp(a, 0);
+  b = memprobe_clamp(b, 0);
+  neg = (a < 0) != (b < 0);
+  if (a < 0) a = -a;
+  if (b < 0) b = -b;
+  if (a != 0 && b > MP_BYTES_MAX / a)
+    return neg ? -MP_BYTES_MAX : MP_BYTES_MAX;
+  return neg ? -(a * b) : a * b;
+}
+
 static void pick_field (void *ud, const char *key, size_t klen, int64_t v,
                         int kb) {
   mp_free *f = (mp_free *)ud;

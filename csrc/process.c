@@ -211,7 +211,7 @@ static int l_rss (lua_State *L) {
     return memprobe_fail(L, c, MP_PROC, "self/statm", err);
   if (memprobe_parse_statm(data, len, v, 2) < 2)
     return memprobe_badformat(L, c, MP_PROC, "self/statm");
-  mp_pushint(L, v[1] * c->pagesize);
+  mp_pushint(L, memprobe_mul(v[1], c->pagesize));
   return 1;
 }
 
@@ -224,7 +224,7 @@ static void set_status (void *ud, const char *key, size_t klen, int kind,
   if (kind == MP_STRING)
     lua_pushlstring(s->L, str, slen);
   else
-    mp_pushint(s->L, kind == MP_BYTES ? v * 1024 : v);
+    mp_pushint(s->L, kind == MP_BYTES ? memprobe_clamp(v, 1) : v);
   lua_rawset(s->L, s->t);
 }
 
@@ -281,7 +281,7 @@ static int l_process (lua_State *L) {
     if (statm_names[i] == NULL)  /* lib: always 0 since 2.6 */
       continue;
     if (i < n)
-      mp_pushint(L, v[i] * c->pagesize);
+      mp_pushint(L, memprobe_mul(v[i], c->pagesize));
     else
       lua_pushnil(L);
     lua_setfield(L, st, statm_names[i]);
@@ -313,11 +313,12 @@ static void add_smaps (void *ud, const char *key, size_t klen, int64_t v,
   if (a->sum) {
     lua_pushvalue(a->L, -1);
     lua_rawget(a->L, a->t);
-    v = v * 1024 + (int64_t)lua_tonumber(a->L, -1);
+    v = memprobe_clamp(memprobe_clamp(v, 1) +
+                       memprobe_clamp((int64_t)lua_tonumber(a->L, -1), 0), 0);
     lua_pop(a->L, 1);
   }
   else
-    v *= 1024;
+    v = memprobe_clamp(v, 1);
   mp_pushint(a->L, v);
   lua_rawset(a->L, a->t);
 }

@@ -195,7 +195,8 @@ static void push_cache (lua_State *L, const mp_slab *s, long pagesize) {
   setint(L, "pagesperslab", s->pagesperslab);
   setint(L, "active_slabs", s->active_slabs);
   setint(L, "num_slabs", s->num_slabs);
-  setint(L, "size", s->num_slabs * s->pagesperslab * pagesize);
+  setint(L, "size", memprobe_mul(memprobe_mul(s->num_slabs, s->pagesperslab),
+                                 pagesize));
   setint(L, "active_size", s->active_objs * s->objsize);
   setint(L, "use", use_pct(s));
   setopt(L, "limit", s->limit);
@@ -222,7 +223,8 @@ static void push_totals (lua_State *L, const collect *k, long pagesize) {
     acache += s->active_objs > 0;
     asize += s->active_objs * s->objsize;
     tsize += s->num_objs * s->objsize;
-    pages += s->num_slabs * s->pagesperslab;
+    pages = memprobe_clamp(pages + memprobe_mul(s->num_slabs,
+                                                s->pagesperslab), 0);
     if (i == 0 || s->objsize < omin)
       omin = s->objsize;
     if (s->objsize > omax)
@@ -237,7 +239,7 @@ static void push_totals (lua_State *L, const collect *k, long pagesize) {
   setint(L, "num_caches", (int64_t)k->n);
   setint(L, "active_size", asize);
   setint(L, "total_size", tsize);
-  setint(L, "size", pages * pagesize);
+  setint(L, "size", memprobe_mul(pages, pagesize));
   if (k->n > 0) {
     setint(L, "min_objsize", omin);
     setint(L, "avg_objsize", nobj > 0 ? tsize / nobj : 0);

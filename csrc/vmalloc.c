@@ -315,7 +315,7 @@ static void push_sums (lua_State *L, const agg *g, long pagesize) {
   set_int(L, "count", g->count);
   set_int(L, "size", g->size);
   set_int(L, "pages", g->pages);
-  set_int(L, "bytes", g->pages * pagesize);
+  set_int(L, "bytes", memprobe_mul(g->pages, pagesize));
 }
 
 /* Pushes arr sorted as an array of tables, at most top of them. */

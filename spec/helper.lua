@@ -2,6 +2,10 @@
 -- files, and a way to run a shell command and read its output.
 local H = {}
 
+--- The sanitizer runtime under `make asan`, else nil: malloc is ASan's
+-- then, and valgrind cannot run the sanitized module.
+H.asan = os.getenv("MEMPROBE_ASAN_PRELOAD")
+
 local root = "spec/fixtures/"
 
 --- The config{} roots of fixture tree `name` (spec/fixtures/<name>).
@@ -42,8 +46,9 @@ end
 
 --- The interpreter running the specs, as a command name.
 function H.interp()
-  if jit then return "luajit" end
-  return "lua" .. _VERSION:match("%d+%.%d+")
+  local pre = H.asan and "env LD_PRELOAD=" .. H.asan .. " " or ""
+  if jit then return pre .. "luajit" end
+  return pre .. "lua" .. _VERSION:match("%d+%.%d+")
 end
 
 --- Exit status of a shell command (its output is discarded).
