@@ -127,6 +127,27 @@ local rows = {
   track = { ok = { A(), A({}) },
             bad = { { 1, A(5) }, { 1, A("x") }, { 1, A(true) }, { 1, A({ bogus = 1 }) } },
             arity = 1, extra = "ignored", volatile = true, fault = false },
+  -- The heap walk: whole-heap calls, too slow to sweep allocation by
+  -- allocation (fault = false); opts must be a table.
+  heap = { ok = { A(), A({}) }, bad = not_a_table(), arity = 1, extra = "ignored",
+           volatile = true, fault = false },
+  modules = { ok = { A() }, bad = not_a_table(), arity = 1, extra = "ignored",
+              volatile = true, fault = false },
+  snapshot = { ok = { A() }, bad = not_a_table(), arity = 1, extra = "ignored",
+               volatile = true, fault = false },
+  calibrate = { ok = { A() }, bad = not_a_table(), arity = 1, extra = "ignored",
+                volatile = true, fault = false },
+  path = { ok = { A({}) }, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
+           arity = 2, extra = "ignored", volatile = true, fault = false },
+  -- Internals of memprobe.heap, exported by memprobe.core.
+  heap_dumpsize = { ok = {}, bad = { { 1, A() }, { 1, A("x") } }, fault = false },
+  heap_sample = { ok = {}, bad = { { 1, A() }, { 1, A(5) } }, fault = false },
+  heap_snapshot = { ok = {}, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
+                    fault = false },
+  heap_thread = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
+                  fault = false },
+  heap_walk_buffers = { ok = { A() }, bad = {}, arity = 0, extra = "ignored",
+                        volatile = true, fault = false },
   -- scope(tag, fn, ...) passes the rest on to fn: no "extra" row. It
   -- installs the tracker when none is there: out of the fault sweep.
   scope = { ok = { A("spec", function() return 1 end) }, fault = false,

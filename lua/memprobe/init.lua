@@ -37,28 +37,36 @@ M.requires = requires.requires
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
 local function heap() return require "memprobe.heap" end
 
+-- Options are a table or absent: anything else is misuse, named.
+local function checkopts(fname, opts, argn)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)")
+      :format(argn or 1, fname, type(opts)), 3)
+  end
+end
+
 --- Census of the Lua heap: by type, userdata by `__name`, functions by
 -- prototype, the largest containers with their paths; see `memprobe.heap`.
 -- @function heap
-M.heap = function(opts) return heap().heap(opts) end
+M.heap = function(opts) checkopts("heap", opts) return heap().heap(opts) end
 
 --- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
 -- objects, by_type, load }`; see `memprobe.heap`.
 -- @function modules
-M.modules = function(opts) return heap().modules(opts) end
+M.modules = function(opts) checkopts("modules", opts) return heap().modules(opts) end
 
 --- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
 -- `snap:diff(older)` names what was added; see `memprobe.heap`.
 -- @function snapshot
-M.snapshot = function(opts) return heap().snapshot(opts) end
+M.snapshot = function(opts) checkopts("snapshot", opts) return heap().snapshot(opts) end
 
 --- The shortest readable reference paths to an object; see `memprobe.heap`.
 -- @function path
-M.path = function(obj, opts) return heap().path(obj, opts) end
+M.path = function(obj, opts) checkopts("path", opts, 2) return heap().path(obj, opts) end
 
 --- Measures the size model of the running VM; see `memprobe.heap`.
 -- @function calibrate
-M.calibrate = function(opts) return heap().calibrate(opts) end
+M.calibrate = function(opts) checkopts("calibrate", opts) return heap().calibrate(opts) end
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
