@@ -1741,7 +1741,8 @@ static int l_sample (lua_State *L) {
     int i;
     if (p == NULL) return luaL_error(L, "not enough memory");
     for (i = 0; i < a; i++)
-      p[i] = (char)('a' + ((b * 7919 + i * 31 + (b >> (i % 13))) % 26));
+      p[i] = (char)('a' + (((unsigned)b * 7919u + (unsigned)i * 31u +
+                            ((unsigned)b >> (i % 13))) % 26u));  /* no int overflow */
     if (a >= 4) memcpy(p, &b, 4);
     lua_pushlstring(L, p, (size_t)a);
     free(p);
