@@ -5,6 +5,8 @@ local H = {}
 --- The sanitizer runtime under `make asan`, else nil: malloc is ASan's
 -- then, and valgrind cannot run the sanitized module.
 H.asan = os.getenv("MEMPROBE_ASAN_PRELOAD")
+--- True under `make valgrind`, where malloc is valgrind's.
+H.valgrind = os.getenv("MEMPROBE_VALGRIND") ~= nil
 
 local root = "spec/fixtures/"
 

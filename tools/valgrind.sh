@@ -11,7 +11,7 @@ for pair in 5.4=lua5.4 jit=luajit; do
   name=${pair%%=*} lua=${pair#*=}
   for init in "" "$aggressive"; do
     echo "== valgrind busted on $lua${init:+ (aggressive GC)}"
-    LUA_INIT="$init" \
+    LUA_INIT="$init" MEMPROBE_VALGRIND=1 \
     LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;" \
     LUA_CPATH="$top/build/$name/?.so;;" \
       $vg "$lua" /usr/bin/busted -o utfTerminal || status=1
