@@ -6,13 +6,20 @@ describe("examples/slab_leak_hunt.lua", function()
     if not H.run("command -v python3") then
       pending("needs python3 for the leaking child") return
     end
-    local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s examples/slab_leak_hunt.lua " ..
-      "1500 3 2>&1; echo \"exit $?\""):format(package.path, package.cpath, H.interpreter()))
-    local out = p:read("*a")
-    p:close()
-    assert.matches("step 3: leaker holds 4500 sockets", out, 1, true)
-    local top = out:match("\ntop grower: (%S+)")
     local sockety = { TCP = true, sock_inode_cache = true }
+    -- The slab caches are the whole machine's: another process opening or
+    -- closing thousands of sockets at the same moment (a parallel test run)
+    -- bends the line. Up to three attempts; one clean run proves the point.
+    local out, top
+    for _ = 1, 3 do
+      local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s examples/slab_leak_hunt.lua " ..
+        "1500 3 2>&1; echo \"exit $?\""):format(package.path, package.cpath, H.interpreter()))
+      out = p:read("*a")
+      p:close()
+      top = out:match("\ntop grower: (%S+)")
+      if sockety[top] then break end
+    end
+    assert.matches("step 3: leaker holds 4500 sockets", out, 1, true)
     assert(sockety[top], "top grower: " .. tostring(top) .. "\n" .. out)
     -- 4500 sockets, each with a sock_inode_cache object
     local slab = require("memprobe").slab_detail("sock_inode_cache")

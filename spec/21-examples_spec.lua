@@ -50,6 +50,48 @@ describe("examples/game_server.lua", function()
   end)
 end)
 
+describe("examples/admin_console.lua", function()
+  it("serves the console over TCP on 127.0.0.1", function()
+    local ok, socket = pcall(require, "socket")
+    if not ok then pending("lua-socket not installed") return end
+    math.randomseed(os.time() + 1)
+    local port = math.random(30000, 39999)
+    local server = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s " ..
+      "examples/admin_console.lua --port %d --clients 1 2>&1")
+      :format(package.path, package.cpath, interpreter(), port))
+    assert.matches("console on 127.0.0.1:" .. port, server:read("*l"), 1, true)
+    local conn = assert(socket.connect("127.0.0.1", port))
+    conn:settimeout(10)
+    -- reads up to and including the next prompt
+    local function answer()
+      local buf = ""
+      repeat
+        local chunk, err, partial = conn:receive(1)
+        chunk = chunk or partial
+        assert(chunk and chunk ~= "", err)
+        buf = buf .. chunk
+      until buf:sub(-5) == "mem> "
+      return buf:sub(1, -6)
+    end
+    assert.matches("type 'help'", answer(), 1, true)
+    conn:send("help\n")
+    assert.matches("commands (a leading 'mem' is optional)", answer(), 1, true)
+    conn:send("mem sys\n")
+    assert.matches("Mem: ", answer(), 1, true)
+    conn:send("json free\r\n")
+    local total = tonumber(answer():match('"total":(%d+)'))
+    assert.are.equal(require("memprobe").free().total, total)
+    conn:send("mem drop 3\n")
+    assert.matches("disabled", answer(), 1, true)
+    conn:send("frobnicate\n")
+    assert.matches("unknown command 'frobnicate'", answer(), 1, true)
+    conn:send("quit\n")
+    assert.are.equal("bye", conn:receive("*l"))
+    conn:close()
+    server:close()
+  end)
+end)
+
 describe("examples/leak_probe.lua", function()
   it("exits 0 when healthy, 1 past a threshold, 2 on bad usage", function()
     local out = example("leak_probe.lua --samples 2 --interval 0.1")
