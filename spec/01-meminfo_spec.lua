@@ -155,3 +155,30 @@ describe("memprobe.vmstat()", function()
     assert.are.equal(2, v.drop_slab)
   end)
 end)
+
+describe("kept /proc files", function()
+  it("are reopened in a forked child, where /proc/self is another process", function()
+    local ok, ffi = pcall(require, "ffi")
+    if not ok then pending("forks through LuaJIT's FFI") return end
+    ffi.cdef[[
+      int fork(void);
+      int getpid(void);
+      int waitpid(int pid, int *status, int options);
+      void _exit(int status);
+    ]]
+    -- the parent keeps self/status and self/statm open
+    assert.are.equal(ffi.C.getpid(), memprobe.process().Pid)
+    assert.is_true(memprobe.rss() > 0)
+    local pid = ffi.C.fork()
+    if pid == 0 then
+      local p = memprobe.process()
+      ffi.C._exit(p and p.Pid == ffi.C.getpid() and p.PPid ~= nil and 0 or 1)
+    end
+    assert.is_true(pid > 0)
+    local status = ffi.new("int[1]")
+    assert.are.equal(pid, ffi.C.waitpid(pid, status, 0))
+    -- exit code 0: the child read its own status, not its parent's
+    assert.are.equal(0, status[0])
+    assert.are.equal(ffi.C.getpid(), memprobe.process().Pid)
+  end)
+end)
