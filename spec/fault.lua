@@ -4,6 +4,12 @@
 -- and the state must work afterwards. The failing allocator is the test
 -- module memprobe_testalloc (spec/c/testalloc.c), built next to
 -- memprobe.core by `make testalloc`.
+--
+-- With a tracker, memprobe.track() is installed over the failing
+-- allocator for the whole sweep, so that every refusal passes through the
+-- hook; after each run, and a full collection, the tracker must agree with
+-- the collector (stats().live == stats().gc) and its `failed` count must
+-- have grown by exactly the number of refusals.
 local F = {}
 
 local found, ta = pcall(require, "memprobe_testalloc")
@@ -11,22 +17,53 @@ F.available = found
 
 local unpack = table.unpack or unpack
 
+-- The tracker's verdict after a run that saw `refused` refusals: nil when
+-- its counts are consistent, else what is wrong. `last` is the failed
+-- count before the run.
+local function tracker_check(tr, last, refused)
+  collectgarbage("collect")
+  local s = tr:stats()
+  if s.live ~= s.gc then
+    return ("tracker live %d ~= collector %d"):format(s.live, s.gc)
+  elseif s.failed < last then
+    return ("tracker failed went down from %d to %d"):format(last, s.failed)
+  elseif s.failed - last ~= refused then
+    return ("tracker counted %d failures, the allocator refused %d")
+      :format(s.failed - last, refused)
+  end
+  return nil, s.failed
+end
+
 --- Sweeps k over fn(args); returns the number of allocations of a full run.
 -- Raises with the value of k on an outcome other than success or
--- "not enough memory".
-function F.sweep(fn, args, max)
+-- "not enough memory". With opts.tracker, checks the tracker's counts
+-- after every run (see above); the tracker is removed afterwards.
+function F.sweep(fn, args, max, opts)
   max = max or 5000
   args = args or {}
   local n = args.n or 0
   -- LuaJIT's trace compiler allocates in the same heap; keep it out.
   if jit then jit.off() end
   ta.install()
+  local tr, last
+  if opts and opts.tracker then
+    tr = require("memprobe").track()
+    last = tr:stats().failed
+  end
   local result, unpack_ = nil, unpack
   for k = 1, max do
     -- Nothing may allocate between arm() and disarm() but the call.
     ta.arm(k)
     local ok, err = pcall(fn, unpack_(args, 1, n))
     local seen, refused = ta.disarm()
+    if tr then
+      local bad
+      bad, last = tracker_check(tr, last, refused)
+      if bad then
+        result = ("k=%d: %s"):format(k, bad)
+        break
+      end
+    end
     if not ok then
       if not tostring(err):find("not enough memory", 1, true) then
         result = ("k=%d: raised %s"):format(k, tostring(err))
@@ -36,6 +73,9 @@ function F.sweep(fn, args, max)
       result = seen
       break
     end
+  end
+  if tr and not tr:untrack() then
+    result = result or "the tracker could not be removed"
   end
   local removed = ta.remove()
   if jit then jit.on() end
