@@ -91,7 +91,8 @@ embed: build/embed/host
 tsan: build/tsan/host
 	TSAN_OPTIONS=halt_on_error=1 ./build/tsan/host
 
-# Callgrind instruction counts with and without the allocator hook.
+# Callgrind instruction counts with and without the allocator hook, with
+# longer loops than the tracker rows of make bench.
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
 
@@ -188,5 +189,7 @@ build/bench/rawread: bench/rawread.c
 	@mkdir -p $(@D)
 	$(CC) -O2 $(WARN) $< -o $@
 
+# One table: every figure with its reference (psutil, plain C reads, the
+# collector, the run without the hook). Slab rows need root; not in test.
 bench: build testalloc build/bench/rawread
 	@$(call run,5.4) lua5.4 bench/run.lua build/bench/rawread

@@ -3,7 +3,9 @@
 --   { what, ours, ref_name, ref, unit, goal = ratio limit or nil,
 --     lower = true when ours/ref must be <= goal (else ref/ours >= goal) }
 -- B offers timers that all measure CPU time per call, so a run of memprobe
--- and a run of its reference are taken side by side in one go.
+-- and a run of its reference are taken side by side in one go. Units:
+-- "ns" (per call), "instr" (callgrind), "B", "B/obj", "ns/obj", "ms".
+-- A row may carry a note (why it has no figure), printed after the table.
 -- usage: lua5.4 bench/run.lua path/to/rawread
 local memprobe = require "memprobe"
 
@@ -16,25 +18,32 @@ local function sh(cmd)
   p:close()
   return out
 end
+B.sh = sh
 
 --- CPU ns per call of fn(...), best of 5 runs of B.N calls.
 function B.time(fn, ...)
-  for _ = 1, 100 do fn(...) end
+  return B.timen(B.N, fn, ...)
+end
+
+--- The same with n calls per run, for slow calls.
+function B.timen(n, fn, ...)
+  for _ = 1, math.min(100, n) do fn(...) end
   local best
   for _ = 1, 5 do
     local t0 = os.clock()
-    for _ = 1, B.N do fn(...) end
-    local t = (os.clock() - t0) / B.N * 1e9
+    for _ = 1, n do fn(...) end
+    local t = (os.clock() - t0) / n * 1e9
     if not best or t < best then best = t end
   end
   return best
 end
 
 --- CPU ns per open/read/close of path in C; with pread = true, per
--- pread of a kept fd (the kernel's own cost of the file).
-function B.raw(path, pread)
-  local mode = pread and " pread" or ""
-  return tonumber(sh(("%s %s %d%s"):format(B.rawread, path, B.N, mode)))
+-- pread of a kept fd (the kernel's own cost of the file); with pread =
+-- "all", preads until EOF (a file longer than a page). n defaults to B.N.
+function B.raw(path, pread, n)
+  local mode = pread == "all" and " preadall" or pread and " pread" or ""
+  return tonumber(sh(("%s %s %d%s 2>/dev/null"):format(B.rawread, path, n or B.N, mode)))
 end
 
 --- CPU ns per call of a Python expression (after the given imports).
@@ -69,15 +78,18 @@ function B.bytes(fn, ...)
   return (after - before) * 1024 / 1000
 end
 
---- Instructions per call under callgrind (user space only): a run with n
--- calls minus a run with none, divided by n. cmd has a %d for n.
+--- Instructions of a whole run of cmd under callgrind (user space only);
+-- env is an optional prefix of variable assignments for the run.
+function B.callgrind(cmd, env)
+  local out = sh(("%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s 2>&1")
+    :format(env or "", cmd))
+  return tonumber(out:match("Collected : (%d+)"))
+end
+
+--- Instructions per call: a run with n calls minus a run with none,
+-- divided by n. cmd has a %d for n.
 local function instr(cmd)
-  local function count(n)
-    local out = sh(("valgrind --tool=callgrind --callgrind-out-file=/dev/null %s 2>&1")
-      :format(cmd:format(n)))
-    return tonumber(out:match("Collected : (%d+)"))
-  end
-  local a, b = count(0), count(1000)
+  local a, b = B.callgrind(cmd:format(0)), B.callgrind(cmd:format(1000))
   return a and b and (b - a) / 1000 or nil
 end
 
@@ -112,13 +124,17 @@ end
 local rows = {}
 local files = sh("ls bench/*_bench.lua")
 for file in files:gmatch("[^\n]+") do
+  io.stderr:write("bench: ", file, "\n")
   for _, r in ipairs(dofile(file)(B)) do rows[#rows + 1] = r end
 end
 
 local function num(v, unit)
   if v == nil then return "n/a" end
   if unit == "B" then return ("%.0f B"):format(v) end
+  if unit == "B/obj" then return ("%.1f B"):format(v) end
   if unit == "instr" then return ("%.0f"):format(v) end
+  if unit == "ns/obj" then return ("%.0f ns"):format(v) end
+  if unit == "ms" then return ("%.2f ms"):format(v) end
   return ("%.2f us"):format(v / 1000)
 end
 
@@ -145,5 +161,8 @@ for _, r in ipairs(rows) do
   if ok == false then failed = failed + 1 end
   print(fmt:format(what, num(ours, unit), refname or "", ref and num(ref, unit) or "",
     ratio, goal, ok == true and "met" or ok == false and "MISSED" or ""))
+end
+for _, r in ipairs(rows) do
+  if r.note then print(("note: %s: %s"):format(r[1], r.note)) end
 end
 print(failed == 0 and "all goals met" or ("%d goal(s) missed"):format(failed))
