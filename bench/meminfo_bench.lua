@@ -8,8 +8,9 @@ return function(B)
   local psutil = B.python("import psutil", "psutil.virtual_memory()")
   local raw = B.raw("/proc/meminfo")
   local floor = B.raw("/proc/meminfo", true)
+  local nopsutil = not psutil and "no psutil for /usr/bin/python3 (python3-psutil)" or nil
   local rows = {
-    { "meminfo(t)", ours, "psutil.virtual_memory()", psutil, "ns", goal = 6 },
+    { "meminfo(t)", ours, "psutil.virtual_memory()", psutil, "ns", goal = 6, note = nopsutil },
     { "free(t)", free, "psutil.virtual_memory()", psutil, "ns", goal = 6 },
     { "meminfo(t)", ours, "C open/read/close meminfo", raw, "ns", goal = 1, lower = true },
     { "meminfo(t)", ours, "C pread, kept fd (kernel floor)", floor, "ns", lower = true },
