@@ -35,9 +35,7 @@ void memprobe_parse_proc_cgroup (const char *s, size_t len,
   memset(out, 0, sizeof(*out));
   while (s < end) {
     const char *line = s, *c1, *c2, *eol;
-    const char *next = memprobe_nextline(s, end);
-    s = next;
-    eol = (next > line && next[-1] == '\n') ? next - 1 : next;
+    s = memprobe_line(line, end, &eol);
     if ((c1 = memchr(line, ':', (size_t)(eol - line))) == NULL)
       continue;
     if ((c2 = memchr(c1 + 1, ':', (size_t)(eol - c1 - 1))) == NULL)

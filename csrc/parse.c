@@ -14,6 +14,17 @@ const char *memprobe_nextline (const char *s, const char *end) {
   return nl ? nl + 1 : end;
 }
 
+/*
+** The line that starts at s: sets *eol to its end (the newline, or end
+** for a last line without one) and returns where the next line starts.
+*/
+const char *memprobe_line (const char *s, const char *end,
+                           const char **eol) {
+  const char *next = memprobe_nextline(s, end);
+  *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+  return next;
+}
+
 const char *memprobe_skipspace (const char *s, const char *end) {
   while (s < end && (*s == ' ' || *s == '\t'))
     s++;
@@ -59,12 +70,10 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
   int n = 0;
   while (s < end) {
-    const char *line = s, *colon, *p;
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = (next > line && next[-1] == '\n') ? next - 1 : next;
+    const char *line = s, *colon, *p, *eol;
     int64_t v;
     int kb = 0;
-    s = next;
+    s = memprobe_line(line, end, &eol);
     colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL || colon == line || colon - line > 64)
       continue;
@@ -93,8 +102,7 @@ int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
   int n = 0;
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *eol, *next = memprobe_line(s, end, &eol);
     const char *key = memprobe_skipspace(s, eol), *k = key, *p;
     int64_t v;
     s = next;

@@ -78,11 +78,9 @@ int memprobe_parse_status (const char *s, size_t len, mp_status_cb cb,
   int n = 0;
   while (s < end) {
     const char *line = s, *colon, *p, *eol;
-    const char *next = memprobe_nextline(s, end);
     size_t klen;
     int64_t v;
-    s = next;
-    eol = (next > line && next[-1] == '\n') ? next - 1 : next;
+    s = memprobe_line(line, end, &eol);
     colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL || colon == line || colon - line > 64)
       continue;

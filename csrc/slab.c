@@ -104,8 +104,7 @@ int memprobe_parse_slabinfo (const char *s, size_t len, int *major,
   if (ma != 2)
     return -2;
   for (s = eol; s < end; ) {
-    const char *next = memprobe_nextline(s, end);
-    const char *e = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *e, *next = memprobe_line(s, end, &e);
     mp_slab o;
     const char *first = memprobe_skipspace(s, e);
     if (first < e && *first != '#') {

@@ -28,8 +28,7 @@ int memprobe_parse_table (const char *s, size_t len, mp_cell_cb cb,
   const char *end = s + len;
   int row = 0;
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *eol, *next = memprobe_line(s, end, &eol);
     const char *p = memprobe_skipspace(s, eol);
     int col = 0;
     s = next;

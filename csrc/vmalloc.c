@@ -138,8 +138,7 @@ int memprobe_parse_vmallocinfo (const char *s, size_t len, int *skipped,
   int n = 0;
   *skipped = 0;
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *eol, *next = memprobe_line(s, end, &eol);
     mp_vmarea a;
     if (memprobe_skipspace(s, eol) < eol) {
       if (parse_area(s, eol, &a)) {
@@ -521,8 +520,7 @@ int memprobe_parse_allocinfo (const char *s, size_t len, int *skipped,
     return -1;
   s = memprobe_nextline(s, end);
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = (next > s && next[-1] == '\n') ? next - 1 : next;
+    const char *eol, *next = memprobe_line(s, end, &eol);
     const char *first = memprobe_skipspace(s, eol);
     mp_allocsite o;
     if (first < eol && *first != '#') {

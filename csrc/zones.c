@@ -28,10 +28,6 @@ static int word (const char *p, const char *eol, const char *w) {
   return p + n == eol || p[n] == ' ' || p[n] == '\t' || p[n] == ':';
 }
 
-static const char *line_end (const char *s, const char *next) {
-  return (next > s && next[-1] == '\n') ? next - 1 : next;
-}
-
 /*
 ** "Node N, zone NAME" (zoneinfo and buddyinfo). Returns the first
 ** character after NAME, or NULL when the line is something else.
@@ -116,8 +112,7 @@ int memprobe_parse_zoneinfo (const char *s, size_t len, mp_event_cb cb,
   const char *end = s + len;
   int sec = SEC_NONE, n = 0;
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = line_end(s, next);
+    const char *eol, *next = memprobe_line(s, end, &eol);
     const char *p = memprobe_skipspace(s, eol), *key, *name;
     size_t indent = (size_t)(p - s), klen;
     int64_t v;
@@ -174,8 +169,7 @@ int memprobe_parse_buddyinfo (const char *s, size_t len, mp_event_cb cb,
   const char *end = s + len;
   int n = 0;
   while (s < end) {
-    const char *next = memprobe_nextline(s, end);
-    const char *eol = line_end(s, next), *name, *p;
+    const char *eol, *next = memprobe_line(s, end, &eol), *name, *p;
     size_t nlen;
     int64_t node, v;
     int i;
@@ -203,9 +197,10 @@ int memprobe_parse_buddyinfo (const char *s, size_t len, mp_event_cb cb,
 */
 int memprobe_parse_rangelist (const char *s, size_t len, mp_int_cb cb,
                               void *ud) {
-  const char *end = s + len, *eol = line_end(s, memprobe_nextline(s, end));
-  const char *p = memprobe_skipspace(s, eol);
+  const char *eol, *p;
   int n = 0;
+  memprobe_line(s, s + len, &eol);
+  p = memprobe_skipspace(s, eol);
   if (p == eol)
     return 0;
   for (;;) {
@@ -236,9 +231,10 @@ int memprobe_parse_rangelist (const char *s, size_t len, mp_int_cb cb,
 ** Returns their number, or -1 on anything else. */
 int memprobe_parse_intlist (const char *s, size_t len, mp_int_cb cb,
                             void *ud) {
-  const char *end = s + len, *eol = line_end(s, memprobe_nextline(s, end));
-  const char *p = memprobe_skipspace(s, eol);
+  const char *eol, *p;
   int n = 0;
+  memprobe_line(s, s + len, &eol);
+  p = memprobe_skipspace(s, eol);
   while (p < eol) {
     int64_t v;
     if (n >= MP_MAXNODES || (p = memprobe_int64(p, eol, &v)) == NULL)
