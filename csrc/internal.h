@@ -81,6 +81,9 @@ MP_API int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb,
 MP_API const char *memprobe_nextline (const char *s, const char *end);
 MP_API const char *memprobe_line (const char *s, const char *end,
                                   const char **eol);
+MP_API const char *memprobe_dataline (const char **s, const char *end,
+                                      int comments, const char **eol);
+MP_API size_t memprobe_countlines (const char *s, size_t len);
 MP_API const char *memprobe_skipspace (const char *s, const char *end);
 MP_API const char *memprobe_int64 (const char *s, const char *end,
                                    int64_t *v);

@@ -25,6 +25,32 @@ const char *memprobe_line (const char *s, const char *end,
   return next;
 }
 
+/*
+** The record lines of a table file: returns the start of the next line
+** at or after *s that holds more than blanks (and, with comments set,
+** whose first word does not start with '#'), sets *eol to its end and
+** moves *s past it. Returns NULL when no such line is left.
+*/
+const char *memprobe_dataline (const char **s, const char *end, int comments,
+                               const char **eol) {
+  while (*s < end) {
+    const char *line = *s, *p;
+    *s = memprobe_line(line, end, eol);
+    p = memprobe_skipspace(line, *eol);
+    if (p < *eol && !(comments && *p == '#'))
+      return line;
+  }
+  return NULL;
+}
+
+/* An upper bound on the lines in a buffer: its newlines plus one. */
+size_t memprobe_countlines (const char *s, size_t len) {
+  size_t i, n = 1;
+  for (i = 0; i < len; i++)
+    n += s[i] == '\n';
+  return n;
+}
+
 const char *memprobe_skipspace (const char *s, const char *end) {
   while (s < end && (*s == ' ' || *s == '\t'))
     s++;

@@ -103,19 +103,14 @@ int memprobe_parse_slabinfo (const char *s, size_t len, int *major,
   *minor = (int)mi;
   if (ma != 2)
     return -2;
-  for (s = eol; s < end; ) {
-    const char *e, *next = memprobe_line(s, end, &e);
+  for (s = eol; (p = memprobe_dataline(&s, end, 1, &eol)) != NULL; ) {
     mp_slab o;
-    const char *first = memprobe_skipspace(s, e);
-    if (first < e && *first != '#') {
-      if (parse_cache(s, e, &o)) {
-        cb(ud, &o);
-        n++;
-      }
-      else
-        (*skipped)++;
+    if (parse_cache(p, eol, &o)) {
+      cb(ud, &o);
+      n++;
     }
-    s = next;
+    else
+      (*skipped)++;
   }
   return n;
 }
@@ -301,18 +296,16 @@ errno (a 1.x file gives nil and a message)
 static int l_slabinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
-  size_t len, i, lines = 1;
+  size_t len, i;
   collect k;
   int key, major = 0, minor = 0, skipped, n, err;
   lua_Integer top;
   slab_opts(L, &key, &top);
   if ((err = memprobe_read(c, MP_PROC, "slabinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "slabinfo", err);
-  for (i = 0; i < len; i++)
-    lines += data[i] == '\n';
-  k.cap = lines;
+  k.cap = memprobe_countlines(data, len);
   k.n = 0;
-  k.e = (entry *)mp_newuserdata(L, lines * sizeof(entry));
+  k.e = (entry *)mp_newuserdata(L, k.cap * sizeof(entry));
   n = memprobe_parse_slabinfo(data, len, &major, &minor, &skipped, add_cache,
                               &k);
   if (n < 0) {

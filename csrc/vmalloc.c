@@ -134,21 +134,17 @@ static int parse_area (const char *s, const char *eol, mp_vmarea *a) {
 */
 int memprobe_parse_vmallocinfo (const char *s, size_t len, int *skipped,
                                 mp_vmarea_cb cb, void *ud) {
-  const char *end = s + len;
+  const char *end = s + len, *line, *eol;
   int n = 0;
   *skipped = 0;
-  while (s < end) {
-    const char *eol, *next = memprobe_line(s, end, &eol);
+  while ((line = memprobe_dataline(&s, end, 0, &eol)) != NULL) {
     mp_vmarea a;
-    if (memprobe_skipspace(s, eol) < eol) {
-      if (parse_area(s, eol, &a)) {
-        cb(ud, &a);
-        n++;
-      }
-      else
-        (*skipped)++;
+    if (parse_area(line, eol, &a)) {
+      cb(ud, &a);
+      n++;
     }
-    s = next;
+    else
+      (*skipped)++;
   }
   return n;
 }
@@ -376,13 +372,6 @@ static void check_opts (lua_State *L, vmopts *o, int areas_ok) {
   }
 }
 
-static size_t count_lines (const char *s, size_t len) {
-  size_t i, n = 1;
-  for (i = 0; i < len; i++)
-    n += s[i] == '\n';
-  return n;
-}
-
 /*
 ** vmallocinfo([opts]): { totals, by_kind, by_caller, by_module [, areas] }.
 ** by_caller and by_module are arrays, largest first; by_kind is keyed by
@@ -417,7 +406,7 @@ static int l_vmallocinfo (lua_State *L) {
   memset(&S, 0, sizeof(S));
   S.L = L;
   S.pagesize = c->pagesize;
-  S.cap = count_lines(data, len);
+  S.cap = memprobe_countlines(data, len);
   S.caller = (agg *)mp_newuserdata(L, S.cap * sizeof(agg));
   S.module = (agg *)mp_newuserdata(L, S.cap * sizeof(agg));
   lua_newtable(L);
@@ -513,25 +502,20 @@ static int parse_site (const char *s, const char *eol, mp_allocsite *o) {
 int memprobe_parse_allocinfo (const char *s, size_t len, int *skipped,
                               mp_allocsite_cb cb, void *ud) {
   static const char head[] = "allocinfo - version:";
-  const char *end = s + len;
+  const char *end = s + len, *line, *eol;
   int n = 0;
   *skipped = 0;
   if (len < sizeof(head) - 1 || memcmp(s, head, sizeof(head) - 1) != 0)
     return -1;
   s = memprobe_nextline(s, end);
-  while (s < end) {
-    const char *eol, *next = memprobe_line(s, end, &eol);
-    const char *first = memprobe_skipspace(s, eol);
+  while ((line = memprobe_dataline(&s, end, 1, &eol)) != NULL) {
     mp_allocsite o;
-    if (first < eol && *first != '#') {
-      if (parse_site(s, eol, &o)) {
-        cb(ud, &o);
-        n++;
-      }
-      else
-        (*skipped)++;
+    if (parse_site(line, eol, &o)) {
+      cb(ud, &o);
+      n++;
     }
-    s = next;
+    else
+      (*skipped)++;
   }
   return n;
 }
@@ -583,7 +567,7 @@ static int l_allocinfo (lua_State *L) {
   if ((err = memprobe_read_nocache(c, MP_PROC, "allocinfo", &data,
                                    &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "allocinfo", err);
-  k.cap = count_lines(data, len);
+  k.cap = memprobe_countlines(data, len);
   k.n = 0;
   k.v = (mp_allocsite *)mp_newuserdata(L, k.cap * sizeof(mp_allocsite));
   if (memprobe_parse_allocinfo(data, len, &skipped, add_site, &k) < 0) {
