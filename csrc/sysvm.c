@@ -100,14 +100,6 @@ size_t memprobe_unescape (const char *s, size_t n, char *out) {
 ** Lua bindings
 ** --------------------------------------------------------------------- */
 
-/* These readers take no arguments: one given is a mistake (a table
-** meant for a refilling reader, an option that does not exist). */
-static void no_args (lua_State *L) {
-  int i, top = lua_gettop(L);
-  for (i = 1; i <= top; i++)
-    luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
-}
-
 /* A whole cell as an int64 (base 10, or 8 for perms). */
 static int cell_int (const char *s, size_t n, int base, int64_t *v) {
   const char *end = s + n;
@@ -274,7 +266,7 @@ static int l_swaps (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   int r;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   memset(&t, 0, sizeof(t));
   t.first = "Filename";
@@ -349,7 +341,7 @@ static int l_shm (lua_State *L) {
   tstate t;
   uint64_t all;
   int r;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   memset(&t, 0, sizeof(t));
   t.first = "key";
@@ -406,7 +398,7 @@ static int l_overcommit (lua_State *L) {
   uint64_t mode;
   commit m;
   int err;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   if ((err = sysctl(c, rel, &mode)) > 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);

@@ -278,14 +278,6 @@ int memprobe_parse_nodememinfo (const char *s, size_t len, mp_kv_cb cb,
 ** Lua bindings
 ** --------------------------------------------------------------------- */
 
-/* These readers take no arguments: one given is a mistake (a table
-** meant for a refilling reader, an option that does not exist). */
-static void no_args (lua_State *L) {
-  int i, top = lua_gettop(L);
-  for (i = 1; i <= top; i++)
-    luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
-}
-
 /* v * pagesize, or nothing when it would not be exact. */
 static void set_bytes (lua_State *L, int t, const char *k, int64_t v,
                        int64_t pagesize) {
@@ -432,7 +424,7 @@ static int l_zoneinfo (lua_State *L) {
   size_t len;
   zstate z;
   int i, err;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   if ((err = memprobe_read(c, MP_PROC, "zoneinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
@@ -531,7 +523,7 @@ static int l_buddyinfo (lua_State *L) {
   size_t len;
   bstate b;
   int err;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   if ((err = memprobe_read(c, MP_PROC, "buddyinfo", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "buddyinfo", err);
@@ -638,7 +630,7 @@ a file the node does not have leaves its field nil.
 static int l_numa (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   int err, i, n;
-  no_args(L);
+  memprobe_noargs(L);
   lua_settop(L, 0);
   lua_createtable(L, 0, 3);
   if ((err = node_list(L, c, NODEDIR "online")) != 0) {
