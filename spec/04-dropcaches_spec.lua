@@ -4,8 +4,7 @@ local H = require "spec.helper"
 -- Runs 'code' under the interpreter running the specs, with this tree's
 -- modules, optionally through a wrapper command (setpriv, unshare).
 local function child(wrapper, code)
-  return H.run(("%s env LUA_PATH='%s' LUA_CPATH='%s' %s -e '%s'"):format(
-    wrapper, package.path, package.cpath, H.interpreter(), code))
+  return H.run(H.lua_cmd("-e '" .. code .. "'", wrapper))
 end
 
 local print_drop = "local m = require(\"memprobe\") print(m.drop_caches(1))"

@@ -112,11 +112,7 @@ describe("memprobe.scope()", function()
       { function() memprobe.scope("t") end, "bad argument #2 to 'scope'" },
       { function() memprobe.scope("t", {}) end, "bad argument #2 to 'scope'" },
     }
-    for i, case in ipairs(cases) do
-      local ok, err = pcall(case[1])
-      assert.is_false(ok, i)
-      assert.is_truthy(tostring(err):find(case[2], 1, true), i .. ": " .. tostring(err))
-    end
+    H.assert_raises(cases)
   end)
 
   it("does not create globals", function()

@@ -7,13 +7,7 @@ local fixtures = "spec/fixtures/modules/?.lua;"
 -- After full collections until the count stops moving (caches shrink a
 -- step per cycle).
 local function count()
-  local prev
-  for _ = 1, 24 do
-    collectgarbage("collect")
-    local c = collectgarbage("count")
-    if c == prev then break end
-    prev = c
-  end
+  H.settle_gc()
   return collectgarbage("count") * KiB
 end
 

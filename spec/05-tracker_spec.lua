@@ -123,11 +123,7 @@ describe("memprobe.track()", function()
       { function() t.stats({}) end, "bad argument #1 to 'stats'" },
       { function() t.stats(io.stdout) end, "bad argument #1 to 'stats'" },
     }
-    for i, case in ipairs(cases) do
-      local ok, err = pcall(case[1])
-      assert.is_false(ok, i)
-      assert.is_truthy(tostring(err):find(case[2], 1, true), i .. ": " .. tostring(err))
-    end
+    H.assert_raises(cases)
   end)
 
   it("does not create globals", function()

@@ -12,10 +12,7 @@ describe("examples/slab_leak_hunt.lua", function()
     -- bends the line. Up to three attempts; one clean run proves the point.
     local out, top
     for _ = 1, 3 do
-      local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s examples/slab_leak_hunt.lua " ..
-        "1500 3 2>&1; echo \"exit $?\""):format(package.path, package.cpath, H.interpreter()))
-      out = p:read("*a")
-      p:close()
+      out = H.lua("examples/slab_leak_hunt.lua 1500 3")
       top = out:match("\ntop grower: (%S+)")
       if sockety[top] then break end
     end

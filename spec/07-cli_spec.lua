@@ -2,18 +2,8 @@ local H = require "spec.helper"
 
 -- Runs bin/memprobe with this tree's modules; returns output and exit code.
 local function cli(args)
-  local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s bin/memprobe %s 2>&1; echo \"exit $?\"")
-    :format(package.path, package.cpath, H.interpreter(), args))
-  local out = p:read("*a")
-  p:close()
-  local body, code = out:match("^(.-)exit (%d+)\n$")
+  local body, code = H.lua("bin/memprobe " .. args):match("^(.-)exit (%d+)\n$")
   return body, tonumber(code)
-end
-
-local function json()
-  local ok, cjson = pcall(require, "cjson")
-  if ok then return cjson.decode end
-  return require("dkjson").decode
 end
 
 local function fits(out)
@@ -35,7 +25,7 @@ describe("bin/memprobe", function()
     fits(out)
     out, code = cli("slab --top 3 --json")
     assert.are.equal(0, code)
-    local t = json()(out)
+    local t = H.json_decode(out)
     assert.are.equal(3, #t.caches)
     assert.is_number(t.totals.num_caches)
     out, code = cli("slab --top 2 --watch 0.1 --count 2 --json")
@@ -53,7 +43,7 @@ describe("bin/memprobe", function()
       assert.matches("^vmalloc: %d+ areas", out)
       fits(out)
       out = cli("vmalloc --top 5 --json --by " .. by)
-      local t = json()(out)
+      local t = H.json_decode(out)
       assert.is_table(t["by_" .. by])
       assert.is_number(t.totals.vmalloc_bytes)
     end
@@ -62,7 +52,7 @@ describe("bin/memprobe", function()
   it("watch ranks growth as text or JSON", function()
     local out, code = cli("watch --interval 0.1 --samples 2 --sources meminfo --json")
     assert.are.equal(0, code)
-    local t = json()(out)
+    local t = H.json_decode(out)
     assert.are.equal(2, t.samples)
     assert.is_table(t.series)
     out, code = cli("watch --interval 0.1 --samples 3 --sources meminfo --top 5")
@@ -76,11 +66,7 @@ describe("bin/memprobe", function()
     assert.are.equal(2, code)
     assert.matches("drop needs a level", out)
     if H.is_root() and H.run("command -v setpriv") then
-      local p = io.popen(("setpriv --reuid=65534 --regid=65534 --clear-groups env " ..
-        "LUA_PATH='%s' LUA_CPATH='%s' %s bin/memprobe drop 1 2>&1; echo \"exit $?\"")
-        :format(package.path, package.cpath, H.interpreter()))
-      out = p:read("*a")
-      p:close()
+      out = H.lua("bin/memprobe drop 1", "setpriv --reuid=65534 --regid=65534 --clear-groups")
       assert.matches("Permission denied (needs root (euid 0))", out, 1, true)
       assert.matches("exit 1\n$", out)
     end
@@ -97,7 +83,7 @@ describe("bin/memprobe", function()
   it("free and report speak JSON too", function()
     local out, code = cli("free --json")
     assert.are.equal(0, code)
-    assert.is_number(json()(out).total)
+    assert.is_number(H.json_decode(out).total)
   end)
 
   it("report reconciles the levels, as text and as JSON", function()
@@ -109,7 +95,7 @@ describe("bin/memprobe", function()
     fits(out)
     out, code = cli("report --json")
     assert.are.equal(0, code)
-    local t = json()(out)
+    local t = H.json_decode(out)
     local total = 0
     for line in H.slurp("/proc/meminfo"):gmatch("[^\n]+") do
       local kb = line:match("^MemTotal:%s+(%d+) kB")
@@ -157,12 +143,8 @@ describe("bin/memprobe", function()
   end)
 
   it("exits 1 with the reason when the data cannot be read", function()
-    local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s -e " ..
-      "'require(\"memprobe\").config{proc=\"/nonexistent\"} arg={[0]=\"memprobe\", \"free\"} " ..
-      "dofile(\"bin/memprobe\")' 2>&1; echo \"exit $?\"")
-      :format(package.path, package.cpath, H.interpreter()))
-    local out = p:read("*a")
-    p:close()
+    local out = H.lua("-e 'require(\"memprobe\").config{proc=\"/nonexistent\"} " ..
+      "arg={[0]=\"memprobe\", \"free\"} dofile(\"bin/memprobe\")'")
     assert.matches("/nonexistent/meminfo: No such file", out, 1, true)
     assert.matches("exit 1\n$", out)
   end)
@@ -174,7 +156,7 @@ describe("bin/memprobe", function()
     f:close()
     local out, code = cli("modules " .. script .. " --json")
     assert.are.equal(0, code, out)
-    local t, by = json()(out), {}
+    local t, by = H.json_decode(out), {}
     for _, r in ipairs(t.modules) do by[r.name] = r end
     assert.is_true(t.total > 0 and t.gc_bytes > 0)
     local rec = assert(by.hm_records, out)

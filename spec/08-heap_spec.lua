@@ -23,13 +23,7 @@ end
 -- Collects until the heap stops shrinking: the VMs halve their string
 -- table at most once per cycle, so one cycle may leave more to free.
 local function full_gc()
-  local last = -1
-  for _ = 1, 12 do
-    collectgarbage("collect")
-    local now = collectgarbage("count")
-    if now == last then return end
-    last = now
-  end
+  H.settle_gc(12)
 end
 
 local function row_of(rows, name)

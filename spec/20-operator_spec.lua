@@ -5,11 +5,7 @@ local format = require "memprobe.format"
 local json = require "memprobe.json"
 local H = require "spec.helper"
 
-local function decode(s)
-  local ok, cjson = pcall(require, "cjson")
-  if ok then return cjson.decode(s) end
-  return require("dkjson").decode(s)
-end
+local decode = H.json_decode
 
 describe("memprobe.report()", function()
   it("reconciles the kernel level with free() and meminfo", function()

@@ -1,12 +1,5 @@
 local H = require "spec.helper"
 
--- The interpreter running this spec, to run the examples with.
-local function interpreter()
-  local i = -1
-  while arg and arg[i - 1] do i = i - 1 end
-  return arg and arg[i] or "lua"
-end
-
 describe("examples/openresty", function()
   it("serves /memz and /metrics from nginx with lua-nginx-module", function()
     if not H.run("command -v nginx") then pending("nginx not installed") return end
@@ -32,11 +25,7 @@ describe("examples/openresty", function()
 end)
 
 local function example(args)
-  local p = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s examples/%s 2>&1; echo \"exit $?\"")
-    :format(package.path, package.cpath, interpreter(), args))
-  local out = p:read("*a")
-  p:close()
-  return out
+  return H.lua("examples/" .. args)
 end
 
 describe("examples/game_server.lua", function()
@@ -56,9 +45,8 @@ describe("examples/admin_console.lua", function()
     if not ok then pending("lua-socket not installed") return end
     math.randomseed(os.time() + 1)
     local port = math.random(30000, 39999)
-    local server = io.popen(("env LUA_PATH='%s' LUA_CPATH='%s' %s " ..
-      "examples/admin_console.lua --port %d --clients 1 2>&1")
-      :format(package.path, package.cpath, interpreter(), port))
+    local server = io.popen(H.lua_cmd("examples/admin_console.lua --port " .. port ..
+      " --clients 1") .. " 2>&1")
     assert.matches("console on 127.0.0.1:" .. port, server:read("*l"), 1, true)
     local conn = assert(socket.connect("127.0.0.1", port))
     conn:settimeout(10)

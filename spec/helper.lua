@@ -121,4 +121,51 @@ function H.heap_growth(fn, n)
   return after - before
 end
 
+--- A shell command that runs `args` (a script and its arguments, or
+-- `-e 'code'`) under the interpreter running the specs with this tree's
+-- modules, behind the optional `wrapper` command (setpriv, unshare).
+function H.lua_cmd(args, wrapper)
+  return ("%s env LUA_PATH='%s' LUA_CPATH='%s' %s %s"):format(
+    wrapper or "", package.path, package.cpath, H.interpreter(), args)
+end
+
+--- Output (stdout and stderr) of H.lua_cmd(args, wrapper), followed by
+-- an "exit N" line with its exit status.
+function H.lua(args, wrapper)
+  local p = io.popen(H.lua_cmd(args, wrapper) .. " 2>&1; echo \"exit $?\"")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+--- Decodes JSON text with lua-cjson, or with dkjson where it is missing.
+function H.json_decode(s)
+  local ok, cjson = pcall(require, "cjson")
+  if ok then return cjson.decode(s) end
+  return require("dkjson").decode(s)
+end
+
+--- Full collections until the heap stops shrinking (at most `n`, 24 by
+-- default): the VMs' caches, such as the string table, shrink one step
+-- per cycle, so one cycle may leave more to free.
+function H.settle_gc(n)
+  local last
+  for _ = 1, n or 24 do
+    collectgarbage("collect")
+    local now = collectgarbage("count")
+    if now == last then return end
+    last = now
+  end
+end
+
+--- Checks each `{ fn, text }` of `cases`: fn raises an error holding text.
+function H.assert_raises(cases)
+  local assert = require "luassert"
+  for i, case in ipairs(cases) do
+    local ok, err = pcall(case[1])
+    assert.is_false(ok, i)
+    assert.is_truthy(tostring(err):find(case[2], 1, true), i .. ": " .. tostring(err))
+  end
+end
+
 return H
