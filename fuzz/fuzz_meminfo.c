@@ -16,9 +16,7 @@ static void on_kv (void *ud, const char *key, size_t klen, int64_t v,
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   FZ_CHECK(memprobe_parse_kv(s, size, on_kv, &b) == b.calls);
   free(s);
   return 0;

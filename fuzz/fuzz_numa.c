@@ -20,9 +20,7 @@ static void on_int (void *ud, int64_t v) {
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   memprobe_parse_nodememinfo(s, size, on_kv, &b);
   memprobe_parse_rangelist(s, size, on_int, &b);
   memprobe_parse_intlist(s, size, on_int, &b);

@@ -24,9 +24,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
   int64_t v[8];
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   memprobe_parse_status(s, size, on_status, &b);
   FZ_CHECK(memprobe_parse_statm(s, size, v, 8) <= 8);
   free(s);

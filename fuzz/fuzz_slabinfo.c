@@ -23,9 +23,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   fz_bounds b;
   int major = 0, minor = 0, skipped = 0;
   int64_t v;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   memprobe_parse_slabinfo(s, size, &major, &minor, &skipped, on_slab, &b);
   FZ_CHECK(skipped >= 0);
   memprobe_parse_nodecounts(s, size, &v, on_node, NULL);

@@ -27,9 +27,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
   uint64_t v;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   memprobe_parse_table(s, size, on_cell, &b);
   (void)memprobe_parse_u64(s, size, &v);
   free(s);

@@ -34,9 +34,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
   int skipped = 0;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   if (size > 0 && (data[0] & 1))
     memprobe_parse_allocinfo(s, size, &skipped, on_site, &b);
   else

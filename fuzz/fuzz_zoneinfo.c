@@ -23,9 +23,7 @@ static void on_event (void *ud, int kind, const char *key, size_t klen,
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   char *s = fz_copy(data, size);
   fz_bounds b;
-  b.begin = s;
-  b.end = s + size;
-  b.calls = 0;
+  fz_init(&b, s, size);
   if (size > 0 && (data[0] & 1))
     memprobe_parse_buddyinfo(s, size, on_event, &b);
   else
