@@ -322,6 +322,11 @@ function M.pattern(path, wide)
 end
 local pattern = M.pattern
 
+-- The functions whose frames are the walk's own (filled in at the end):
+-- the walk skips them on the running thread, so that their locals, garbage
+-- once it returns, are not counted as live.
+local own = {}
+
 local function walk(opts, label_each, target)
   opts = opts or {}
   local roots, names = roots_of()
@@ -330,7 +335,7 @@ local function walk(opts, label_each, target)
   end
   local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
               max_units = opts.max_units, fail_after = opts.fail_after,
-              target = target }
+              target = target, own = own }
   return core.heap_snapshot(model(opts), roots, o), names, roots
 end
 
@@ -516,6 +521,9 @@ function M.diff(newer, older, opts)
   for i = #d.grown, top + 1, -1 do d.grown[i] = nil end
   return d
 end
+
+own[1], own[2], own[3], own[4], own[5], own[6] =
+  walk, finish, M.heap, M.modules, M.snapshot, M.path
 
 -- snap:diff(older) on every snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]
