@@ -31,6 +31,8 @@
 #define NCAL      24        /* calibrated powers of two, arrays and hashes */
 #define NAMEMAX   60        /* longest edge name kept */
 #define EPHPASSES 8         /* re-expansions of ephemeron tables */
+#define NOWN      8         /* functions whose frames are the walk's own */
+#define STEP_KEY  "memprobe.Snapshot.step"  /* registry: step_body */
 
 /* Types beyond lua.h: LuaJIT's cdata, and two parts of a function. */
 enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };
@@ -108,6 +110,9 @@ typedef struct snap {
   const void *target;
   uint32_t ref[16], refedge[16], refname[16];
   int nref;
+  /* frames of these functions on the walking thread are not roots */
+  const void *own[NOWN];
+  int nown;
   int failafter;            /* for specs: raise after this many records */
 } snap;
 
@@ -878,8 +883,23 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
   }
 }
 
-/* A thread: the function and locals of every frame, and for a thread
-** other than the running one the values on its stack. */
+/* Whether the function at vi is one of the walk's own (opts.own). */
+static int own_frame (walker *w, int vi) {
+  const void *p = lua_topointer(w->L, vi);
+  int i;
+  for (i = 0; i < w->s->nown; i++)
+    if (w->s->own[i] == p) return 1;
+  return 0;
+}
+
+/*
+** A thread: the function and locals of every frame, and for a thread
+** other than the running one the values on its stack. On the thread that
+** walks, the frames of memprobe.heap's own functions (opts.own) are
+** skipped: their locals are the walk's temporaries, garbage once it
+** returns, and counting them would make every diff report them as added
+** and freed (and let a new object that reuses one's address pass for it).
+*/
 static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   lua_State *L = w->L;
   lua_State *co = lua_tothread(L, ti);
@@ -890,6 +910,10 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
     if (!lua_checkstack(co, 2)) break;
     lua_getinfo(co, "f", &ar);
     lua_xmove(co, L, 1);
+    if (co == L && own_frame(w, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
     discover(w, -1, r + 1, E_FRAME, (uint32_t)level, label);
     lua_pop(L, 1);
     for (i = 1; (name = lua_getlocal(co, &ar, i)) != NULL; i++) {
@@ -1040,7 +1064,9 @@ static void step (lua_State *L, int ud, double ms, double units) {
   snap *s = (snap *)lua_touserdata(L, ud);
   int tries;
   for (tries = 0; tries < 4; tries++) {
-    lua_pushcfunction(L, step_body);
+    /* made once per state: on 5.1 and LuaJIT every lua_pushcfunction
+    ** allocates a closure, garbage the walk must not make */
+    lua_getfield(L, LUA_REGISTRYINDEX, STEP_KEY);
     lua_pushvalue(L, ud);
     if (ms > 0) lua_pushnumber(L, ms); else lua_pushnil(L);
     if (units > 0) lua_pushnumber(L, units); else lua_pushnil(L);
@@ -1135,7 +1161,8 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 @function heap_snapshot
 @tparam table model the size model (`memprobe.heap.model()`)
 @tparam table roots array of `{ value, name, label }`
-@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`
+@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
+(functions whose frames on the walking thread are not roots)
 @treturn userdata the snapshot
 */
 /*
@@ -1170,6 +1197,14 @@ static int l_snapshot (lua_State *L) {
   lua_getfield(L, 3, "target");
   if (collectable(lua_type(L, -1)))
     s->target = ident(L, -1, lua_type(L, -1));
+  lua_getfield(L, 3, "own");
+  if (lua_istable(L, -1)) {
+    for (i = 1; i <= NOWN; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isfunction(L, -1)) s->own[s->nown++] = lua_topointer(L, -1);
+      lua_pop(L, 1);
+    }
+  }
   lua_getfield(L, 3, "max_ms");
   ms = lua_tonumber(L, -1);
   lua_getfield(L, 3, "max_units");
@@ -1601,7 +1636,10 @@ static int collapse (const snap *s, const hobj *o) {
 
 /*
 ** added(new, old, top) -> groups, grown. An object of new is old when old
-** has one of the same identity and type. Each added object belongs to
+** has one of the same identity and type that it counted: the records old
+** ignores are its walk's own objects (queue, roots and options tables),
+** garbage once it finished, whose addresses new objects may take; only
+** its first, old's own userdata, lives on. Each added object belongs to
 ** the group of its topmost added ancestor: (the old container it hangs
 ** from, the edge into it, collapsed for data-like edges). Records are in
 ** discovery order, so a parent always precedes its children.
@@ -1628,7 +1666,9 @@ static int l_added (lua_State *L) {
     topof[i] = 0xffffffffu;
     if (!counted(o) || o->type == T_PROTO) continue;
     j = lookup(b, o->p);
-    if (j >= 0 && b->obj[j].type == o->type) continue;
+    if (j >= 0 && b->obj[j].type == o->type &&
+        (counted(&b->obj[j]) || j == 0))  /* record 0: old itself */
+      continue;
     t = o->parent ? topof[o->parent - 1] : 0xffffffffu;
     if (t == 0xffffffffu) {  /* hangs from an old object: a new group */
       t = i;
@@ -1688,7 +1728,8 @@ static int l_added (lua_State *L) {
     int64_t j;
     if (!counted(o) || o->type != LUA_TTABLE) continue;
     j = lookup(b, o->p);
-    if (j < 0 || b->obj[j].type != LUA_TTABLE || o->aux <= b->obj[j].aux)
+    if (j < 0 || b->obj[j].type != LUA_TTABLE || !counted(&b->obj[j]) ||
+        o->aux <= b->obj[j].aux)
       continue;
     lua_createtable(L, 0, 5);
     setnum(L, "before", b->obj[j].aux);
@@ -1844,5 +1885,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
 #endif
   }
   lua_pop(L, 1);
+  lua_pushcfunction(L, step_body);
+  lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);
 }

@@ -295,7 +295,15 @@ mp_tracker *memprobe_track (lua_State *L) {
     return t;
   }
   lua_pop(L, 1);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 5);
+  /* A tracker of this state is still there, under another allocator
+  ** installed over it: the new tracker nests over both, and keeps the
+  ** outer one's Lua side ('outer') for untrack() to put back. Dropped, its
+  ** handle would be collected while its hook cannot be removed, and once
+  ** that allocator went the hook would run again with nothing left to
+  ** free it when the state closes. */
+  push_state(L);
+  lua_setfield(L, -2, "outer");
   h = new_handle(L);
   lua_setfield(L, -2, "handle");
   lua_newtable(L);
@@ -592,7 +600,8 @@ static int l_watermark (lua_State *L) {
 }
 
 /*
-** untrack(): puts the previous allocator back. Idempotent. Fails (nil,
+** untrack(): puts the previous allocator back, and the Lua side of a
+** tracker it was made over (see memprobe_track). Idempotent. Fails (nil,
 ** message) when the host installed the hook or another hook was chained
 ** over this one: removing it would cut that chain.
 */
@@ -610,8 +619,10 @@ static int l_untrack (lua_State *L) {
       lua_pushliteral(L, "another allocator was installed over the tracker");
       return 2;
     }
-    lua_pushnil(L);
+    push_state(L);
+    lua_getfield(L, -1, "outer");  /* the tracker it nested over, if any */
     lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
+    lua_pop(L, 1);
     lua_setallocf(L, t->f, t->ud);
     *h = NULL;
     memprobe_tracker_free(t);

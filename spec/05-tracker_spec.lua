@@ -304,6 +304,24 @@ describe("tracker:untrack()", function()
   end)
 end)
 
+describe("a tracker over another allocator", function()
+  it("nests: untrack() gives the outer tracker back, which then closes", function()
+    local ok, ta = pcall(require, "memprobe_testalloc")
+    if not ok then pending("memprobe_testalloc not built (make testalloc)") return end
+    local outer = memprobe.track()
+    ta.install()                  -- another allocator over the tracker
+    local inner = memprobe.track()
+    assert.are_not.equal(outer, inner)
+    assert.are.equal(inner, memprobe.tracker())
+    assert.is_true(inner:untrack())
+    assert.is_nil(memprobe.tracker())  -- the other allocator is on top
+    assert.is_true(ta.remove())
+    collectgarbage()
+    assert.are.equal(outer, memprobe.tracker())
+    assert.are.equal(count(), outer:stats().live)
+  end)
+end)
+
 describe("memprobe.tracker()", function()
   it("returns the installed tracker, or nil without installing one", function()
     local t = memprobe.track()

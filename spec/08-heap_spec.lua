@@ -299,6 +299,32 @@ describe("memprobe.snapshot()", function()
     assert.matches("package.loaded.quest.cache[*]", f, 1, true)
   end)
 
+  it("counts none of its own walk as added, freed or grown", function()
+    full_gc()
+    local s1 = memprobe.snapshot()
+    local s2 = memprobe.snapshot()
+    local d = s2:diff(s1)
+    assert.are.same({}, d.added)
+    assert.are.same({}, d.freed)
+    assert.are.same({}, d.grown)
+  end)
+
+  it("does not take new objects at its walk's freed addresses for old", function()
+    local holder = {}
+    package.loaded.spec_reuse = holder
+    full_gc()
+    local s1 = memprobe.snapshot()
+    collectgarbage("collect")  -- the walk's own tables go; their blocks
+    for i = 1, 200 do holder[i] = {} end  -- are taken by these
+    local d = memprobe.snapshot():diff(s1)
+    package.loaded.spec_reuse = nil
+    assert.are.equal(1, #d.added)
+    assert.are.equal("package.loaded.spec_reuse[*]", d.added[1].path)
+    assert.are.equal(200, d.added[1].count)
+    assert.are.equal(1, #d.grown)
+    assert.are.equal(200, d.grown[1].entries)
+  end)
+
   it("reports freed objects", function()
     local store = { list = {} }
     for i = 1, 200 do store.list[i] = { i } end

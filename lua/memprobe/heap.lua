@@ -34,15 +34,23 @@ end
 
 -- The most frequent delta over a few tries: a string-table resize or a
 -- stack reallocation can land inside one try, not inside most. A counter
--- that allocates to answer (a tracker's stats()) costs the same bytes
--- every time: 'zero', what measuring nothing reads, is taken off.
+-- that allocates to answer (zero, what measuring nothing reads, is not 0:
+-- a tracker's stats()) has that answer taken off, measured again before
+-- each try: the answer holds a histogram with an entry per size class
+-- seen so far, so it grows when a sample allocates a size never seen.
 local function measure_with(live, zero, make, a, b)
   local seen, best, bestn = {}, 0, 0
   for _ = 1, 5 do
+    local z = zero
+    if zero ~= 0 then
+      live()
+      z = live()
+      z = live() - z
+    end
     local before = live()
     local x = make(a, b) -- luacheck: ignore 211
     local after = live()
-    local d = after - before - zero
+    local d = after - before - z
     seen[d] = (seen[d] or 0) + 1
     if seen[d] > bestn then best, bestn = d, seen[d] end
   end
@@ -109,6 +117,10 @@ function M.calibrate(opts)
     seed = seed + 1
     return core.heap_sample("string", len, seed)
   end
+  -- The same for the figures taken outside measure_with.
+  local function rezero()
+    if zero ~= 0 then zero = measure_with(counter, 0, nothing) end
+  end
   local function measure(l, make, x, y)
     return measure_with(l, zero, make, x, y)
   end
@@ -146,6 +158,7 @@ function M.calibrate(opts)
     local function interned(len)
       seed = seed + 1
       local a = core.heap_sample("string", len, seed)
+      rezero()
       local before = live()
       local b = core.heap_sample("string", len, seed)
       return live() - before - zero == 0 and a == b
@@ -167,6 +180,7 @@ function M.calibrate(opts)
     if m.intern_max > 0 then
       local keep = core.heap_sample("table", 40000, 0)
       local spikes, cost = {}, m.string[9]
+      rezero()
       for i = 1, 40000 do
         local before = live()
         local x = str(8)
@@ -221,6 +235,7 @@ function M.calibrate(opts)
     local name = "=calibration " .. i
     collectgarbage("collect")
     collectgarbage("collect")
+    rezero()
     local before = live()
     local f = assert(load(src, name))
     collectgarbage("collect")
@@ -322,6 +337,11 @@ function M.pattern(path, wide)
 end
 local pattern = M.pattern
 
+-- The functions whose frames are the walk's own (filled in at the end):
+-- the walk skips them on the running thread, so that their locals, garbage
+-- once it returns, are not counted as live.
+local own = {}
+
 local function walk(opts, label_each, target)
   opts = opts or {}
   local roots, names = roots_of()
@@ -330,7 +350,7 @@ local function walk(opts, label_each, target)
   end
   local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
               max_units = opts.max_units, fail_after = opts.fail_after,
-              target = target }
+              target = target, own = own }
   return core.heap_snapshot(model(opts), roots, o), names, roots
 end
 
@@ -516,6 +536,9 @@ function M.diff(newer, older, opts)
   for i = #d.grown, top + 1, -1 do d.grown[i] = nil end
   return d
 end
+
+own[1], own[2], own[3], own[4], own[5], own[6] =
+  walk, finish, M.heap, M.modules, M.snapshot, M.path
 
 -- snap:diff(older) on every snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]
