@@ -165,17 +165,15 @@ static void *slow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
 }
 
 /*
-** The hook. Its cost is what every program under track() pays, so the
-** common cases are spelled out: an allocation below the guard, a free
-** (a tail call), a realloc below the guard. The guard is 0 in ledger
-** mode, which sends every allocation to the slow path.
+** Growth below the guard: a new block or a realloc. Kept out of the hook
+** so that frees, the other half of all calls, need no stack frame.
 */
-void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
-  mp_tracker *t = (mp_tracker *)ud;
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   void *p;
   if (ptr == NULL) {  /* osize is a type tag (5.2+) or 0 */
-    if (nsize == 0)  /* free(NULL): 5.4 does it for empty parts */
-      return t->f(t->ud, NULL, osize, 0);
     if (mp_unlikely(t->live + nsize > t->guard))
       return slow(t, ptr, osize, nsize);
     if (mp_unlikely((p = t->f(t->ud, NULL, osize, nsize)) == NULL)) {
@@ -192,24 +190,38 @@ void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
 #endif
     return p;
   }
-  if (mp_unlikely(t->ledger))
-    return slow(t, ptr, osize, nsize);
-  if (nsize == 0) {
-    t->live -= osize;
-    t->frees++;
-    return t->f(t->ud, ptr, osize, 0);
-  }
-  if (mp_unlikely(nsize > osize && t->live + (nsize - osize) > t->guard))
+  if (mp_unlikely(t->ledger ||
+                  (nsize > osize && t->live + (nsize - osize) > t->guard)))
     return slow(t, ptr, osize, nsize);
   if (mp_unlikely((p = t->f(t->ud, ptr, osize, nsize)) == NULL)) {
     t->failed++;
     return NULL;
   }
-  t->live += nsize - osize;
+  t->live += nsize - osize;  /* modular: right for shrinks too */
   if (t->live > t->peak)
     t->peak = t->live;
   t->reallocs++;
   return p;
+}
+
+/*
+** The hook. Its cost is what every program under track() pays: a free
+** is two counters and a tail call to the allocator, a growth below the
+** guard goes to grow(), everything else to slow(). The guard is 0 in
+** ledger mode, which sends every allocation to the slow path; frees of
+** blocks (and reallocs) check the ledger flag themselves.
+*/
+void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
+  mp_tracker *t = (mp_tracker *)ud;
+  if (nsize != 0)
+    return grow(t, ptr, osize, nsize);
+  if (ptr != NULL) {  /* free(NULL), which 5.4 does, counts for nothing */
+    if (mp_unlikely(t->ledger))
+      return slow(t, ptr, osize, 0);
+    t->live -= osize;
+    t->frees++;
+  }
+  return t->f(t->ud, ptr, osize, 0);
 }
 
 /* Recomputes the guard after limit, mark or ledger changed. */
