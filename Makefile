@@ -17,6 +17,11 @@ INC_5.2 := /usr/include/lua5.2
 INC_5.3 := /usr/include/lua5.3
 INC_5.4 := /usr/include/lua5.4
 INC_jit := /usr/include/luajit-2.1
+PKG_5.1 := lua5.1
+PKG_5.2 := lua5.2
+PKG_5.3 := lua5.3
+PKG_5.4 := lua5.4
+PKG_jit := luajit
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -136,14 +141,19 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
 
 .PHONY: testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
 
-# The failing allocator of the fault-injection spec: test-only, never in
-# the rockspec.
-testalloc: $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so)
+# The specs' own C: the failing allocator of the fault-injection spec and
+# a host that makes an unprotected call under a limit. Never in the rockspec.
+testalloc: $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so \
+                                   build/$(r)/panic_host)
 
 define harden_rule
 build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) $$< -o $$@ $$(LDFLAGS) -ldl
+build/$(1)/panic_host: spec/c/panic_host.c Makefile
+	@mkdir -p $$(@D)
+	$$(CC) $$(OPT) $$(WARN) $$$$(pkg-config --cflags $(PKG_$(1))) $$< -o $$@ \
+	  $$$$(pkg-config --libs $(PKG_$(1)))
 build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
@@ -162,10 +172,10 @@ asan_run = echo "== ASan+UBSan busted on $(LUA_$(1)) $(if $(2),(aggressive GC))"
 valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
   LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) /usr/bin/busted
 
-asan-quick: $(call asan_build,5.4)
+asan-quick: testalloc $(call asan_build,5.4)
 	@$(call asan_run,5.4,)
 
-asan: $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
+asan: testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
 	  $(call asan_run,$(r),$(GC_AGGRESSIVE));)
 

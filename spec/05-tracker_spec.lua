@@ -222,6 +222,33 @@ describe("tracker:limit()", function()
     assert.matches("not enough memory", out)
     assert.matches("exit 1\n$", out)
   end)
+
+  -- The same from a C host (spec/c/panic_host.c, built by make testalloc
+  -- against this runtime's library): lua_pcall gets LUA_ERRMEM and the
+  -- state stays usable; lua_call hands the error to the panic handler and
+  -- the process ends, with exit(EXIT_FAILURE) on 5.1 and LuaJIT and
+  -- abort() on 5.2+. 5.2 passes the panic handler the stack top instead
+  -- of the message.
+  it("ends a C host whose unprotected lua_call runs out of room", function()
+    local rt = jit and "jit" or _VERSION:match("%d+%.%d+")
+    local host = "build/" .. rt .. "/panic_host"
+    local f = io.open(host, "rb")
+    assert.is_truthy(f, host .. " is missing: make testalloc")
+    f:close()
+    local out = H.run(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' " ..
+      "LUA_CPATH='build/%s/?.so;;' %s; echo \"exit $?\""):format(rt, host))
+    assert.matches("^pcall: LUA_ERRMEM not enough memory\nafter: usable\n" ..
+                   "panic: ", out)
+    assert.is_nil(out:find("returned", 1, true))
+    if rt ~= "5.2" then
+      assert.matches("\npanic: not enough memory\n", out)
+    end
+    if rt == "5.1" or rt == "jit" then
+      assert.matches("exit 1\n$", out)
+    else
+      assert.matches("exit 134\n$", out)  -- SIGABRT
+    end
+  end)
 end)
 
 describe("tracker:watermark()", function()
@@ -231,6 +258,7 @@ describe("tracker:watermark()", function()
   it("calls fn once from a collection cycle after live went past the mark", function()
     local t = memprobe.track()
     local hits = {}
+    collectgarbage()  -- garbage collected during the loop would offset it
     local mark = count() + 200 * KiB
     t:watermark(mark, function(live) hits[#hits + 1] = { live = live } end)
     local keep = {}
