@@ -1352,7 +1352,8 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 @tparam table model the size model (`memprobe.heap.model()`)
 @tparam table roots array of `{ value, name, label }`
 @tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
-(functions whose frames on the walking thread are not roots)
+(functions whose frames on the walking thread are not roots), `started`
+(a `heap_clock()` reading the first slice counts from)
 @treturn userdata the snapshot
 */
 /*
@@ -1361,7 +1362,7 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 ** first step within opts.max_ms / opts.max_units (all of it without).
 */
 static int l_snapshot (lua_State *L) {
-  double start = now(), ms, units;
+  double start = now(), ms, units, started;
   mp_ctx *c = memprobe_ctx(L);
   snap *s;
   walker w;
@@ -1400,6 +1401,9 @@ static int l_snapshot (lua_State *L) {
   ms = lua_tonumber(L, -1);
   lua_getfield(L, 3, "max_units");
   units = lua_tonumber(L, -1);
+  lua_getfield(L, 3, "started");
+  started = lua_tonumber(L, -1);
+  if (started > 0 && started < start) start = started;
   lua_settop(L, ud);
   if (!memprobe_index_init(&s->book, &s->index, 1024) ||
       !memprobe_index_init(&s->book, &s->pindex, 256) ||
@@ -2066,6 +2070,16 @@ static int l_thread (lua_State *L) {
 }
 
 /***
+The monotonic clock the heap walk's time budgets are read on.
+@function heap_clock
+@treturn number seconds
+*/
+static int l_clock (lua_State *L) {
+  lua_pushnumber(L, now());
+  return 1;
+}
+
+/***
 Bytes of C buffers that the heap walks of this state hold now.
 @function heap_walk_buffers
 @treturn integer bytes
@@ -2080,6 +2094,7 @@ static int l_walk_buffers (lua_State *L) {
 
 void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
+    { "heap_clock",        l_clock },
     { "heap_dumpsize",     l_dumpsize },
     { "heap_sample",       l_sample },
     { "heap_snapshot",     l_snapshot },
