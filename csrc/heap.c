@@ -1143,6 +1143,18 @@ static int run (walker *w) {
   }
 }
 
+/* After the walk, the growths of the indexes still under way go on a
+** share per unit, so that the old tables are gone when it is done. */
+static int settle (walker *w) {
+  snap *s = w->s;
+  mp_book *b = &s->book;
+  while (!memprobe_index_settle(b, &s->index, s->obj.n, rehash_obj, s) ||
+         !memprobe_index_settle(b, &s->nindex, s->names.n, rehash_name, s) ||
+         !memprobe_index_settle(b, &s->pindex, s->proto.n, rehash_proto, s))
+    if (!budget(w)) return 0;
+  return 1;
+}
+
 /* Prototypes nested in another one from the same chunk are part of its
 ** dump: count only the outermost seen. A main chunk spans everything. */
 static int cmp_proto (const pinfo *x, const pinfo *y) {
@@ -1265,7 +1277,7 @@ static int step_body (lua_State *L) {
     w.maxgap = lua_tonumber(L, 3) / 4000;
   }
   if (!s->walked) s->walked = run(&w);
-  if (s->walked) s->done = sort_protos(&w);
+  if (s->walked) s->done = settle(&w) && sort_protos(&w);
   s->gap = w.gap;
   s->units += (double)w.units;
   s->steps++;

@@ -186,6 +186,18 @@ int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot, uint32_t h,
   return 1;
 }
 
+/*
+** Goes on with a growth when no insertion comes to do it (the walk is
+** over): a share of MIGRATE * 8 entries or UNMAP bytes per call. Returns
+** 1 when none is under way.
+*/
+int memprobe_index_settle (mp_book *b, mp_index *x, uint32_t count,
+                           mp_rehash rehash, const void *owner) {
+  if (x->old != NULL) retire(b, x, UNMAP);
+  else if (x->nv != NULL) grow(x, MIGRATE * 8, count, rehash, owner);
+  return x->old == NULL && x->nv == NULL;
+}
+
 void memprobe_index_free (mp_book *b, mp_index *x) {
   size_t size = ((size_t)x->mask + 1) * 4, nsize = ((size_t)x->nmask + 1) * 4;
   table_release(b, x->v, size, 0, size);

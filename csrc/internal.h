@@ -332,6 +332,8 @@ MP_API int memprobe_index_init (mp_book *b, mp_index *x, uint32_t cap);
 MP_API int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot,
                                uint32_t h, uint32_t value, uint32_t count,
                                mp_rehash rehash, const void *owner);
+MP_API int memprobe_index_settle (mp_book *b, mp_index *x, uint32_t count,
+                                  mp_rehash rehash, const void *owner);
 MP_API void memprobe_index_free (mp_book *b, mp_index *x);
 
 #endif
