@@ -4,12 +4,14 @@
 **
 ** The walk is breadth-first, so the first referrer of an object lies on a
 ** shortest path from the roots. Its bookkeeping (one 32-byte record per
-** object, an open-addressing index, an arena of edge names) is malloc'ed
-** outside the Lua heap and owned by a "memprobe.Snapshot" userdata, whose
-** __gc frees it: an error raised anywhere in the walk leaks nothing. Only
-** the queue of objects waiting to be expanded is a Lua table, because the
-** public API cannot turn a pointer back into a value; its slots are
-** cleared as the walk proceeds.
+** object, an index of them by identity, the edge names) lives in
+** heapbook.c's containers, malloc'ed outside the Lua heap and owned by a
+** "memprobe.Snapshot" userdata, whose __gc frees it: an error raised
+** anywhere in the walk leaks nothing. None of them copies itself to grow,
+** so that a walk in slices of a few milliseconds never meets a step that
+** costs in proportion to the heap. Only the values waiting in the queue
+** are in Lua tables, because the public API cannot turn a pointer back
+** into a value; their slots are cleared as the walk proceeds.
 **
 ** Sizes come from a model that memprobe.heap measured on the running VM
 ** (see docs/heap.md); nothing here knows a struct layout.
@@ -30,9 +32,12 @@
 #define SNAP_MT   "memprobe.Snapshot"
 #define NCAL      24        /* calibrated powers of two, arrays and hashes */
 #define NAMEMAX   60        /* longest edge name kept */
+#define ARENA     65536     /* bytes of one chunk of edge names */
 #define EPHPASSES 8         /* re-expansions of ephemeron tables */
 #define NOWN      8         /* functions whose frames are the walk's own */
 #define STEP_KEY  "memprobe.Snapshot.step"  /* registry: step_body */
+#define SORTRUN   64        /* prototypes the final sort moves per unit */
+#define RESERVE   1e-4      /* seconds kept for the end of a timed step */
 
 /* Types beyond lua.h: LuaJIT's cdata, and two parts of a function. */
 enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };
@@ -51,8 +56,9 @@ typedef struct hobj {
   uint32_t parent;    /* first referrer + 1; 0 for roots */
   uint32_t size;      /* estimated bytes */
   uint32_t aux;       /* tables: entries; userdata: type name; closures:
-                         proto + 1; protos: closures */
-  uint32_t name;      /* edge argument: name offset + 1, index, slot */
+                         proto + 1; protos: their number; strings: the
+                         edge name they are as a key, once they were */
+  uint32_t name;      /* edge argument: name + 1, index, slot */
   int32_t label;      /* root id, SHARED, or 0 */
   uint8_t type, edge, flags, pad;
 } hobj;
@@ -71,27 +77,38 @@ typedef struct model {
   double pbase, pbyte;
 } model;
 
+/*
+** The queue. Values wait in segments of SEG slots, W[k] for positions
+** (k-1)*SEG .. k*SEG-1, so that it grows and shrinks without ever copying
+** values (a copy of a wide queue would not fit in a 2 ms slice); their
+** records and labels wait in C chunks of the same positions, on a ring
+** of chunk pointers.
+*/
+#define SEGBITS  10
+#define SEG      (1u << SEGBITS)
+
+typedef struct qchunk {
+  uint32_t rec[SEG];
+  int32_t label[SEG];
+} qchunk;
+
 typedef struct snap {
   mp_ctx *ctx;
-  size_t bytes;             /* C bytes held, also counted in ctx */
-  hobj *obj;
-  uint32_t n, cap;
-  uint32_t *index;          /* record + 1, open addressing */
-  uint32_t icap;
-  pinfo *proto;
-  uint32_t np, pcap;
-  uint32_t *pindex;
-  uint32_t picap;
-  char *arena;              /* edge names, NUL-terminated */
-  uint32_t alen, acap;
-  uint32_t *nindex;         /* arena offset + 1, by content */
-  uint32_t nicap, nnames;
-  /* the queue: values in the user value table W, the rest here */
-  uint32_t *qidx;
-  int32_t *qlabel;
-  uint32_t qhead, qtail, qcap;
+  mp_book book;             /* C bytes held, also counted in ctx */
+  mp_vec obj;               /* hobj records, obj.n of them */
+  mp_index index;           /* records by identity */
+  mp_vec proto;             /* pinfo */
+  mp_index pindex;          /* prototypes by source and lines */
+  mp_vec names;             /* edge names: a char * each, into the arena */
+  mp_index nindex;          /* names by content */
+  char *arena;              /* current chunk; starts with the previous one */
+  uint32_t aused;           /* bytes of it in use */
+  qchunk **qc;              /* the ring: chunk of position p at
+                               qc[(p >> SEGBITS) & qcmask] */
+  qchunk *qspare;
+  uint32_t qcmask, qhead, qtail;
   /* expansion of the head of the queue, which may span several steps */
-  int started;
+  int started, keysaved;
   uint32_t nums[32], nint, nent;
   /* registry tables by name, the fallback name of a userdata's type */
   const void **regp;
@@ -99,13 +116,18 @@ typedef struct snap {
   uint32_t nreg;
   model m;
   uint32_t max_objects;
-  int truncated, done, closed, in_next, mode, ephpass, nroots;
+  int truncated, walked, done, closed, in_next, mode, ephpass, nroots;
   uint32_t ephseen;         /* objects when the ephemerons were requeued */
+  /* after the walk: the prototypes sorted, a bounded stretch per unit */
+  uint32_t *perm, *ptmp;    /* prototype numbers, and the merge target */
+  uint32_t sw, slo, si, sj, sk, scur;
   int32_t curlabel;         /* second pass of modules(): the row walked */
   uint16_t *seen;           /* second pass: last row that reached each */
   double *rowshared;
   /* statistics */
   double units, steps, maxunits, restarts;
+  double gap;               /* the last step's longest stretch between
+                               two clock reads */
   /* path(): referrers of one object */
   const void *target;
   uint32_t ref[16], refedge[16], refname[16];
@@ -116,11 +138,18 @@ typedef struct snap {
   int failafter;            /* for specs: raise after this many records */
 } snap;
 
+#define REC(s, i)   MP_AT(&(s)->obj, (i), hobj)
+#define PROTO(s, i) MP_AT(&(s)->proto, (i), pinfo)
+
 typedef struct walker {
   lua_State *L;
   snap *s;
   int ud, W;                /* stack indices of the snapshot and queue */
-  double units, limit, deadline;
+  int hseg, tseg;           /* stack slots: the head's and tail's segment */
+  uint32_t hsegno, tsegno;  /* which segments they hold (k of W[k]), or 0 */
+  uint64_t units, limit;    /* units done, allowed */
+  double deadline;
+  double last, gap, maxgap; /* last clock read, longest stretch, cap */
 } walker;
 
 
@@ -130,31 +159,60 @@ typedef struct walker {
 ** =======================================================
 */
 
+static void nomem (lua_State *L) {
+  luaL_error(L, "not enough memory for the heap walk");
+}
+
 static void *xrealloc (lua_State *L, snap *s, void *p, size_t osz,
                        size_t nsz) {
-  void *q;
-  if (nsz == 0) {
-    free(p);
-    s->ctx->heap_bytes -= osz;
-    s->bytes -= osz;
-    return NULL;
-  }
-  q = realloc(p, nsz);
-  if (q == NULL)
-    luaL_error(L, "not enough memory for the heap walk");
-  s->ctx->heap_bytes += nsz - osz;
-  s->bytes += nsz - osz;
+  void *q = memprobe_book_alloc(&s->book, p, osz, nsz);
+  if (q == NULL && nsz > 0) nomem(L);
   return q;
+}
+
+static void *push (lua_State *L, snap *s, mp_vec *v, size_t elsize) {
+  void *e = memprobe_vec_push(&s->book, v, elsize);
+  if (e == NULL) nomem(L);
+  return e;
+}
+
+static void queue_free (snap *s) {
+  uint32_t i;
+  for (i = 0; s->qc != NULL && i <= s->qcmask; i++)
+    memprobe_book_alloc(&s->book, s->qc[i], sizeof(qchunk), 0);
+  memprobe_book_alloc(&s->book, s->qspare, sizeof(qchunk), 0);
+  if (s->qc != NULL)
+    memprobe_book_alloc(&s->book, s->qc,
+                        ((size_t)s->qcmask + 1) * sizeof(qchunk *), 0);
+  s->qc = NULL;
+  s->qspare = NULL;
+  s->qcmask = s->qhead = s->qtail = 0;
 }
 
 /* Frees every buffer; idempotent (the __gc and close()). */
 static void snap_free (snap *s) {
-  mp_ctx *c = s->ctx;
-  if (c == NULL) return;
-  free(s->obj); free(s->index); free(s->proto); free(s->pindex);
-  free(s->arena); free(s->nindex); free(s->qidx); free(s->qlabel);
-  free(s->regp); free(s->regname); free(s->seen); free(s->rowshared);
-  c->heap_bytes -= s->bytes;
+  mp_book *b = &s->book;
+  if (s->ctx == NULL) return;
+  queue_free(s);
+  memprobe_book_alloc(b, s->perm, (size_t)s->proto.n * 4, 0);
+  memprobe_book_alloc(b, s->ptmp, (size_t)s->proto.n * 4, 0);
+  memprobe_book_alloc(b, s->seen, (size_t)s->obj.n * 2 + 2, 0);
+  memprobe_book_alloc(b, s->rowshared,
+                      (size_t)(s->nroots + 1) * sizeof(double), 0);
+  memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
+  memprobe_book_alloc(b, s->regname, s->nreg * 4, 0);
+  memprobe_vec_free(b, &s->obj, sizeof(hobj));
+  memprobe_index_free(b, &s->index);
+  memprobe_vec_free(b, &s->proto, sizeof(pinfo));
+  memprobe_index_free(b, &s->pindex);
+  memprobe_vec_free(b, &s->names, sizeof(char *));
+  memprobe_index_free(b, &s->nindex);
+  while (s->arena != NULL) {
+    char *prev;
+    memcpy(&prev, s->arena, sizeof(prev));
+    memprobe_book_alloc(b, s->arena, ARENA, 0);
+    s->arena = prev;
+  }
   memset(s, 0, sizeof(*s));
   s->closed = 1;
 }
@@ -170,94 +228,94 @@ static uint32_t hashptr (const void *p) {
   return mix((uint64_t)(uintptr_t)p);
 }
 
-/* Record index of identity p, or -1. */
-static int64_t lookup (const snap *s, const void *p) {
-  uint32_t mask = s->icap - 1, i;
-  if (s->icap == 0) return -1;
-  for (i = hashptr(p) & mask; s->index[i] != 0; i = (i + 1) & mask)
-    if (s->obj[s->index[i] - 1].p == p)
-      return (int64_t)s->index[i] - 1;
+static int rehash_obj (const void *owner, uint32_t r, uint32_t *h) {
+  const hobj *o = REC((const snap *)owner, r);
+  if (o->type == T_PROTO) return 0;  /* in pindex instead */
+  *h = hashptr(o->p);
+  return 1;
+}
+
+/* Record of identity p (hash h), or -1 and in *slot where it goes. */
+static int64_t find (const snap *s, const void *p, uint32_t h,
+                     uint32_t *slot) {
+  uint32_t i;
+  MP_PROBE(&s->index, h, i) {
+    uint32_t r = s->index.v[i] - 1;
+    if (REC(s, r)->p == p) return r;
+  }
+  *slot = i;
   return -1;
 }
 
-static void index_put (uint32_t *index, uint32_t cap, const void *p,
-                       uint32_t rec) {
-  uint32_t mask = cap - 1, i;
-  for (i = hashptr(p) & mask; index[i] != 0; i = (i + 1) & mask) ;
-  index[i] = rec + 1;
+static int64_t lookup (const snap *s, const void *p) {
+  uint32_t slot;
+  return find(s, p, hashptr(p), &slot);
 }
 
-/* A new record; 'indexed' puts it in the identity index. */
+/* A new record; indexed ones go in the slot find() gave for hash h. */
 static uint32_t newrec (lua_State *L, snap *s, const void *p, int type,
-                        int indexed) {
-  hobj *o;
-  if (s->n == s->cap) {
-    uint32_t ncap = s->cap ? s->cap * 2 : 1024;
-    s->obj = (hobj *)xrealloc(L, s, s->obj, (size_t)s->cap * sizeof(hobj),
-                              (size_t)ncap * sizeof(hobj));
-    s->cap = ncap;
-  }
-  if (indexed && (s->n + 1) * 2 > s->icap) {  /* load factor 1/2 */
-    uint32_t ncap = s->icap ? s->icap * 2 : 2048, i;
-    uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    memset(ni, 0, (size_t)ncap * 4);
-    for (i = 0; i < s->icap; i++)
-      if (s->index[i] != 0)
-        index_put(ni, ncap, s->obj[s->index[i] - 1].p, s->index[i] - 1);
-    xrealloc(L, s, s->index, (size_t)s->icap * 4, 0);
-    s->index = ni;
-    s->icap = ncap;
-  }
-  o = &s->obj[s->n];
+                        int indexed, uint32_t h, uint32_t slot) {
+  hobj *o = (hobj *)push(L, s, &s->obj, sizeof(hobj));
+  uint32_t r = s->obj.n - 1;
   memset(o, 0, sizeof(*o));
   o->p = p;
   o->type = (uint8_t)type;
-  if (indexed) index_put(s->index, s->icap, p, s->n);
-  return s->n++;
+  if (indexed && !memprobe_index_put(&s->book, &s->index, slot, h, r,
+                                     s->obj.n, rehash_obj, s))
+    nomem(L);
+  return r;
 }
 
-/* Interns an edge name; returns its arena offset + 1. */
-static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
-  uint32_t h = 2166136261u, mask, i;
+/* FNV-1a of a name as kept: at most NAMEMAX bytes, up to a NUL. */
+static uint32_t namehash (const char *str, size_t len) {
+  uint32_t h = 2166136261u;
   size_t k;
-  if (len > NAMEMAX) len = NAMEMAX;
-  for (k = 0; k < len; k++) h = (h ^ (unsigned char)str[k]) * 16777619u;
-  if ((s->nnames + 1) * 2 > s->nicap) {  /* load factor 1/2: rebuild */
-    uint32_t ncap = s->nicap ? s->nicap * 2 : 256, off;
-    uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    memset(ni, 0, (size_t)ncap * 4);
-    for (off = 0; off < s->alen; off += (uint32_t)strlen(s->arena + off) + 1) {
-      const char *a = s->arena + off;
-      uint32_t g = 2166136261u;
-      for (; *a; a++) g = (g ^ (unsigned char)*a) * 16777619u;
-      for (i = g & (ncap - 1); ni[i] != 0; i = (i + 1) & (ncap - 1)) ;
-      ni[i] = off + 1;
-    }
-    xrealloc(L, s, s->nindex, (size_t)s->nicap * 4, 0);
-    s->nindex = ni;
-    s->nicap = ncap;
-  }
-  mask = s->nicap - 1;
-  for (i = h & mask; s->nindex[i] != 0; i = (i + 1) & mask) {
-    const char *a = s->arena + s->nindex[i] - 1;
-    if (strncmp(a, str, len) == 0 && a[len] == '\0')
-      return s->nindex[i];
-  }
-  while (s->alen + len + 1 > s->acap) {
-    uint32_t ncap = s->acap ? s->acap * 2 : 4096;
-    s->arena = (char *)xrealloc(L, s, s->arena, s->acap, ncap);
-    s->acap = ncap;
-  }
-  memcpy(s->arena + s->alen, str, len);
-  s->arena[s->alen + len] = '\0';
-  s->nindex[i] = s->alen + 1;
-  s->alen += (uint32_t)len + 1;
-  s->nnames++;
-  return s->nindex[i];
+  for (k = 0; k < len && str[k] != '\0'; k++)
+    h = (h ^ (unsigned char)str[k]) * 16777619u;
+  return h;
 }
 
-static const char *name_of (const snap *s, uint32_t off) {
-  return off ? s->arena + off - 1 : "?";
+static const char *name_at (const snap *s, uint32_t id) {
+  return *MP_AT(&s->names, id, char *);
+}
+
+static int rehash_name (const void *owner, uint32_t id, uint32_t *h) {
+  const char *a = name_at((const snap *)owner, id);
+  *h = namehash(a, strlen(a));
+  return 1;
+}
+
+/* Interns an edge name; returns its number + 1. */
+static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
+  uint32_t h, i, id;
+  char *a;
+  if (len > NAMEMAX) len = NAMEMAX;
+  h = namehash(str, len);
+  MP_PROBE(&s->nindex, h, i) {
+    a = *MP_AT(&s->names, s->nindex.v[i] - 1, char *);
+    if (strncmp(a, str, len) == 0 && a[len] == '\0')
+      return s->nindex.v[i];
+  }
+  if (s->arena == NULL || s->aused + len + 1 > ARENA) {  /* a new chunk */
+    char *c = (char *)xrealloc(L, s, NULL, 0, ARENA);
+    memcpy(c, &s->arena, sizeof(s->arena));
+    s->arena = c;
+    s->aused = sizeof(char *);
+  }
+  a = s->arena + s->aused;
+  memcpy(a, str, len);
+  a[len] = '\0';
+  s->aused += (uint32_t)len + 1;
+  *(char **)push(L, s, &s->names, sizeof(char *)) = a;
+  id = s->names.n - 1;
+  if (!memprobe_index_put(&s->book, &s->nindex, i, h, id, s->names.n,
+                          rehash_name, s))
+    nomem(L);
+  return id + 1;
+}
+
+static const char *name_of (const snap *s, uint32_t name) {
+  return name ? name_at(s, name - 1) : "?";
 }
 
 /* }====================================================== */
@@ -338,9 +396,13 @@ static double part (const double *v, int n, uint32_t size) {
 }
 
 static uint32_t ceillog2 (uint32_t x) {
+#if defined(__GNUC__)
+  return x <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(x - 1);
+#else
   uint32_t k = 0;
   while (k < 32 && ((uint64_t)1 << k) < x) k++;
   return k;
+#endif
 }
 
 /*
@@ -399,85 +461,122 @@ static const void *ident (lua_State *L, int i, int t) {
                           : lua_topointer(L, i);
 }
 
-/*
-** The queue. Values wait in segments of SEG slots, W[k] for positions
-** (k-1)*SEG .. k*SEG-1, so that it grows and shrinks without ever copying
-** values (a copy of a wide queue would not fit in a 2 ms slice); their
-** records and labels wait in C rings indexed by the same positions.
-*/
-#define SEGBITS  10
-#define SEG      (1u << SEGBITS)
+/* Sets up the stack slots of a walker whose queue is at stack index W. */
+static void walker_init (walker *w, lua_State *L, snap *s, int ud, int W) {
+  w->L = L; w->s = s; w->ud = ud; w->W = W;
+  w->units = 0; w->limit = UINT64_MAX; w->deadline = 0;
+  w->last = w->gap = w->maxgap = 0;
+  lua_pushnil(L);
+  w->hseg = lua_gettop(L);
+  lua_pushnil(L);
+  w->tseg = lua_gettop(L);
+  w->hsegno = w->tsegno = 0;
+}
+
+/* Brings segment k of the queue (W[k]) into the stack slot 'slot'. */
+static void segment (walker *w, int slot, uint32_t *held, uint32_t k) {
+  if (*held == k) return;
+  lua_rawgeti(w->L, w->W, (int)k);
+  lua_replace(w->L, slot);
+  *held = k;
+}
+
+/* A segment starts at position p: its Lua table (the spare W[0] if any)
+** and its C chunk (the spare one if any). */
+static void segment_start (walker *w, uint32_t p) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  uint32_t k = (p >> SEGBITS) + 1, used = (p >> SEGBITS) - (s->qhead >> SEGBITS);
+  if (s->qc == NULL || used > s->qcmask) {  /* a bigger ring of chunks */
+    uint32_t ncap = s->qc ? (s->qcmask + 1) * 2 : 16, q;
+    qchunk **nc = (qchunk **)xrealloc(L, s, NULL, 0, ncap * sizeof(qchunk *));
+    memset(nc, 0, ncap * sizeof(qchunk *));
+    for (q = 0; s->qc != NULL && q <= s->qcmask; q++)
+      if (s->qc[q] != NULL) {  /* segments in use are consecutive */
+        uint32_t seg = (s->qhead >> SEGBITS) +
+                       ((q - (s->qhead >> SEGBITS)) & s->qcmask);
+        nc[seg & (ncap - 1)] = s->qc[q];
+      }
+    xrealloc(L, s, s->qc, ((size_t)s->qcmask + 1) * sizeof(qchunk *), 0);
+    s->qc = nc;
+    s->qcmask = ncap - 1;
+  }
+  if (s->qc[(k - 1) & s->qcmask] == NULL) {
+    qchunk *c = s->qspare;
+    if (c == NULL) c = (qchunk *)xrealloc(L, s, NULL, 0, sizeof(qchunk));
+    s->qspare = NULL;
+    s->qc[(k - 1) & s->qcmask] = c;
+  }
+  lua_rawgeti(L, w->W, (int)k);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_rawgeti(L, w->W, 0);  /* the spare segment, if any */
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_createtable(L, (int)SEG, 0);
+    }
+    else {
+      lua_pushnil(L);
+      lua_rawseti(L, w->W, 0);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, w->W, (int)k);
+  }
+  lua_replace(L, w->tseg);
+  w->tsegno = k;
+}
 
 static void enqueue (walker *w, int vi, uint32_t rec, int32_t label) {
   lua_State *L = w->L;
   snap *s = w->s;
-  uint32_t p = s->qtail, seg = (p >> SEGBITS) + 1;
+  uint32_t p = s->qtail;
+  qchunk *c;
   vi = mp_absindex(L, vi);
-  if (s->qtail - s->qhead == s->qcap) {  /* grow the C rings */
-    uint32_t ncap = s->qcap ? s->qcap * 2 : 256, q;
-    uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    int32_t *nl = (int32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    for (q = s->qhead; q != s->qtail; q++) {
-      ni[q & (ncap - 1)] = s->qidx[q & (s->qcap - 1)];
-      nl[q & (ncap - 1)] = s->qlabel[q & (s->qcap - 1)];
-    }
-    xrealloc(L, s, s->qidx, (size_t)s->qcap * 4, 0);
-    xrealloc(L, s, s->qlabel, (size_t)s->qcap * 4, 0);
-    s->qidx = ni;
-    s->qlabel = nl;
-    s->qcap = ncap;
-  }
-  if ((p & (SEG - 1)) == 0 || p == s->qhead) {  /* a segment starts */
-    lua_rawgeti(L, w->W, (int)seg);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_rawgeti(L, w->W, 0);  /* the spare segment, if any */
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_createtable(L, (int)SEG, 0);
-      }
-      else {
-        lua_pushnil(L);
-        lua_rawseti(L, w->W, 0);
-      }
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, w->W, (int)seg);
-    }
-  }
+  if ((p & (SEG - 1)) == 0 || p == s->qhead)
+    segment_start(w, p);
   else
-    lua_rawgeti(L, w->W, (int)seg);
+    segment(w, w->tseg, &w->tsegno, (p >> SEGBITS) + 1);
   lua_pushvalue(L, vi);
-  lua_rawseti(L, -2, (int)(p & (SEG - 1)) + 1);
-  lua_pop(L, 1);
-  s->qidx[p & (s->qcap - 1)] = rec;
-  s->qlabel[p & (s->qcap - 1)] = label;
+  lua_rawseti(L, w->tseg, (int)(p & (SEG - 1)) + 1);
+  c = s->qc[(p >> SEGBITS) & s->qcmask];
+  c->rec[p & (SEG - 1)] = rec;
+  c->label[p & (SEG - 1)] = label;
   s->qtail++;
 }
 
-/* Pushes the value at the head of the queue. */
-static void queue_head (walker *w) {
-  lua_rawgeti(w->L, w->W, (int)(w->s->qhead >> SEGBITS) + 1);
-  lua_rawgeti(w->L, -1, (int)(w->s->qhead & (SEG - 1)) + 1);
-  lua_remove(w->L, -2);
+/* Pushes the value at the head of the queue; its record and label. */
+static void queue_head (walker *w, uint32_t *rec, int32_t *label) {
+  snap *s = w->s;
+  uint32_t p = s->qhead;
+  const qchunk *c = s->qc[(p >> SEGBITS) & s->qcmask];
+  segment(w, w->hseg, &w->hsegno, (p >> SEGBITS) + 1);
+  lua_rawgeti(w->L, w->hseg, (int)(p & (SEG - 1)) + 1);
+  *rec = c->rec[p & (SEG - 1)];
+  *label = c->label[p & (SEG - 1)];
 }
 
-/* Drops the head of the queue. A segment the head leaves (or that the
-** queue empties) becomes the spare W[0], which the next segment reuses:
-** a walk makes no garbage in the heap it measures. */
+/* Drops the head of the queue (queue_head brought its segment). A segment
+** the head leaves (or that the queue empties) becomes the spare W[0],
+** which the next segment reuses: a walk makes no garbage in the heap it
+** measures. Its C chunk becomes the spare chunk the same way. */
 static void queue_pop (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
-  uint32_t seg = (s->qhead >> SEGBITS) + 1;
-  lua_rawgeti(L, w->W, (int)seg);
+  uint32_t p = s->qhead, k = (p >> SEGBITS) + 1;
   lua_pushnil(L);
-  lua_rawseti(L, -2, (int)(s->qhead & (SEG - 1)) + 1);
-  if ((s->qhead & (SEG - 1)) == SEG - 1 || s->qhead + 1 == s->qtail) {
+  lua_rawseti(L, w->hseg, (int)(p & (SEG - 1)) + 1);
+  if ((p & (SEG - 1)) == SEG - 1 || p + 1 == s->qtail) {
+    qchunk **c = &s->qc[(k - 1) & s->qcmask];
     lua_pushnil(L);
-    lua_rawseti(L, w->W, (int)seg);
+    lua_rawseti(L, w->W, (int)k);
+    lua_pushvalue(L, w->hseg);
     lua_rawseti(L, w->W, 0);  /* the previous spare, if any, goes */
+    w->hsegno = 0;
+    if (w->tsegno == k) w->tsegno = 0;
+    xrealloc(L, s, s->qspare, sizeof(qchunk), 0);
+    s->qspare = *c;
+    *c = NULL;
   }
-  else
-    lua_pop(L, 1);
   s->qhead++;
 }
 
@@ -496,70 +595,77 @@ static void note_referrer (snap *s, uint32_t parent, int edge,
 ** an edge, with the label of the expansion. New objects get a record and,
 ** unless they are leaves, a place in the queue; known ones are queued
 ** again only when their label changes (a second root reaches them).
+** Returns the object's record, or -1 when it has none. discover_t is
+** given the value's type.
 */
-static void discover (walker *w, int vi, uint32_t parent, int edge,
-                      uint32_t name, int32_t label) {
+static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
+                           int edge, uint32_t name, int32_t label) {
   lua_State *L = w->L;
   snap *s = w->s;
-  int t = lua_type(L, vi);
   const void *p;
+  size_t len = 0;
   int64_t found;
-  uint32_t r;
+  uint32_t r, h, slot = 0;
   hobj *o;
-  if (!collectable(t)) return;
-  vi = mp_absindex(L, vi);
-  p = ident(L, vi, t);
-  if (p == NULL) return;
-  found = lookup(s, p);
+  if (!collectable(t)) return -1;
+  if (vi < 0) vi = mp_absindex(L, vi);
+  p = t == LUA_TSTRING ? (const void *)lua_tolstring(L, vi, &len)
+                       : lua_topointer(L, vi);
+  if (p == NULL) return -1;
+  h = hashptr(p);
+  found = find(s, p, h, &slot);
   if (s->mode == 1) {  /* second pass of modules(): one row's reach */
-    if (found < 0) return;
-    o = &s->obj[found];
+    if (found < 0) return -1;
+    o = REC(s, found);
     if ((o->flags & (F_IGNORE | F_ROOT)) ||
         (o->label != s->curlabel && o->label != SHARED) ||
         s->seen[found] == (uint16_t)s->curlabel)
-      return;
+      return found;
     s->seen[found] = (uint16_t)s->curlabel;
     if (o->label == SHARED) s->rowshared[s->curlabel] += o->size;
     if (t != LUA_TSTRING && t != T_CDATA) enqueue(w, vi, (uint32_t)found, label);
-    return;
+    return found;
   }
   if (found >= 0) {
     int32_t nl;
-    o = &s->obj[found];
+    o = REC(s, found);
     if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
-    if (o->flags & (F_IGNORE | F_ROOT)) return;
+    if (o->flags & (F_IGNORE | F_ROOT)) return found;
     nl = join(o->label, label);
-    if (nl == o->label) return;
+    if (nl == o->label) return found;
     o->label = nl;
     if (t != LUA_TSTRING && t != T_CDATA) enqueue(w, vi, (uint32_t)found, nl);
-    return;
+    return found;
   }
-  if (s->n >= s->max_objects) { s->truncated = 1; return; }
-  if (s->failafter > 0 && s->n >= (uint32_t)s->failafter)
+  if (s->obj.n >= s->max_objects) { s->truncated = 1; return -1; }
+  if (s->failafter > 0 && s->obj.n >= (uint32_t)s->failafter)
     luaL_error(L, "heap walk: failing on purpose after %d objects",
                s->failafter);
-  r = newrec(L, s, p, t, 1);
-  o = &s->obj[r];
+  r = newrec(L, s, p, t, 1, h, slot);
+  o = REC(s, r);
   o->parent = parent;
   o->edge = (uint8_t)edge;
   o->name = name;
   o->label = label;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
-  if (t == LUA_TSTRING) {
-    size_t len;
-    lua_tolstring(L, vi, &len);
+  if (t == LUA_TSTRING)
     o->size = (uint32_t)stringsize(&s->m, len);
-  }
   else if (t == T_CDATA)
     o->size = (uint32_t)s->m.cdata;
   else
     enqueue(w, vi, r, label);
+  return r;
+}
+
+static int64_t discover (walker *w, int vi, uint32_t parent, int edge,
+                         uint32_t name, int32_t label) {
+  return discover_t(w, vi, lua_type(w->L, vi), parent, edge, name, label);
 }
 
 /* A part of a function (upvalue, prototype) that has no value of its own:
 ** a record with a size and a label, outside the queue. */
 static void reach_part (snap *s, uint32_t r, int32_t label) {
-  hobj *o = &s->obj[r];
+  hobj *o = REC(s, r);
   if (s->mode == 1) {
     if (o->label == SHARED && s->seen[r] != (uint16_t)s->curlabel) {
       s->seen[r] = (uint16_t)s->curlabel;
@@ -582,6 +688,12 @@ static uint32_t protokey (const void *src, int line, int last) {
              (uint64_t)(unsigned)last * 0x9e3779b97f4a7c15ULL);
 }
 
+static int rehash_proto (const void *owner, uint32_t id, uint32_t *h) {
+  const pinfo *q = PROTO((const snap *)owner, id);
+  *h = protokey(q->src, q->line, q->last);
+  return 1;
+}
+
 /*
 ** The prototype of the Lua function at fi, counted once however many
 ** closures share it. It is keyed by source, linedefined and
@@ -591,61 +703,59 @@ static uint32_t protokey (const void *src, int line, int last) {
 static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   lua_State *L = w->L;
   snap *s = w->s;
-  uint32_t mask, i, r;
+  uint32_t i, r, h = protokey(ar->source, ar->linedefined,
+                              ar->lastlinedefined);
   size_t len = 0;
-  if (s->np * 2 >= s->picap) {
-    uint32_t ncap = s->picap ? s->picap * 2 : 256, j;
-    uint32_t *ni = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)ncap * 4);
-    memset(ni, 0, (size_t)ncap * 4);
-    for (j = 0; j < s->np; j++) {
-      pinfo *q = &s->proto[j];
-      for (i = protokey(q->src, q->line, q->last) & (ncap - 1); ni[i] != 0;
-           i = (i + 1) & (ncap - 1)) ;
-      ni[i] = j + 1;
-    }
-    xrealloc(L, s, s->pindex, (size_t)s->picap * 4, 0);
-    s->pindex = ni;
-    s->picap = ncap;
-  }
-  mask = s->picap - 1;
-  for (i = protokey(ar->source, ar->linedefined, ar->lastlinedefined) & mask;
-       s->pindex[i] != 0; i = (i + 1) & mask) {
-    pinfo *q = &s->proto[s->pindex[i] - 1];
+  pinfo *q;
+  MP_PROBE(&s->pindex, h, i) {
+    q = PROTO(s, s->pindex.v[i] - 1);
     if (q->src == ar->source && q->line == ar->linedefined &&
         q->last == ar->lastlinedefined)
       return q->obj;
   }
-  if (s->np == s->pcap) {
-    uint32_t ncap = s->pcap ? s->pcap * 2 : 128;
-    s->proto = (pinfo *)xrealloc(L, s, s->proto,
-                                 (size_t)s->pcap * sizeof(pinfo),
-                                 (size_t)ncap * sizeof(pinfo));
-    s->pcap = ncap;
-  }
-  r = newrec(L, s, ar->source, T_PROTO, 0);
-  s->proto[s->np].src = ar->source;
-  s->proto[s->np].line = ar->linedefined;
-  s->proto[s->np].last = ar->lastlinedefined;
-  s->proto[s->np].obj = r;
-  s->obj[r].parent = (uint32_t)ar->linedefined;  /* protos have no path */
-  s->pindex[i] = ++s->np;
+  r = newrec(L, s, ar->source, T_PROTO, 0, 0, 0);
+  q = (pinfo *)push(L, s, &s->proto, sizeof(pinfo));
+  q->src = ar->source;
+  q->line = ar->linedefined;
+  q->last = ar->lastlinedefined;
+  q->obj = r;
+  if (!memprobe_index_put(&s->book, &s->pindex, i, h, s->proto.n - 1,
+                          s->proto.n, rehash_proto, s))
+    nomem(L);
+  REC(s, r)->parent = (uint32_t)ar->linedefined;  /* protos have no path */
+  REC(s, r)->aux = s->proto.n - 1;
   lua_pushvalue(L, fi);
   mp_dump(L, count_writer, &len);
   lua_pop(L, 1);
-  s->obj[r].size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
-  s->obj[r].name = intern(L, s, ar->short_src, strlen(ar->short_src));
-  s->obj[r].edge = E_PROTO;
+  REC(s, r)->size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
+  REC(s, r)->name = intern(L, s, ar->short_src, strlen(ar->short_src));
+  REC(s, r)->edge = E_PROTO;
   return r;
 }
 
-/* One unit of work; 0 when the step's budget is spent. */
+static double now (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/*
+** One unit of work; 0 when the step's budget is spent. A timed step reads
+** the clock every 16 units and stops while what is left exceeds the
+** longest stretch of 16 units seen in this step and the one before (at
+** most a quarter of the step) plus RESERVE, the time its return takes:
+** the units under way and the way out fit in the budget.
+*/
 static int budget (walker *w) {
   if (w->units >= w->limit) return 0;
   w->units++;
-  if (w->deadline > 0 && ((long)w->units & 15) == 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if ((double)ts.tv_sec + ts.tv_nsec * 1e-9 >= w->deadline) {
+  if (w->deadline > 0 && (w->units & 15) == 0) {
+    double t = now(), gap = t - w->last, margin;
+    w->last = t;
+    if (gap > w->gap) w->gap = gap;
+    margin = w->gap > w->s->gap ? w->gap : w->s->gap;
+    if (t + RESERVE + (margin < w->maxgap ? margin : w->maxgap) >=
+        w->deadline) {
       w->limit = w->units;  /* stays spent for the rest of the step */
       return 0;
     }
@@ -668,18 +778,26 @@ static int weakmode (lua_State *L, int mt) {
   return weak;
 }
 
-/* The edge from a table to the value under the key at ki. */
-static int keyedge (walker *w, int ki, uint32_t *name) {
+/* The edge from a table to the value under the key at ki, of type kt (d
+** when a number); kr is the key's record, or -1. A string's record keeps the name it is as a key,
+** so that each key string is interned once. */
+static int keyedge (walker *w, int ki, int kt, lua_Number d, int64_t kr,
+                    uint32_t *name) {
   lua_State *L = w->L;
-  switch (lua_type(L, ki)) {
+  switch (kt) {
     case LUA_TSTRING: {
       size_t len;
-      const char *k = lua_tolstring(L, ki, &len);
+      const char *k;
+      if (kr >= 0 && REC(w->s, kr)->aux != 0) {
+        *name = REC(w->s, kr)->aux;
+        return E_FIELD;
+      }
+      k = lua_tolstring(L, ki, &len);
       *name = intern(L, w->s, k, len);
+      if (kr >= 0) REC(w->s, kr)->aux = *name;
       return E_FIELD;
     }
     case LUA_TNUMBER: {
-      lua_Number d = lua_tonumber(L, ki);
       if (d >= 0 && d < 4294967296.0 && d == floor(d)) {
         *name = (uint32_t)d;
         return E_INDEX;
@@ -688,15 +806,15 @@ static int keyedge (walker *w, int ki, uint32_t *name) {
       return E_NUMKEY;
     }
     default:
-      *name = (uint32_t)lua_type(L, ki);
+      *name = (uint32_t)kt;
       return E_OBJKEY;
   }
 }
 
 /*
-** Expands a table (at ti, record r) from the key saved in W[-1]: its
-** metatable first, then its entries, counting integer keys per power of
-** two for the size. Returns 0 when the budget ran out mid-way.
+** Expands a table (at ti, record r) from the key saved in W[-1], if any:
+** its metatable first, then its entries, counting integer keys per power
+** of two for the size. Returns 0 when the budget ran out mid-way.
 */
 static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   lua_State *L = w->L;
@@ -720,19 +838,23 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
-  lua_rawgeti(L, w->W, -1);
+  if (s->keysaved) lua_rawgeti(L, w->W, -1);
+  else lua_pushnil(L);
   for (;;) {
-    int kt, vt;
+    int kt, vt, top;
     uint32_t name;
     int edge;
+    int64_t kr = -1;
+    lua_Number d = 0;
     s->in_next = 1;
     if (!lua_next(L, ti)) break;
     s->in_next = 0;
-    kt = lua_type(L, -2);
-    vt = lua_type(L, -1);
+    top = lua_gettop(L);
+    kt = lua_type(L, top - 1);
+    vt = lua_type(L, top);
     s->nent++;
     if (kt == LUA_TNUMBER) {
-      lua_Number d = lua_tonumber(L, -2);
+      d = lua_tonumber(L, top - 1);
       if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
         s->nums[ceillog2((uint32_t)d)]++;
         s->nint++;
@@ -740,31 +862,33 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     }
     /* strings are values to weak tables: never cleared, always kept */
     if (!(weak & 1) || kt == LUA_TSTRING)
-      discover(w, -2, r + 1, E_KEY, 0, label);
+      kr = discover_t(w, top - 1, kt, r + 1, E_KEY, 0, label);
     if (!(weak & 2) || vt == LUA_TSTRING) {
       int follow = 1;
       if ((weak & 1) && LUA_VERSION_NUM >= 502 && collectable(kt) &&
           kt != LUA_TSTRING) {
         /* ephemeron: the value lives while the key does */
-        int64_t k = lookup(s, ident(L, -2, kt));
-        follow = k >= 0 && s->obj[k].label != 0;
+        int64_t k = lookup(s, ident(L, top - 1, kt));
+        follow = k >= 0 && REC(s, k)->label != 0;
       }
-      if (follow) {
-        edge = keyedge(w, lua_gettop(L) - 1, &name);
-        discover(w, -1, r + 1, edge, name, label);
+      if (follow && collectable(vt)) {
+        edge = keyedge(w, top - 1, kt, d, kr, &name);
+        discover_t(w, top, vt, r + 1, edge, name, label);
       }
     }
     lua_pop(L, 1);
     if (!budget(w)) {
       lua_rawseti(L, w->W, -1);  /* resume from this key */
+      s->keysaved = 1;
       return 0;
     }
   }
   s->in_next = 0;
-  if (!(s->obj[r].flags & F_SIZED)) {
-    s->obj[r].size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
-    s->obj[r].aux = s->nent;
-    s->obj[r].flags |= F_SIZED;
+  if (!(REC(s, r)->flags & F_SIZED)) {
+    hobj *o = REC(s, r);
+    o->size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
+    o->aux = s->nent;
+    o->flags |= F_SIZED;
   }
   return 1;
 }
@@ -780,7 +904,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
       discover(w, -1, r + 1, E_UPIDX, (uint32_t)i, label);
       lua_pop(L, 1);
     }
-    o = &s->obj[r];
+    o = REC(s, r);
     if (!(o->flags & F_SIZED))
       o->size = (uint32_t)(i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
   }
@@ -790,25 +914,27 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
     double ups = 0;
     lua_pushvalue(L, fi);
     lua_getinfo(L, ">Su", &ar);
-    if (s->mode == 0 && !(s->obj[r].flags & F_SIZED)) {
+    if (s->mode == 0 && !(REC(s, r)->flags & F_SIZED)) {
       pr = proto_of(w, fi, &ar);
-      s->obj[pr].aux++;
-      s->obj[r].aux = pr + 1;
+      REC(s, r)->aux = pr + 1;
     }
-    if (s->obj[r].aux) reach_part(s, s->obj[r].aux - 1, label);
+    if (REC(s, r)->aux) reach_part(s, REC(s, r)->aux - 1, label);
     for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
       int edge = *up ? E_UPVAL : E_UPIDX;
       uint32_t name = *up ? intern(L, s, up, strlen(up)) : (uint32_t)i;
 #if defined(MP_HAS_UPVALUEID)
       /* shared upvalues have one identity: count them once */
       const void *id = lua_upvalueid(L, fi, i);
-      int64_t u = lookup(s, id);
+      uint32_t h = hashptr(id), slot = 0;
+      int64_t u = find(s, id, h, &slot);
       if (u < 0 && s->mode == 0) {
-        u = newrec(L, s, id, T_UPVAL, 1);
-        s->obj[u].size = (uint32_t)s->m.upval;
-        s->obj[u].parent = r + 1;
-        s->obj[u].edge = (uint8_t)edge;
-        s->obj[u].name = name;
+        hobj *uo;
+        u = newrec(L, s, id, T_UPVAL, 1, h, slot);
+        uo = REC(s, u);
+        uo->size = (uint32_t)s->m.upval;
+        uo->parent = r + 1;
+        uo->edge = (uint8_t)edge;
+        uo->name = name;
       }
       if (u >= 0) reach_part(s, (uint32_t)u, label);
 #else
@@ -817,7 +943,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
       discover(w, -1, r + 1, edge, name, label);
       lua_pop(L, 1);
     }
-    o = &s->obj[r];
+    o = REC(s, r);
     if (!(o->flags & F_SIZED))
       o->size = (uint32_t)(s->m.lcl + s->m.lcl_up * (i - 1) + ups);
   }
@@ -826,7 +952,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
   discover(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
-  s->obj[r].flags |= F_SIZED;
+  REC(s, r)->flags |= F_SIZED;
 }
 
 /* The name of a userdata's type: __name, else the registry key its
@@ -874,7 +1000,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
 #if LUA_VERSION_NUM != 504
   n = 1;  /* the environment or the one user value is part of the block */
 #endif
-  o = &s->obj[r];
+  o = REC(s, r);
   if (!(o->flags & F_SIZED)) {
     o->size = (uint32_t)((n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
                          (double)mp_rawlen(L, ui));
@@ -883,10 +1009,20 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
   }
 }
 
-/* Whether the function at vi is one of the walk's own (opts.own). */
+static int step_body (lua_State *L);
+static int l_snapshot (lua_State *L);
+static int l_step (lua_State *L);
+static int l_rows (lua_State *L);
+
+/* Whether the function at vi is one of the walk's own: memprobe.heap's
+** (opts.own) or the C functions that run it, whose stack holds its queue
+** segments. */
 static int own_frame (walker *w, int vi) {
   const void *p = lua_topointer(w->L, vi);
+  lua_CFunction f = lua_tocfunction(w->L, vi);
   int i;
+  if (f == step_body || f == l_snapshot || f == l_step || f == l_rows)
+    return 1;
   for (i = 0; i < w->s->nown; i++)
     if (w->s->own[i] == p) return 1;
   return 0;
@@ -895,7 +1031,7 @@ static int own_frame (walker *w, int vi) {
 /*
 ** A thread: the function and locals of every frame, and for a thread
 ** other than the running one the values on its stack. On the thread that
-** walks, the frames of memprobe.heap's own functions (opts.own) are
+** walks, the frames of the walk's own functions (own_frame) are
 ** skipped: their locals are the walk's temporaries, garbage once it
 ** returns, and counting them would make every diff report them as added
 ** and freed (and let a new object that reuses one's address pass for it).
@@ -937,8 +1073,8 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   discover(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
-  w->s->obj[r].size = (uint32_t)w->s->m.thread;
-  w->s->obj[r].flags |= F_SIZED;
+  REC(w->s, r)->size = (uint32_t)w->s->m.thread;
+  REC(w->s, r)->flags |= F_SIZED;
 }
 
 /*
@@ -950,16 +1086,19 @@ static int requeue_ephemerons (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
   int any = 0;
-  if (s->mode != 0 || s->ephpass >= EPHPASSES || s->n == s->ephseen)
+  if (s->mode != 0 || s->ephpass >= EPHPASSES || s->obj.n == s->ephseen)
     return 0;
   s->ephpass++;
-  s->ephseen = s->n;
+  s->ephseen = s->obj.n;
   lua_rawgeti(L, w->W, -2);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     int64_t r = lookup(s, lua_topointer(L, -2));
     lua_pop(L, 1);  /* the key is on top now */
-    if (r >= 0) { enqueue(w, lua_gettop(L), (uint32_t)r, s->obj[r].label); any = 1; }
+    if (r >= 0) {
+      enqueue(w, lua_gettop(L), (uint32_t)r, REC(s, r)->label);
+      any = 1;
+    }
   }
   lua_pop(L, 1);
   return any;
@@ -975,7 +1114,7 @@ static int run (walker *w) {
   snap *s = w->s;
   int base = lua_gettop(L);
   for (;;) {
-    uint32_t slot, r;
+    uint32_t r;
     int32_t label;
     int done = 1;
     if (s->qhead == s->qtail) {
@@ -983,10 +1122,7 @@ static int run (walker *w) {
       continue;
     }
     if (!budget(w)) return 0;
-    slot = s->qhead & (s->qcap - 1);
-    r = s->qidx[slot];
-    label = s->qlabel[slot];
-    queue_head(w);
+    queue_head(w, &r, &label);
     switch (lua_type(L, -1)) {
       case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
       case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
@@ -997,11 +1133,112 @@ static int run (walker *w) {
     lua_settop(L, base);
     if (done) {
       queue_pop(w);
-      lua_pushnil(L);
-      lua_rawseti(L, w->W, -1);
+      if (s->keysaved) {
+        lua_pushnil(L);
+        lua_rawseti(L, w->W, -1);
+        s->keysaved = 0;
+      }
       s->started = 0;
     }
   }
+}
+
+/* After the walk, the growths of the indexes still under way go on a
+** share per unit, so that the old tables are gone when it is done. */
+static int settle (walker *w) {
+  snap *s = w->s;
+  mp_book *b = &s->book;
+  while (!memprobe_index_settle(b, &s->index, s->obj.n, rehash_obj, s) ||
+         !memprobe_index_settle(b, &s->nindex, s->names.n, rehash_name, s) ||
+         !memprobe_index_settle(b, &s->pindex, s->proto.n, rehash_proto, s))
+    if (!budget(w)) return 0;
+  return 1;
+}
+
+/* Prototypes nested in another one from the same chunk are part of its
+** dump: count only the outermost seen. A main chunk spans everything. */
+static int cmp_proto (const pinfo *x, const pinfo *y) {
+  if (x->src != y->src)
+    return (uintptr_t)x->src < (uintptr_t)y->src ? -1 : 1;
+  if (x->line != y->line) return x->line < y->line ? -1 : 1;
+  return x->last > y->last ? -1 : x->last < y->last;
+}
+
+/* Starts merging the pair of runs of width s->sw that begins at lo. */
+static void sort_pair (snap *s, uint32_t lo) {
+  uint32_t np = s->proto.n;
+  s->slo = s->si = s->sk = lo;
+  s->sj = lo + s->sw < np ? lo + s->sw : np;
+}
+
+/*
+** After the walk, sorts the prototypes by source, first and last line,
+** and marks those nested in another of the same chunk (their bytes are
+** in its dump). A bottom-up merge sort of their numbers whose cursors
+** live in the snapshot, so that it goes on where a step's budget stopped
+** it: a unit is SORTRUN prototypes moved or marked. Returns 1 when done.
+*/
+static int sort_protos (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  uint32_t np = s->proto.n, moved = 0;
+  if (s->perm == NULL) {
+    if (np == 0) return 1;
+    s->perm = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)np * 4);
+    s->ptmp = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)np * 4);
+    s->sw = 1;
+    s->sk = 0;
+    s->scur = np;  /* filling perm */
+  }
+  for (; s->scur == np && s->sk < np; s->sk++) {
+    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+    s->perm[s->sk] = s->sk;
+  }
+  if (s->scur == np) {  /* filled */
+    s->scur = 0;
+    if (np > 1) sort_pair(s, 0);
+  }
+  while (s->sw < np) {
+    uint32_t mid = s->slo + s->sw < np ? s->slo + s->sw : np;
+    uint32_t hi = mid + s->sw < np ? mid + s->sw : np;
+    while (s->sk < hi) {
+      if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+      if (s->sj >= hi || (s->si < mid &&
+          cmp_proto(PROTO(s, s->perm[s->si]), PROTO(s, s->perm[s->sj])) <= 0))
+        s->ptmp[s->sk++] = s->perm[s->si++];
+      else
+        s->ptmp[s->sk++] = s->perm[s->sj++];
+    }
+    if (hi < np)
+      sort_pair(s, hi);
+    else {  /* a pass is over */
+      uint32_t *t = s->perm;
+      s->perm = s->ptmp;
+      s->ptmp = t;
+      s->sw = s->sw > np / 2 ? np : s->sw * 2;
+      if (s->sw < np) sort_pair(s, 0);
+      else s->sk = 1;  /* sorted: the marking starts after the first */
+    }
+  }
+  /* each prototype is nested in the outermost one before it, scur,
+  ** when it has the same source and lies within its lines */
+  for (; s->sk < np; s->sk++) {
+    const pinfo *o = PROTO(s, s->perm[s->scur]);
+    const pinfo *q = PROTO(s, s->perm[s->sk]);
+    int last = o->line == 0 ? 0x7fffffff : o->last;
+    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+    if (q->src == o->src && q->line >= o->line && q->last <= last) {
+      hobj *r = REC(s, q->obj);
+      r->flags |= F_NESTED;
+      r->size = 0;
+    }
+    else
+      s->scur = s->sk;
+  }
+  xrealloc(L, s, s->perm, (size_t)np * 4, 0);
+  xrealloc(L, s, s->ptmp, (size_t)np * 4, 0);
+  s->perm = s->ptmp = NULL;
+  return 1;
 }
 
 /* }====================================================== */
@@ -1025,42 +1262,47 @@ static int snap_gc (lua_State *L) {
   return 0;
 }
 
-static double now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Protected body of a step: snapshot at 1, ms at 2, units at 3. */
+/* Protected body of a step: snapshot at 1, its start time at 2, ms at
+** 3, units at 4. */
 static int step_body (lua_State *L) {
   walker w;
-  w.L = L;
-  w.s = (snap *)lua_touserdata(L, 1);
-  w.ud = 1;
-  lua_settop(L, 3);
-  w.units = 0;
-  w.limit = lua_isnumber(L, 3) ? lua_tonumber(L, 3) : HUGE_VAL;
-  w.deadline = lua_isnumber(L, 2) ? now() + lua_tonumber(L, 2) / 1000 : 0;
-  lua_pushnil(L);
-  w.W = lua_gettop(L);
+  snap *s = (snap *)lua_touserdata(L, 1);
+  lua_settop(L, 4);
   mp_getuv(L, 1, 1);
-  lua_replace(L, w.W);
-  w.s->done = run(&w);
-  w.s->units += w.units;
-  w.s->steps++;
-  if (w.units > w.s->maxunits) w.s->maxunits = w.units;
+  walker_init(&w, L, s, 1, lua_gettop(L));
+  if (lua_isnumber(L, 4)) w.limit = (uint64_t)lua_tonumber(L, 4);
+  if (lua_isnumber(L, 3)) {
+    w.last = lua_tonumber(L, 2);
+    w.deadline = w.last + lua_tonumber(L, 3) / 1000;
+    w.maxgap = lua_tonumber(L, 3) / 4000;
+  }
+  if (!s->walked) s->walked = run(&w);
+  if (s->walked) s->done = settle(&w) && sort_protos(&w);
+  s->gap = w.gap;
+  s->units += (double)w.units;
+  s->steps++;
+  if ((double)w.units > s->maxunits) s->maxunits = (double)w.units;
   return 0;
 }
 
-static void finish (lua_State *L, int ud, snap *s);
+/* The walk is over: the queue's memory goes back, C and Lua. */
+static void finish (lua_State *L, int ud, snap *s) {
+  queue_free(s);
+  lua_createtable(L, 0, 2);
+  lua_newtable(L);
+  lua_rawseti(L, -2, -2);
+  mp_setuv(L, ud);
+}
 
 /*
-** Runs one step of the walk under lua_pcall. When the program changed a
-** table between steps so that lua_next no longer knows the saved key,
-** that table's expansion starts over (what it already found stays found).
-** Any other error frees the buffers and is raised again.
+** Runs one step of the walk, which began at 'start', under lua_pcall.
+** When the program changed a table between steps so that lua_next no
+** longer knows the saved key, that table's expansion starts over (what it
+** already found stays found). Any other error frees the buffers and is
+** raised again.
 */
-static void step (lua_State *L, int ud, double ms, double units) {
+static void step (lua_State *L, int ud, double start, double ms,
+                  double units) {
   snap *s = (snap *)lua_touserdata(L, ud);
   int tries;
   for (tries = 0; tries < 4; tries++) {
@@ -1068,9 +1310,10 @@ static void step (lua_State *L, int ud, double ms, double units) {
     ** allocates a closure, garbage the walk must not make */
     lua_getfield(L, LUA_REGISTRYINDEX, STEP_KEY);
     lua_pushvalue(L, ud);
+    lua_pushnumber(L, start);
     if (ms > 0) lua_pushnumber(L, ms); else lua_pushnil(L);
     if (units > 0) lua_pushnumber(L, units); else lua_pushnil(L);
-    if (lua_pcall(L, 3, 0, 0) == 0) {
+    if (lua_pcall(L, 4, 0, 0) == 0) {
       if (s->done) finish(L, ud, s);
       return;
     }
@@ -1078,6 +1321,7 @@ static void step (lua_State *L, int ud, double ms, double units) {
     lua_pop(L, 1);
     s->in_next = 0;
     s->started = 0;
+    s->keysaved = 0;
     s->restarts++;
     mp_getuv(L, ud, 1);
     lua_pushnil(L);
@@ -1086,49 +1330,6 @@ static void step (lua_State *L, int ud, double ms, double units) {
   }
   snap_free(s);
   lua_error(L);
-}
-
-/* Prototypes nested in another one from the same chunk are part of its
-** dump: count only the outermost seen. A main chunk spans everything. */
-static int cmp_proto (const void *a, const void *b) {
-  const pinfo *x = (const pinfo *)a, *y = (const pinfo *)b;
-  if (x->src != y->src)
-    return (uintptr_t)x->src < (uintptr_t)y->src ? -1 : 1;
-  if (x->line != y->line) return x->line < y->line ? -1 : 1;
-  return x->last > y->last ? -1 : x->last < y->last;
-}
-
-static void finish (lua_State *L, int ud, snap *s) {
-  uint32_t i, j;
-  /* the queue is spent: give its memory back, C and Lua */
-  xrealloc(L, s, s->qidx, (size_t)s->qcap * 4, 0);
-  xrealloc(L, s, s->qlabel, (size_t)s->qcap * 4, 0);
-  s->qidx = NULL;
-  s->qlabel = NULL;
-  s->qcap = s->qhead = s->qtail = 0;
-  lua_createtable(L, 0, 2);
-  lua_newtable(L);
-  lua_rawseti(L, -2, -2);
-  mp_setuv(L, ud);
-  if (s->n < s->cap) {
-    s->obj = (hobj *)xrealloc(L, s, s->obj, (size_t)s->cap * sizeof(hobj),
-                              (size_t)s->n * sizeof(hobj));
-    s->cap = s->n;
-  }
-  if (s->np == 0) return;
-  qsort(s->proto, s->np, sizeof(pinfo), cmp_proto);
-  for (i = 0; i < s->np; i = j) {
-    int last = s->proto[i].line == 0 ? 0x7fffffff : s->proto[i].last;
-    for (j = i + 1; j < s->np && s->proto[j].src == s->proto[i].src; j++) {
-      if (s->proto[j].line >= s->proto[i].line && s->proto[j].last <= last) {
-        s->obj[s->proto[j].obj].flags |= F_NESTED;
-        s->obj[s->proto[j].obj].size = 0;
-      }
-      else break;
-    }
-  }
-  /* the proto index is stale after sorting; the walk is over anyway */
-  memset(s->pindex, 0, (size_t)s->picap * 4);
 }
 
 /* Pre-registers the value at vi as a root with a name and a label. */
@@ -1140,16 +1341,17 @@ static void addroot (walker *w, int vi, const char *name, int32_t label) {
   const void *p;
   if (!collectable(t) || (p = ident(L, vi, t)) == NULL) return;
   if (lookup(s, p) >= 0) return;  /* an alias of an earlier root */
-  discover(w, vi, 0, E_ROOT, intern(L, s, name, strlen(name)), label);
-  r = lookup(s, p);
-  if (r >= 0) s->obj[r].flags |= F_ROOT;
+  r = discover(w, vi, 0, E_ROOT, intern(L, s, name, strlen(name)), label);
+  if (r >= 0) REC(s, r)->flags |= F_ROOT;
 }
 
 static void ignore (walker *w, int vi) {
   snap *s = w->s;
-  uint32_t r = newrec(w->L, s, lua_topointer(w->L, vi),
-                      lua_type(w->L, vi), 1);
-  s->obj[r].flags |= F_IGNORE;
+  const void *p = lua_topointer(w->L, vi);
+  uint32_t h = hashptr(p), slot = 0;
+  int64_t r = find(s, p, h, &slot);
+  if (r < 0) r = newrec(w->L, s, p, lua_type(w->L, vi), 1, h, slot);
+  REC(s, r)->flags |= F_IGNORE;
 }
 
 /***
@@ -1162,7 +1364,8 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 @tparam table model the size model (`memprobe.heap.model()`)
 @tparam table roots array of `{ value, name, label }`
 @tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
-(functions whose frames on the walking thread are not roots)
+(functions whose frames on the walking thread are not roots), `started`
+(a `heap_clock()` reading the first slice counts from)
 @treturn userdata the snapshot
 */
 /*
@@ -1171,11 +1374,11 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 ** first step within opts.max_ms / opts.max_units (all of it without).
 */
 static int l_snapshot (lua_State *L) {
+  double start = now(), ms, units, started;
   mp_ctx *c = memprobe_ctx(L);
   snap *s;
   walker w;
   int i, n, ud;
-  double ms, units;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
@@ -1187,6 +1390,7 @@ static int l_snapshot (lua_State *L) {
   lua_setmetatable(L, -2);
   ud = lua_gettop(L);
   s->ctx = c;
+  s->book.total = &c->heap_bytes;
   s->closed = 0;
   readmodel(L, 1, &s->m);
   lua_getfield(L, 3, "max_objects");
@@ -1209,29 +1413,21 @@ static int l_snapshot (lua_State *L) {
   ms = lua_tonumber(L, -1);
   lua_getfield(L, 3, "max_units");
   units = lua_tonumber(L, -1);
+  lua_getfield(L, 3, "started");
+  started = lua_tonumber(L, -1);
+  if (started > 0 && started < start) start = started;
   lua_settop(L, ud);
-  if (ms > 0 || units > 0) {
-    /* Size the records and their index for the whole heap now: growing
-    ** them later copies every record, which no 2 ms slice can afford.
-    ** Objects average more than 48 bytes on every runtime measured. */
-    double est = (double)lua_gc(L, LUA_GCCOUNT, 0) * 1024 / 48 + 1024;
-    uint32_t cap = est < s->max_objects ? (uint32_t)est : s->max_objects + 8;
-    uint32_t icap = 2048;
-    while (icap < 2 * (uint64_t)cap && icap < (1u << 31)) icap *= 2;
-    s->obj = (hobj *)xrealloc(L, s, NULL, 0, (size_t)cap * sizeof(hobj));
-    s->cap = cap;
-    s->index = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)icap * 4);
-    memset(s->index, 0, (size_t)icap * 4);
-    s->icap = icap;
-  }
+  if (!memprobe_index_init(&s->book, &s->index, 1024) ||
+      !memprobe_index_init(&s->book, &s->pindex, 256) ||
+      !memprobe_index_init(&s->book, &s->nindex, 256))
+    nomem(L);
   /* the queue: array slots plus -1 (a saved key), -2 (ephemerons) */
   lua_createtable(L, 0, 2);
   lua_newtable(L);
   lua_rawseti(L, -2, -2);
   lua_pushvalue(L, -1);
   mp_setuv(L, ud);
-  w.L = L; w.s = s; w.ud = ud; w.W = lua_gettop(L);
-  w.units = 0; w.limit = HUGE_VAL; w.deadline = 0;
+  walker_init(&w, L, s, ud, lua_gettop(L));
   ignore(&w, ud);
   ignore(&w, w.W);
   ignore(&w, 2);  /* the roots and options tables are the caller's */
@@ -1267,17 +1463,18 @@ static int l_snapshot (lua_State *L) {
     lua_pop(L, 4);
   }
   lua_settop(L, ud);
-  step(L, ud, ms, units);
+  step(L, ud, start, ms, units);
   lua_settop(L, ud);
   return 1;
 }
 
 /* snap:step([ms [, units]]) -> done */
 static int l_step (lua_State *L) {
+  double start = now();
   snap *s = checksnap(L, 1);
   double ms = luaL_optnumber(L, 2, 0), units = luaL_optnumber(L, 3, 0);
   lua_settop(L, 1);
-  if (!s->done) step(L, 1, ms, units);
+  if (!s->done) step(L, 1, start, ms, units);
   lua_pushboolean(L, s->done);
   return 1;
 }
@@ -1293,7 +1490,7 @@ static int l_tostring (lua_State *L) {
   if (s->closed)
     lua_pushliteral(L, "memprobe.Snapshot (closed)");
   else
-    lua_pushfstring(L, "memprobe.Snapshot (%d objects%s)", (int)s->n,
+    lua_pushfstring(L, "memprobe.Snapshot (%d objects%s)", (int)s->obj.n,
                     s->done ? "" : ", walking");
   return 1;
 }
@@ -1307,9 +1504,9 @@ static void setnum (lua_State *L, const char *k, double v) {
 ** restarts, bookkeeping } */
 static int l_stats (lua_State *L) {
   snap *s = checksnap(L, 1);
-  double book = (double)s->bytes;
+  double book = (double)s->book.bytes;
   lua_createtable(L, 0, 9);
-  setnum(L, "objects", s->n);
+  setnum(L, "objects", s->obj.n);
   setnum(L, "steps", s->steps);
   setnum(L, "units", s->units);
   setnum(L, "max_units", s->maxunits);
@@ -1377,14 +1574,14 @@ static void pushpath (lua_State *L, const snap *s, uint32_t r) {
   int n = 0;
   while (k < 256) {
     chain[k++] = r;
-    if (s->obj[r].parent == 0) break;
-    r = s->obj[r].parent - 1;
+    if (REC(s, r)->parent == 0) break;
+    r = REC(s, r)->parent - 1;
   }
   lua_createtable(L, (int)k, 0);
   lua_createtable(L, (int)k, 0);
   for (i = k; i-- > 0;) {
-    const hobj *o = &s->obj[chain[i]];
-    const hobj *up = o->parent ? &s->obj[o->parent - 1] : NULL;
+    const hobj *o = REC(s, chain[i]);
+    const hobj *up = o->parent ? REC(s, o->parent - 1) : NULL;
     n++;
     pushsegment(L, s, o->edge, o->name);
     lua_rawseti(L, -3, n);
@@ -1404,96 +1601,150 @@ static int counted (const hobj *o) {
   return !(o->flags & F_IGNORE);
 }
 
-/* Adds one object to t[key] = { count, bytes } (t on top). */
-static void tally (lua_State *L, const char *key, double bytes) {
-  lua_getfield(L, -1, key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
+/* Pushes { [type] = { count, bytes } } for the types of n[] with a count. */
+static void push_bytype (lua_State *L, const double *n, const double *b) {
+  int t;
+  lua_createtable(L, 0, 4);
+  for (t = 0; t < T_NTYPES; t++) {
+    if (n[t] == 0) continue;
     lua_createtable(L, 0, 2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, key);
-    setnum(L, "count", 0);
-    setnum(L, "bytes", 0);
+    setnum(L, "count", n[t]);
+    setnum(L, "bytes", b[t]);
+    lua_setfield(L, -2, tnames[t]);
   }
-  setnum(L, "count", getnum(L, -1, "count") + 1);
-  setnum(L, "bytes", getnum(L, -1, "bytes") + bytes);
-  lua_pop(L, 1);
+}
+
+/* Counts and bytes by a key (a name or prototype number + 1), in an
+** open-addressing table in a Lua userdata held at a stack slot. */
+typedef struct acc { uint32_t key; double count, bytes; } acc;
+typedef struct acctab { acc *a; uint32_t mask, n; int slot; } acctab;
+
+static void acc_init (lua_State *L, acctab *t, uint32_t cap) {
+  t->a = (acc *)lua_newuserdata(L, cap * sizeof(acc));
+  memset(t->a, 0, cap * sizeof(acc));
+  t->mask = cap - 1;
+  t->n = 0;
+  lua_replace(L, t->slot);
+}
+
+static acc *acc_slot (const acctab *t, uint32_t key) {
+  uint32_t i;
+  for (i = mix(key) & t->mask; t->a[i].key != 0 && t->a[i].key != key;
+       i = (i + 1) & t->mask) ;
+  return &t->a[i];
+}
+
+static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
+  acc *e = acc_slot(t, key);
+  if (e->key == 0) {
+    if ((t->n + 1) * 2 > t->mask + 1) {  /* load 1/2: twice the size */
+      acctab old = *t;
+      uint32_t i;
+      lua_pushvalue(L, t->slot);  /* keeps the old one until copied */
+      acc_init(L, t, (old.mask + 1) * 2);
+      for (i = 0; i <= old.mask; i++)
+        if (old.a[i].key != 0) *acc_slot(t, old.a[i].key) = old.a[i];
+      t->n = old.n;
+      lua_pop(L, 1);
+      e = acc_slot(t, key);
+    }
+    e->key = key;
+    t->n++;
+  }
+  e->count++;
+  e->bytes += bytes;
 }
 
 /*
 ** snap:census(top) -> { by_type, userdata, functions, largest, total,
-** objects }: the raw census memprobe.heap() dresses.
+** objects }: the raw census memprobe.heap() dresses. One pass over the
+** records adds up in C; tables are made per type, name and prototype.
 */
 static int l_census (lua_State *L) {
   snap *s = checksnap(L, 1);
   int top = (int)luaL_optinteger(L, 2, 10), k, nbig = 0;
   uint32_t i, *big;
-  double total = 0, objects = 0;
+  double total = 0, objects = 0, n[T_NTYPES], b[T_NTYPES];
+  acctab uds, fns;
   luaL_argcheck(L, s->done, 1, "walk not finished");
   luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
   lua_settop(L, 2);
   big = (uint32_t *)lua_newuserdata(L, sizeof(uint32_t) * (size_t)(top + 1));
-  lua_createtable(L, 0, 6);
-  lua_newtable(L);  /* by_type */
-  for (i = 0; i < s->n; i++) {
-    const hobj *o = &s->obj[i];
+  lua_pushnil(L);
+  uds.slot = lua_gettop(L);
+  acc_init(L, &uds, 16);
+  lua_pushnil(L);
+  fns.slot = lua_gettop(L);
+  acc_init(L, &fns, 64);
+  memset(n, 0, sizeof(n));
+  memset(b, 0, sizeof(b));
+  for (i = 0; i < s->obj.n; i++) {
+    const hobj *o = REC(s, i);
     if (!counted(o)) continue;
-    tally(L, tnames[o->type < T_NTYPES ? o->type : 0], o->size);
+    n[o->type]++;
+    b[o->type] += o->size;
     total += o->size;
     objects++;
-  }
-  lua_setfield(L, -2, "by_type");
-  lua_newtable(L);  /* userdata by type name */
-  for (i = 0; i < s->n; i++) {
-    const hobj *o = &s->obj[i];
-    if (counted(o) && o->type == LUA_TUSERDATA)
-      tally(L, name_of(s, o->aux), o->size);
-  }
-  lua_setfield(L, -2, "userdata");
-  lua_newtable(L);  /* functions by prototype */
-  for (i = 0; i < s->n; i++) {
-    const hobj *o = &s->obj[i];
-    char key[NAMEMAX + 32];
-    if (!counted(o) || o->type != LUA_TFUNCTION) continue;
-    if (o->aux) {
-      const hobj *pr = &s->obj[o->aux - 1];
-      snprintf(key, sizeof(key), "%s:%d", name_of(s, pr->name),
-               (int)pr->parent);
-      lua_getfield(L, -1, key);
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_createtable(L, 0, 3);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, key);
-        setnum(L, "count", 0);
-        setnum(L, "bytes", 0);
-        setnum(L, "proto", pr->size);
-      }
-      setnum(L, "count", getnum(L, -1, "count") + 1);
-      setnum(L, "bytes", getnum(L, -1, "bytes") + o->size);
-      lua_pop(L, 1);
-    }
-    else
-      tally(L, "[C]", o->size);
-  }
-  lua_setfield(L, -2, "functions");
-  /* the largest containers: insertion into a short sorted list */
-  for (i = 0; i < s->n && top > 0; i++) {
-    const hobj *o = &s->obj[i];
-    if (!counted(o) || (o->type != LUA_TTABLE && o->type != LUA_TUSERDATA))
-      continue;
-    if (nbig < top || o->size > s->obj[big[nbig - 1]].size) {
+    if (o->type == LUA_TUSERDATA)
+      acc_add(L, &uds, o->aux, o->size);
+    else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
+      acc_add(L, &fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
+              o->size);
+    if (top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
+        (nbig < top || o->size > REC(s, big[nbig - 1])->size)) {
+      /* the largest containers: insertion into a short sorted list */
       k = nbig < top ? nbig++ : nbig - 1;
-      while (k > 0 && s->obj[big[k - 1]].size < o->size) {
+      while (k > 0 && REC(s, big[k - 1])->size < o->size) {
         big[k] = big[k - 1];
         k--;
       }
       big[k] = i;
     }
   }
+  lua_createtable(L, 0, 6);
+  push_bytype(L, n, b);
+  lua_setfield(L, -2, "by_type");
+  lua_newtable(L);  /* userdata by type name */
+  for (i = 0; i <= uds.mask; i++) {
+    const acc *e = &uds.a[i];
+    if (e->key == 0) continue;
+    lua_createtable(L, 0, 2);
+    setnum(L, "count", e->count);
+    setnum(L, "bytes", e->bytes);
+    lua_setfield(L, -2, name_of(s, e->key));
+  }
+  lua_setfield(L, -2, "userdata");
+  lua_newtable(L);  /* functions by "source:line" */
+  for (i = 0; i <= fns.mask; i++) {
+    const acc *e = &fns.a[i];
+    char key[NAMEMAX + 32];
+    const hobj *pr = NULL;
+    if (e->key == 0) continue;
+    if (e->key == 0xffffffffu)
+      strcpy(key, "[C]");
+    else {
+      pr = REC(s, PROTO(s, e->key - 1)->obj);
+      snprintf(key, sizeof(key), "%s:%d", name_of(s, pr->name),
+               (int)pr->parent);
+    }
+    lua_getfield(L, -1, key);  /* two chunks may share a name and line */
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 3);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, key);
+      setnum(L, "count", 0);
+      setnum(L, "bytes", 0);
+      if (pr != NULL) setnum(L, "proto", pr->size);
+    }
+    setnum(L, "count", getnum(L, -1, "count") + e->count);
+    setnum(L, "bytes", getnum(L, -1, "bytes") + e->bytes);
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, -2, "functions");
   lua_createtable(L, nbig, 0);
   for (k = 0; k < nbig; k++) {
-    const hobj *o = &s->obj[big[k]];
+    const hobj *o = REC(s, big[k]);
     lua_createtable(L, 0, 5);
     setnum(L, "bytes", o->size);
     setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
@@ -1518,12 +1769,14 @@ static int l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
   uint32_t i;
   int row;
+  size_t nrows;
+  double *sum;
   luaL_argcheck(L, s->done, 1, "walk not finished");
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   if (s->seen == NULL) {
-    s->seen = (uint16_t *)xrealloc(L, s, NULL, 0, (size_t)s->n * 2 + 2);
-    memset(s->seen, 0, (size_t)s->n * 2 + 2);
+    s->seen = (uint16_t *)xrealloc(L, s, NULL, 0, (size_t)s->obj.n * 2 + 2);
+    memset(s->seen, 0, (size_t)s->obj.n * 2 + 2);
     s->rowshared = (double *)xrealloc(L, s, NULL, 0,
                                       (size_t)(s->nroots + 1) * sizeof(double));
     memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
@@ -1531,10 +1784,8 @@ static int l_rows (lua_State *L) {
     for (row = 1; row <= s->nroots && row < 0xffff; row++) {
       int j, n = (int)mp_rawlen(L, 2);
       walker w;
-      w.L = L; w.s = s; w.ud = 1; w.units = 0; w.limit = HUGE_VAL;
-      w.deadline = 0;
       mp_getuv(L, 1, 1);
-      w.W = lua_gettop(L);
+      walker_init(&w, L, s, 1, lua_gettop(L));
       s->curlabel = row;
       for (j = 1; j <= n; j++) {
         int64_t r;
@@ -1543,7 +1794,7 @@ static int l_rows (lua_State *L) {
         lua_rawgeti(L, -2, 1);
         if (lua_tointeger(L, -2) == row && collectable(lua_type(L, -1)) &&
             (r = lookup(s, ident(L, -1, lua_type(L, -1)))) >= 0 &&
-            s->obj[r].label == row && lua_type(L, -1) != LUA_TSTRING) {
+            REC(s, r)->label == row && lua_type(L, -1) != LUA_TSTRING) {
           s->seen[r] = (uint16_t)row;
           enqueue(&w, -1, (uint32_t)r, row);
         }
@@ -1554,41 +1805,37 @@ static int l_rows (lua_State *L) {
     }
     s->mode = 0;
   }
-  lua_newtable(L);
-  for (i = 0; i < s->n; i++) {
-    const hobj *o = &s->obj[i];
+  /* counts and bytes by row (SHARED last) and type */
+  nrows = (size_t)s->nroots + 2;
+  sum = (double *)lua_newuserdata(L, nrows * T_NTYPES * 2 * sizeof(double));
+  memset(sum, 0, nrows * T_NTYPES * 2 * sizeof(double));
+  for (i = 0; i < s->obj.n; i++) {
+    const hobj *o = REC(s, i);
     int32_t l = o->label;
-    if (!counted(o) || l == 0) continue;
-    lua_rawgeti(L, -1, l);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_createtable(L, 0, 4);
-      setnum(L, "exclusive", 0);
-      setnum(L, "objects", 0);
-      setnum(L, "shared", l > 0 && l <= s->nroots ? s->rowshared[l] : 0);
-      lua_newtable(L);
-      lua_setfield(L, -2, "by_type");
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, -3, l);
-    }
-    setnum(L, "exclusive", getnum(L, -1, "exclusive") + o->size);
-    setnum(L, "objects", getnum(L, -1, "objects") + 1);
-    lua_getfield(L, -1, "by_type");
-    tally(L, tnames[o->type < T_NTYPES ? o->type : 0], o->size);
-    lua_pop(L, 2);
+    size_t at;
+    if (!counted(o) || l == 0 || l < SHARED || l > s->nroots) continue;
+    at = ((size_t)(l == SHARED ? s->nroots + 1 : l) * T_NTYPES + o->type) * 2;
+    sum[at]++;
+    sum[at + 1] += o->size;
   }
-  for (row = 1; row <= s->nroots; row++) {  /* rows with nothing of their own */
-    lua_rawgeti(L, -1, row);
-    if (lua_isnil(L, -1)) {
-      lua_createtable(L, 0, 4);
-      setnum(L, "exclusive", 0);
-      setnum(L, "objects", 0);
-      setnum(L, "shared", s->rowshared[row]);
-      lua_newtable(L);
-      lua_setfield(L, -2, "by_type");
-      lua_rawseti(L, -3, row);
+  lua_newtable(L);
+  for (row = 1; row <= s->nroots + 1; row++) {
+    double n[T_NTYPES], b[T_NTYPES], bytes = 0, objects = 0;
+    int t;
+    for (t = 0; t < T_NTYPES; t++) {
+      n[t] = sum[((size_t)row * T_NTYPES + t) * 2];
+      b[t] = sum[((size_t)row * T_NTYPES + t) * 2 + 1];
+      objects += n[t];
+      bytes += b[t];
     }
-    lua_pop(L, 1);
+    if (row > s->nroots && objects == 0) break;  /* nothing shared */
+    lua_createtable(L, 0, 4);
+    setnum(L, "exclusive", bytes);
+    setnum(L, "objects", objects);
+    setnum(L, "shared", row <= s->nroots ? s->rowshared[row] : 0);
+    push_bytype(L, n, b);
+    lua_setfield(L, -2, "by_type");
+    lua_rawseti(L, -2, row <= s->nroots ? row : SHARED);
   }
   return 1;
 }
@@ -1608,7 +1855,7 @@ static int l_referrers (lua_State *L) {
     pushsegment(L, s, (int)s->refedge[i], s->refname[i]);
     lua_rawseti(L, -3, (int)mp_rawlen(L, -3) + 1);
     {
-      const hobj *up = &s->obj[s->ref[i] - 1];
+      const hobj *up = REC(s, s->ref[i] - 1);
       lua_pushnumber(L, up->type == LUA_TTABLE ? up->aux : 0);
       lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
     }
@@ -1630,8 +1877,8 @@ static int collapse (const snap *s, const hobj *o) {
       o->edge == E_KEY || o->edge == E_STACK)
     return 1;
   return o->edge == E_FIELD && o->parent &&
-         s->obj[o->parent - 1].aux > 64 &&
-         s->obj[o->parent - 1].type == LUA_TTABLE;
+         REC(s, o->parent - 1)->aux > 64 &&
+         REC(s, o->parent - 1)->type == LUA_TTABLE;
 }
 
 /*
@@ -1653,21 +1900,21 @@ static int l_added (lua_State *L) {
   luaL_argcheck(L, a->done, 1, "walk not finished");
   luaL_argcheck(L, b->done, 2, "walk not finished");
   lua_settop(L, 3);
-  topof = (uint32_t *)lua_newuserdata(L, (size_t)a->n * 4 + 4);
+  topof = (uint32_t *)lua_newuserdata(L, (size_t)a->obj.n * 4 + 4);
   gicap = 1024;
-  while (gicap < a->n) gicap *= 2;
+  while (gicap < a->obj.n) gicap *= 2;
   gindex = (uint32_t *)lua_newuserdata(L, (size_t)gicap * 4);
   memset(gindex, 0, (size_t)gicap * 4);
   lua_newtable(L);  /* holds group arrays as userdata as they grow */
-  for (i = 0; i < a->n; i++) {
-    const hobj *o = &a->obj[i];
+  for (i = 0; i < a->obj.n; i++) {
+    const hobj *o = REC(a, i);
     int64_t j;
     uint32_t t, gp, ge, gn, h, slot;
     topof[i] = 0xffffffffu;
     if (!counted(o) || o->type == T_PROTO) continue;
     j = lookup(b, o->p);
-    if (j >= 0 && b->obj[j].type == o->type &&
-        (counted(&b->obj[j]) || j == 0))  /* record 0: old itself */
+    if (j >= 0 && REC(b, j)->type == o->type &&
+        (counted(REC(b, j)) || j == 0))  /* record 0: old itself */
       continue;
     t = o->parent ? topof[o->parent - 1] : 0xffffffffu;
     if (t == 0xffffffffu) {  /* hangs from an old object: a new group */
@@ -1723,19 +1970,19 @@ static int l_added (lua_State *L) {
   /* tables in both that grew: the 'top' that grew most */
   lua_newtable(L);
   k = 0;
-  for (i = 0; i < a->n && top > 0; i++) {
-    const hobj *o = &a->obj[i];
+  for (i = 0; i < a->obj.n && top > 0; i++) {
+    const hobj *o = REC(a, i);
     int64_t j;
     if (!counted(o) || o->type != LUA_TTABLE) continue;
     j = lookup(b, o->p);
-    if (j < 0 || b->obj[j].type != LUA_TTABLE || !counted(&b->obj[j]) ||
-        o->aux <= b->obj[j].aux)
+    if (j < 0 || REC(b, j)->type != LUA_TTABLE || !counted(REC(b, j)) ||
+        o->aux <= REC(b, j)->aux)
       continue;
     lua_createtable(L, 0, 5);
-    setnum(L, "before", b->obj[j].aux);
+    setnum(L, "before", REC(b, j)->aux);
     setnum(L, "after", o->aux);
-    setnum(L, "entries", (double)o->aux - b->obj[j].aux);
-    setnum(L, "bytes", (double)o->size - b->obj[j].size);
+    setnum(L, "entries", (double)o->aux - REC(b, j)->aux);
+    setnum(L, "bytes", (double)o->size - REC(b, j)->size);
     setpath(L, a, i);
     lua_rawseti(L, -2, ++k);
   }
@@ -1835,6 +2082,16 @@ static int l_thread (lua_State *L) {
 }
 
 /***
+The monotonic clock the heap walk's time budgets are read on.
+@function heap_clock
+@treturn number seconds
+*/
+static int l_clock (lua_State *L) {
+  lua_pushnumber(L, now());
+  return 1;
+}
+
+/***
 Bytes of C buffers that the heap walks of this state hold now.
 @function heap_walk_buffers
 @treturn integer bytes
@@ -1849,6 +2106,7 @@ static int l_walk_buffers (lua_State *L) {
 
 void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
+    { "heap_clock",        l_clock },
     { "heap_dumpsize",     l_dumpsize },
     { "heap_sample",       l_sample },
     { "heap_snapshot",     l_snapshot },

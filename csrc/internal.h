@@ -288,4 +288,52 @@ MP_API uint64_t memprobe_allocs (const mp_tracker *t);
 MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
 MP_API void memprobe_open_heap (lua_State *L, mp_ctx *c);
 
+/*
+** heapbook.c: the heap walk's bookkeeping containers, in the C heap and
+** counted in 'bytes' and '*total' (the context's heap_bytes). None copies
+** its contents to grow: vectors add chunks that never move, indexes
+** double a few entries per insertion. Pure C: NULL or 0 on no memory.
+*/
+typedef struct mp_book {
+  size_t bytes;               /* held by one walk */
+  size_t *total;              /* held by all walks of the state */
+} mp_book;
+MP_API void *memprobe_book_alloc (mp_book *b, void *p, size_t osz,
+                                  size_t nsz);
+
+#define MP_CHUNKBITS  12
+#define MP_CHUNK      (1u << MP_CHUNKBITS)
+typedef struct mp_vec {
+  char **c;                   /* chunks of MP_CHUNK elements */
+  uint32_t ccap, n;           /* chunk slots, elements */
+} mp_vec;
+#define MP_AT(v, i, T) \
+  ((T *)(void *)(v)->c[(i) >> MP_CHUNKBITS] + ((i) & (MP_CHUNK - 1)))
+MP_API void *memprobe_vec_push (mp_book *b, mp_vec *v, size_t elsize);
+MP_API void memprobe_vec_free (mp_book *b, mp_vec *v, size_t elsize);
+
+/* Hash of value 'value' into *h; 0 when that value is not indexed. */
+typedef int (*mp_rehash) (const void *owner, uint32_t value, uint32_t *h);
+typedef struct mp_index {
+  uint32_t *v;                /* value + 1 per slot, 0 empty */
+  uint32_t *nv;               /* the table of twice the size, while growing */
+  uint32_t mask, nmask;       /* capacities - 1 (powers of two) */
+  uint32_t n;                 /* values in v */
+  size_t cleared;             /* bytes of nv cleared so far */
+  uint32_t moved, upto;       /* values below upto move to nv in order */
+  uint32_t *old;              /* the table nv replaced, being released */
+  size_t oldsize, unmapped;   /* its bytes, and those released so far */
+} mp_index;
+/* Probes x for hash h: the loop body tests x->v[i] - 1; after the loop, i
+** is the empty slot where the value goes. */
+#define MP_PROBE(x, h, i) \
+  for ((i) = (h) & (x)->mask; (x)->v[i] != 0; (i) = ((i) + 1) & (x)->mask)
+MP_API int memprobe_index_init (mp_book *b, mp_index *x, uint32_t cap);
+MP_API int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot,
+                               uint32_t h, uint32_t value, uint32_t count,
+                               mp_rehash rehash, const void *owner);
+MP_API int memprobe_index_settle (mp_book *b, mp_index *x, uint32_t count,
+                                  mp_rehash rehash, const void *owner);
+MP_API void memprobe_index_free (mp_book *b, mp_index *x);
+
 #endif

@@ -32,6 +32,7 @@ build = {
         "csrc/dropcaches.c",
         "csrc/embed.c",
         "csrc/heap.c",
+        "csrc/heapbook.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",

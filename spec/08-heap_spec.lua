@@ -405,6 +405,23 @@ describe("memprobe.snapshot()", function()
     assert.is_true(t:stats().done)
   end)
 
+  it("finds the same prototypes in steps of a few units as in one go", function()
+    local function protos(snap)
+      local c = snap:census(0)
+      snap:close()
+      return c.by_type.proto.count, c.by_type.proto.bytes
+    end
+    local n1, b1 = protos(memprobe.snapshot())
+    local sliced = memprobe.snapshot{ max_units = 20 }
+    local steps = 0
+    while not sliced:step(nil, 20) do steps = steps + 1 end
+    assert.is_true(sliced:stats().max_units <= 20)
+    local n2, b2 = protos(sliced)
+    assert.is_true(steps > 100)
+    assert.are.equal(n1, n2)
+    assert.are.equal(b1, b2)
+  end)
+
   it("starts a table over when it changed under a paused walk", function()
     local t = {}
     for i = 1, 5000 do t["old" .. i] = i end

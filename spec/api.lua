@@ -140,6 +140,8 @@ local rows = {
   path = { ok = { A({}) }, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
            arity = 2, extra = "ignored", volatile = true, fault = false },
   -- Internals of memprobe.heap, exported by memprobe.core.
+  heap_clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
+                 fault = false },
   heap_dumpsize = { ok = {}, bad = { { 1, A() }, { 1, A("x") } }, fault = false },
   heap_sample = { ok = {}, bad = { { 1, A() }, { 1, A(5) } }, fault = false },
   heap_snapshot = { ok = {}, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },

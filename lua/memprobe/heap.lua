@@ -344,13 +344,15 @@ local own = {}
 
 local function walk(opts, label_each, target)
   opts = opts or {}
+  -- a timed walk's first slice counts from here
+  local started = opts.max_ms and core.heap_clock()
   local roots, names = roots_of()
   if not label_each then
     for _, r in ipairs(roots) do r[3] = 1 end
   end
   local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
               max_units = opts.max_units, fail_after = opts.fail_after,
-              target = target, own = own }
+              target = target, own = own, started = started }
   return core.heap_snapshot(model(opts), roots, o), names, roots
 end
 
