@@ -63,6 +63,8 @@ MP_API int memprobe_read (mp_ctx *c, int root, const char *rel,
 MP_API int memprobe_read_nocache (mp_ctx *c, int root,
                                   const char *rel, const char **data,
                                   size_t *len);
+MP_API int memprobe_read_path (mp_ctx *c, const char *path,
+                               const char **data, size_t *len);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
