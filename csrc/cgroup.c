@@ -24,6 +24,20 @@
 ** =======================================================
 */
 
+/* Whether the comma-separated list [s, end) holds the word "memory". */
+static int has_memory (const char *s, const char *end) {
+  while (s < end) {
+    const char *comma = memchr(s, ',', (size_t)(end - s));
+    const char *we = comma ? comma : end;
+    if (we - s == 6 && memcmp(s, "memory", 6) == 0)
+      return 1;
+    if (comma == NULL)
+      break;
+    s = comma + 1;
+  }
+  return 0;
+}
+
 /*
 ** /proc/<pid>/cgroup: "id:controllers:path" lines. Finds the path of the
 ** v1 hierarchy whose controller list holds "memory" and the path of the
@@ -48,18 +62,10 @@ void memprobe_parse_proc_cgroup (const char *s, size_t len,
         out->v2len = (size_t)(eol - c2 - 1);
       }
     }
-    else if (out->v1 == NULL) {  /* "4:memory:/path", "3:cpu,memory:/" */
-      const char *w = c1 + 1;
-      while (w < c2) {
-        const char *comma = memchr(w, ',', (size_t)(c2 - w));
-        const char *we = comma ? comma : c2;
-        if (we - w == 6 && memcmp(w, "memory", 6) == 0) {
-          out->v1 = c2 + 1;
-          out->v1len = (size_t)(eol - c2 - 1);
-          break;
-        }
-        w = we + 1;
-      }
+    /* "4:memory:/path", "3:cpu,memory:/" */
+    else if (out->v1 == NULL && has_memory(c1 + 1, c2)) {
+      out->v1 = c2 + 1;
+      out->v1len = (size_t)(eol - c2 - 1);
     }
   }
 }
@@ -83,6 +89,132 @@ int memprobe_parse_limit (const char *s, size_t len, int64_t *v) {
   if (*s == 'm' || *v >= MP_V1_UNLIMITED)
     return 0;
   return 1;
+}
+
+/*
+** The rest of cgroup 'path' below the directory 'root' of its hierarchy
+** ("/" is the whole hierarchy): "" or "/..." inside path, or NULL when
+** path is not at or below root, or climbs out of it with a ".."
+** component (a cgroup outside the reader's cgroup namespace).
+*/
+static const char *below (const char *root, const char *path) {
+  size_t n = strlen(root);
+  const char *p;
+  while (n > 0 && root[n - 1] == '/')
+    n--;
+  if (path[0] != '/' || strncmp(path, root, n) != 0 ||
+      (path[n] != '\0' && path[n] != '/'))
+    return NULL;
+  for (p = path + n; (p = strstr(p, "/..")) != NULL; p += 3)
+    if (p[3] == '\0' || p[3] == '/')
+      return NULL;
+  return path + n;
+}
+
+/*
+** The directory of cgroup 'path' under a mount of its hierarchy's 'root':
+** the path less the root, "" for the mount point itself, which is also
+** what a path that is not below the root gets. out has room for path.
+*/
+void memprobe_cgroup_reldir (const char *path, const char *root,
+                             char *out) {
+  const char *rest = below(root, path);
+  size_t n = rest != NULL ? strlen(rest) : 0;
+  if (n > 0)
+    memcpy(out, rest, n);
+  out[n] = '\0';
+}
+
+/* The next blank-separated word of [*p, eol): its start, with its length
+** in *n, or NULL when none is left. */
+static const char *next_word (const char **p, const char *eol, size_t *n) {
+  const char *w = memprobe_skipspace(*p, eol), *e = w;
+  while (e < eol && *e != ' ' && *e != '\t')
+    e++;
+  *p = e;
+  *n = (size_t)(e - w);
+  return e > w ? w : NULL;
+}
+
+/* A path field, \ooo escapes decoded, into out (MP_PATHMAX): 0 when it
+** is absolute, fits and holds no NUL. */
+static int mount_path (const char *s, size_t n, char *out) {
+  size_t o;
+  if (n == 0 || n >= MP_PATHMAX || s[0] != '/')
+    return -1;
+  o = memprobe_unescape(s, n, out);
+  if (memchr(out, '\0', o) != NULL)
+    return -1;
+  out[o] = '\0';
+  return 0;
+}
+
+/* 2 when the cgroup's path is at or below the mount's root, plus 1 when
+** the mount is at the usual place, /sys/fs/cgroup or below. */
+static int fit (const mp_cgmount *m, const char *path) {
+  int score = 0;
+  if (path != NULL && path[0] != '\0' && below(m->root, path) != NULL)
+    score += 2;
+  if (strncmp(m->point, "/sys/fs/cgroup", 14) == 0 &&
+      (m->point[14] == '\0' || m->point[14] == '/'))
+    score += 1;
+  return score;
+}
+
+/*
+** /proc/<pid>/mountinfo: "id parent major:minor root point options
+** [optional fields...] - fstype source superoptions", with blanks,
+** newlines and backslashes in paths as \ooo. Picks the "cgroup2" mount and
+** the "cgroup" mount whose super options name the memory controller.
+** Where a hierarchy is mounted more than once (bind mounts, a shared
+** subtree repeated elsewhere), the mount whose root holds the cgroup's
+** path (v1path, v2path; "" or NULL when there is none) wins, then one at
+** or below /sys/fs/cgroup, then the first; a later mount at the same
+** point replaces the one it hides.
+*/
+void memprobe_parse_mountinfo (const char *s, size_t len,
+                               const char *v1path, const char *v2path,
+                               mp_cgmounts *out) {
+  const char *end = s + len;
+  mp_cgmount cand;
+  memset(out, 0, sizeof(*out));
+  out->v1.score = out->v2.score = -1;
+  while (s < end) {
+    const char *eol, *p = s, *w[6], *dash, *fs, *opts;
+    const char *path;
+    size_t n[6], dn, fsn, srcn, on;
+    mp_cgmount *m;
+    int i;
+    s = memprobe_line(s, end, &eol);
+    for (i = 0; i < 6 && (w[i] = next_word(&p, eol, &n[i])) != NULL; i++)
+      ;
+    if (i < 6)
+      continue;
+    do  /* the optional fields end at a lone "-" */
+      dash = next_word(&p, eol, &dn);
+    while (dash != NULL && !(dn == 1 && *dash == '-'));
+    if (dash == NULL || (fs = next_word(&p, eol, &fsn)) == NULL ||
+        next_word(&p, eol, &srcn) == NULL ||
+        (opts = next_word(&p, eol, &on)) == NULL)
+      continue;
+    if (fsn == 7 && memcmp(fs, "cgroup2", 7) == 0) {
+      m = &out->v2;
+      path = v2path;
+    }
+    else if (fsn == 6 && memcmp(fs, "cgroup", 6) == 0 &&
+             has_memory(opts, opts + on)) {
+      m = &out->v1;
+      path = v1path;
+    }
+    else
+      continue;
+    if (mount_path(w[3], n[3], cand.root) != 0 ||
+        mount_path(w[4], n[4], cand.point) != 0)
+      continue;
+    cand.score = fit(&cand, path);
+    if (cand.score > m->score || strcmp(cand.point, m->point) == 0)
+      *m = cand;
+  }
 }
 
 /* }====================================================== */
