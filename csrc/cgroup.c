@@ -1,8 +1,10 @@
 /*
 ** cgroup.c: the memory cgroup this process is in, on cgroup v1, v2 and
 ** hybrid hosts (memory on v1, cgroup2 at fs/cgroup/unified without it).
-** The path comes from /proc/self/cgroup; the files from <sys>/fs/cgroup.
-** Every file is read once in a while, so none takes a kept fd.
+** The path comes from /proc/self/cgroup; where the hierarchies are
+** mounted, and which part of each, from /proc/self/mountinfo, or, without
+** it, from the usual places under <sys>/fs/cgroup. Every file but
+** /proc/self/cgroup is read once in a while and takes no kept fd.
 */
 /***
 @submodule memprobe
@@ -221,19 +223,21 @@ void memprobe_parse_mountinfo (const char *s, size_t len,
 
 
 typedef struct cg {
-  const char *base;          /* hierarchy root under <sys> */
-  char dir[MP_PATHMAX];      /* cgroup directory under base, "" for root */
-  char rel[MP_PATHMAX];      /* scratch: base + dir + file */
+  char base[MP_PATHMAX];     /* a mount of the hierarchy, the whole path */
+  char root[MP_PATHMAX];     /* the cgroup at base: "" for the top */
+  char dir[MP_PATHMAX];      /* cgroup directory under base, "" for base */
+  char path[MP_PATHMAX];     /* scratch: base + dir + file */
   int version;
 } cg;
 
 /* Reads base/dir/file into c->buf. */
 static int cg_read (mp_ctx *c, cg *g, const char *dir,
                     const char *file, const char **data, size_t *len) {
-  int n = snprintf(g->rel, sizeof(g->rel), "%s%s/%s", g->base, dir, file);
-  if (n < 0 || (size_t)n >= sizeof(g->rel))
+  int n = snprintf(g->path, sizeof(g->path), "%s%s/%s", g->base, dir,
+                   file);
+  if (n < 0 || (size_t)n >= sizeof(g->path))
     return ENAMETOOLONG;
-  return memprobe_read_nocache(c, MP_SYS, g->rel, data, len);
+  return memprobe_read_path(c, g->path, data, len);
 }
 
 /* A limit or counter file: 1 with *v, 0 unlimited, -1 absent or bad. */
@@ -285,33 +289,93 @@ static void set_pairs (lua_State *L, mp_ctx *c, cg *g, int t,
   lua_setfield(L, t, key);
 }
 
+/* The hierarchy at its usual place, sub under <sys>, with no mountinfo. */
+static int fixed_base (mp_ctx *c, cg *g, const char *sub) {
+  int n = snprintf(g->base, sizeof(g->base), "%s/%s", c->root[MP_SYS], sub);
+  g->root[0] = '\0';
+  return (n < 0 || (size_t)n >= sizeof(g->base)) ? ENAMETOOLONG : 0;
+}
+
 /*
-** Settles where the cgroup's files are: dir = path under base, or, when
-** that directory is not there, the hierarchy's root (a container that
-** sees its own cgroup mounted at the root without a cgroup namespace).
-** Returns 0 when 'probe' is found.
+** The hierarchy at a mount point from mountinfo, a path on the machine
+** whose /sys is the sys root: one in /sys is read under the sys root, any
+** other under the directory that holds the sys root, which stands for
+** "/". For the default /sys that directory is "/" itself, and the mount
+** point is read as it is.
 */
-static int locate (mp_ctx *c, cg *g, const char *path,
-                   size_t plen, const char *probe) {
+static int mount_base (mp_ctx *c, cg *g, const char *point) {
+  const char *sys = c->root[MP_SYS], *slash = strrchr(sys, '/');
+  int n;
+  if (strncmp(point, "/sys", 4) == 0 && (point[4] == '\0' || point[4] == '/'))
+    n = snprintf(g->base, sizeof(g->base), "%s%s", sys, point + 4);
+  else if (slash == NULL)  /* a relative "sys" */
+    n = snprintf(g->base, sizeof(g->base), ".%s", point);
+  else
+    n = snprintf(g->base, sizeof(g->base), "%.*s%s", (int)(slash - sys), sys,
+                 point);
+  return (n < 0 || (size_t)n >= sizeof(g->base)) ? ENAMETOOLONG : 0;
+}
+
+/* dir = path without its trailing '/'s ("/" becomes ""); 0 when 'probe'
+** is there. */
+static int try_dir (mp_ctx *c, cg *g, const char *path, const char *probe) {
   const char *data;
-  size_t len;
+  size_t len, plen = strlen(path);
   if (plen >= sizeof(g->dir))
     return ENAMETOOLONG;
-  while (plen > 0 && path[plen - 1] == '/')  /* "/" becomes "" */
+  while (plen > 0 && path[plen - 1] == '/')
     plen--;
   memcpy(g->dir, path, plen);
   g->dir[plen] = '\0';
-  if (cg_read(c, g, g->dir, probe, &data, &len) == 0)
-    return 0;
-  if (plen == 0)
-    return ENOENT;
-  g->dir[0] = '\0';
   return cg_read(c, g, g->dir, probe, &data, &len);
 }
 
 /*
-** The smallest limit over dir and its ancestors up to the hierarchy
-** root; sets t.effective_limit and t.limited_by (nil when unlimited).
+** Settles where the cgroup's files are: dir = path under base, or, when
+** that directory is not there, base itself (a container that sees its
+** own cgroup mounted at the root without a cgroup namespace). Returns 0
+** when 'probe' is found.
+*/
+static int locate (mp_ctx *c, cg *g, const char *path, const char *probe) {
+  if (strlen(path) >= sizeof(g->dir))
+    return ENAMETOOLONG;
+  if (try_dir(c, g, path, probe) == 0)
+    return 0;
+  if (g->dir[0] == '\0')
+    return ENOENT;
+  return try_dir(c, g, "", probe);
+}
+
+/*
+** The same under a mount from mountinfo. A container without a cgroup
+** namespace has the hierarchy mounted from its own cgroup (the mount's
+** root, /docker/<id>): the path less that root is read under the mount
+** point, and base is the cgroup at the root. A sys root other than /sys
+** may hold the whole hierarchy instead (a host's /sys given to config{}
+** in a container), with the path as it is: that is tried first there.
+*/
+static int locate_mounted (mp_ctx *c, cg *g, const mp_cgmount *m,
+                           const char *path, const char *probe) {
+  char rel[MP_PATHMAX];
+  size_t n = strlen(m->root);
+  if (mount_base(c, g, m->point) != 0)
+    return ENAMETOOLONG;
+  g->root[0] = '\0';
+  while (n > 0 && m->root[n - 1] == '/')
+    n--;
+  if (n > 0 && strcmp(c->root[MP_SYS], "/sys") != 0 &&
+      try_dir(c, g, path, probe) == 0)
+    return 0;
+  memcpy(g->root, m->root, n);
+  g->root[n] = '\0';
+  memprobe_cgroup_reldir(path, m->root, rel);
+  return locate(c, g, rel, probe);
+}
+
+/*
+** The smallest limit over dir and its ancestors up to base (the top of
+** the hierarchy, or of what is mounted of it); sets t.effective_limit and
+** t.limited_by, a cgroup path like t.path (nil when unlimited).
 */
 static void effective_limit (lua_State *L, mp_ctx *c, cg *g, int t,
                              const char *file) {
@@ -324,7 +388,10 @@ static void effective_limit (lua_State *L, mp_ctx *c, cg *g, int t,
     if (cg_number(c, g, dir, file, &v) == 1 && (!found || v < best)) {
       best = v;
       found = 1;
-      lua_pushstring(L, dir[0] ? dir : "/");
+      if (g->root[0] == '\0' && dir[0] == '\0')
+        lua_pushliteral(L, "/");
+      else
+        lua_pushfstring(L, "%s%s", g->root, dir);
       lua_setfield(L, t, "limited_by");
     }
     if (n == 0)
@@ -408,9 +475,20 @@ static void fill_v2 (lua_State *L, mp_ctx *c, cg *g, int t) {
   set_pairs(L, c, g, t, "events", "memory.events");
 }
 
+/* A path of /proc/self/cgroup, copied out of the read buffer. */
+static void copy_path (char *out, const char *p, size_t n) {
+  out[0] = '\0';
+  if (p != NULL && n < MP_PATHMAX) {
+    memcpy(out, p, n);
+    out[n] = '\0';
+  }
+}
+
 /*
-** Memory on v1 wins on a hybrid host (that is where the controller is);
-** v2 is looked for at fs/cgroup, then at fs/cgroup/unified.
+** Memory on v1 wins on a hybrid host (that is where the controller is).
+** Each hierarchy is looked for where mountinfo mounts it; without such a
+** mount, v1 at fs/cgroup/memory and v2 at fs/cgroup, then at
+** fs/cgroup/unified.
 */
 /***
 The memory cgroup of this process, on cgroup v1, v2 or a hybrid host:
@@ -418,10 +496,13 @@ The memory cgroup of this process, on cgroup v1, v2 or a hybrid host:
 stat events`; on v2 also `high swap_usage swap_limit`, on v1 `soft_limit
 memsw_usage memsw_limit swap_usage`. A limit is nil when unlimited
 ("max", or 9223372036854771712 and above on v1). `effective_limit` is the
-smallest limit over the cgroup and its ancestors, `limited_by` the path
-of the one that sets it. `working_set` is usage minus inactive file
-pages. `stat` holds every memory.stat key; `events` memory.events (v2),
-or failcnt and the memory.oom_control counters (v1).
+smallest limit over the cgroup and its ancestors (those mounted, in a
+container), `limited_by` the path of the one that sets it. `working_set`
+is usage minus inactive file pages. `stat` holds every memory.stat key;
+`events` memory.events (v2), or failcnt and the memory.oom_control
+counters (v1). The hierarchies are found through /proc/self/mountinfo
+(co-mounted controllers, mounts outside /sys, a container's mount of its
+own cgroup), else at /sys/fs/cgroup.
 @function cgroup
 @treturn table the figures, or nil, message, errno when the process is
 in no memory cgroup
@@ -432,6 +513,7 @@ static int l_cgroup (lua_State *L) {
   size_t len;
   char v1[MP_PATHMAX], v2[MP_PATHMAX];
   mp_cgpaths p;
+  mp_cgmounts m;
   cg g;
   int err, t;
   memprobe_noargs(L);
@@ -440,33 +522,43 @@ static int l_cgroup (lua_State *L) {
     return memprobe_fail(L, c, MP_PROC, "self/cgroup", err);
   memprobe_parse_proc_cgroup(data, len, &p);
   /* the buffer is reused by every read: copy the paths out first */
-  v1[0] = v2[0] = '\0';
-  if (p.v1 != NULL && p.v1len < sizeof(v1)) {
-    memcpy(v1, p.v1, p.v1len);
-    v1[p.v1len] = '\0';
-  }
-  if (p.v2 != NULL && p.v2len < sizeof(v2)) {
-    memcpy(v2, p.v2, p.v2len);
-    v2[p.v2len] = '\0';
-  }
+  copy_path(v1, p.v1, p.v1len);
+  copy_path(v2, p.v2, p.v2len);
+  if (memprobe_read_nocache(c, MP_PROC, "self/mountinfo", &data, &len) != 0)
+    data = "", len = 0;  /* none: the usual places */
+  memprobe_parse_mountinfo(data, len, v1, v2, &m);
   g.version = 0;
   if (v1[0] != '\0') {
-    g.base = "fs/cgroup/memory";
-    if (locate(c, &g, v1, strlen(v1), "memory.usage_in_bytes") == 0)
+    if (m.v1.point[0] != '\0')
+      err = locate_mounted(c, &g, &m.v1, v1, "memory.usage_in_bytes");
+    else if ((err = fixed_base(c, &g, "fs/cgroup/memory")) == 0)
+      err = locate(c, &g, v1, "memory.usage_in_bytes");
+    if (err == 0)
       g.version = 1;
   }
   if (g.version == 0 && v2[0] != '\0') {
-    g.base = "fs/cgroup";
-    if (cg_read(c, &g, "", "cgroup.controllers", &data, &len) != 0)
-      g.base = "fs/cgroup/unified";
-    if (locate(c, &g, v2, strlen(v2), "memory.current") == 0)
+    if (m.v2.point[0] != '\0')
+      err = locate_mounted(c, &g, &m.v2, v2, "memory.current");
+    else if ((err = fixed_base(c, &g, "fs/cgroup")) == 0) {
+      if (cg_read(c, &g, "", "cgroup.controllers", &data, &len) != 0)
+        err = fixed_base(c, &g, "fs/cgroup/unified");
+      if (err == 0)
+        err = locate(c, &g, v2, "memory.current");
+    }
+    if (err == 0)
       g.version = 2;
   }
   if (g.version == 0) {
     lua_pushnil(L);
-    lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
-                    "with memory files under %s/fs/cgroup)",
-                    c->root[MP_PROC], c->root[MP_SYS]);
+    if (m.v1.point[0] != '\0' || m.v2.point[0] != '\0')
+      lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
+                      "with memory files under the cgroup mounts of "
+                      "%s/self/mountinfo)", c->root[MP_PROC],
+                      c->root[MP_PROC]);
+    else
+      lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
+                      "with memory files under %s/fs/cgroup)",
+                      c->root[MP_PROC], c->root[MP_SYS]);
     lua_pushinteger(L, ENOENT);
     return 3;
   }
