@@ -63,6 +63,8 @@ MP_API int memprobe_read (mp_ctx *c, int root, const char *rel,
 MP_API int memprobe_read_nocache (mp_ctx *c, int root,
                                   const char *rel, const char **data,
                                   size_t *len);
+MP_API int memprobe_read_path (mp_ctx *c, const char *path,
+                               const char **data, size_t *len);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
@@ -183,6 +185,21 @@ typedef struct mp_cgpaths {
 MP_API void memprobe_parse_proc_cgroup (const char *s, size_t len,
                                         mp_cgpaths *out);
 MP_API int memprobe_parse_limit (const char *s, size_t len, int64_t *v);
+/* A cgroup mount from mountinfo, unescaped; point[0] is '\0' for none. */
+typedef struct mp_cgmount {
+  char root[MP_PATHMAX];   /* the directory of the hierarchy mounted */
+  char point[MP_PATHMAX];  /* where: an absolute path */
+  int score;               /* how well it fits the cgroup's path */
+} mp_cgmount;
+typedef struct mp_cgmounts {
+  mp_cgmount v1;  /* a "cgroup" mount with the memory controller */
+  mp_cgmount v2;  /* a "cgroup2" mount */
+} mp_cgmounts;
+MP_API void memprobe_parse_mountinfo (const char *s, size_t len,
+                                      const char *v1path,
+                                      const char *v2path, mp_cgmounts *out);
+MP_API void memprobe_cgroup_reldir (const char *path, const char *root,
+                                    char *out);
 
 /*
 ** meminfo.c: the free() arithmetic apart from Lua, so that fuzz/ runs the

@@ -216,9 +216,17 @@ int memprobe_read (mp_ctx *c, int root, const char *rel,
 int memprobe_read_nocache (mp_ctx *c, int root,
                            const char *rel, const char **data, size_t *len) {
   char path[MP_PATHMAX];
-  int fd, err = fullpath(c, root, rel, path);
+  int err = fullpath(c, root, rel, path);
   if (err != 0)
     return err;
+  return memprobe_read_path(c, path, data, len);
+}
+
+/* And for a whole path already put together from a root (cgroup files
+** found through mountinfo, which may lie outside the sys root). */
+int memprobe_read_path (mp_ctx *c, const char *path, const char **data,
+                        size_t *len) {
+  int fd, err;
   if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
     return errno;
   err = read_all(c, fd, len);
@@ -238,6 +246,11 @@ int memprobe_read (mp_ctx *c, int root, const char *rel,
 int memprobe_read_nocache (mp_ctx *c, int root,
                            const char *rel, const char **data, size_t *len) {
   return memprobe_read(c, root, rel, data, len);
+}
+
+int memprobe_read_path (mp_ctx *c, const char *path, const char **data,
+                        size_t *len) {
+  return memprobe_read(c, MP_PROC, path, data, len);
 }
 
 #endif
