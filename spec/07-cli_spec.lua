@@ -72,9 +72,28 @@ describe("bin/memprobe", function()
     end
   end)
 
+  it("takes the console's shorthand: a bare count for --top, a bare sort key", function()
+    if not H.is_root() then pending("needs root") return end
+    local out, code = cli("slab 3 --json")
+    assert.are.equal(0, code)
+    assert.are.equal(3, #H.json_decode(out).caches)
+    out, code = cli("slab 4 a --json")
+    assert.are.equal(0, code)
+    local c = H.json_decode(out).caches
+    assert.are.equal(4, #c)
+    for i = 2, #c do assert.is_true(c[i - 1].active_objs >= c[i].active_objs) end
+    out, code = cli("vmalloc 2 --json")
+    assert.are.equal(0, code)
+    assert.is_true(#H.json_decode(out).by_caller <= 2)
+    out, code = cli("slab --top 2 5")
+    assert.are.equal(2, code)
+    assert.matches("--top given twice", out, 1, true)
+  end)
+
   it("rejects unknown options and values", function()
     for _, args in ipairs({ "slab --sort x", "slab --top", "vmalloc --by nope",
-                            "watch --samples 1", "slab --bogus 1" }) do
+                            "watch --samples 1", "slab --bogus 1", "slab 2 x",
+                            "vmalloc caller" }) do
       local _, code = cli(args)
       assert.are.equal(2, code, args)
     end
@@ -128,10 +147,12 @@ describe("bin/memprobe", function()
   end)
 
   it("exits 2 on an unknown command and on bad --watch values", function()
-    local _, code = cli("frobnicate")
+    local out, code = cli("frobnicate")
     assert.are.equal(2, code)
-    _, code = cli("free --watch -1")
+    assert.matches("^memprobe: unknown command 'frobnicate'\n\nusage: ", out)
+    out, code = cli("free --watch -1")
     assert.are.equal(2, code)
+    assert.matches("--watch needs a positive number", out, 1, true)
   end)
 
   it("repeats any command with --watch S --count N", function()
