@@ -14,7 +14,7 @@
 ** into a value; their slots are cleared as the walk proceeds.
 **
 ** Sizes come from a model that memprobe.heap measured on the running VM
-** (see docs/heap.md); nothing here knows a struct layout.
+** (heapmodel.c, docs/heap.md); nothing here knows a struct layout.
 */
 
 /***
@@ -200,124 +200,6 @@ static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
 
 static const char *name_of (const snap *s, uint32_t name) {
   return name ? name_at(s, name - 1) : "?";
-}
-
-/* }====================================================== */
-
-
-/*
-** {======================================================
-** The size model
-** =======================================================
-*/
-
-static double getnum (lua_State *L, int t, const char *k) {
-  double v;
-  lua_getfield(L, t, k);
-  v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-static int getlist (lua_State *L, int t, const char *k, double *v) {
-  int n = 0;
-  lua_getfield(L, t, k);
-  luaL_argcheck(L, lua_istable(L, -1), 1, "model lacks a size list");
-  while (n < NCAL) {
-    lua_rawgeti(L, -1, n + 1);
-    if (!lua_isnumber(L, -1)) { lua_pop(L, 1); break; }
-    v[n++] = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  luaL_argcheck(L, n >= 2, 1, "model size list too short");
-  return n;
-}
-
-/* Reads the model that memprobe.heap calibrated (a table at index t). */
-static void readmodel (lua_State *L, int t, model *m) {
-  int i;
-  luaL_checktype(L, t, LUA_TTABLE);
-  m->tbase = getnum(L, t, "table");
-  m->narr = getlist(L, t, "array", m->arr);
-  m->nhash = getlist(L, t, "hash", m->hash);
-  lua_getfield(L, t, "string");
-  luaL_argcheck(L, lua_istable(L, -1), 1, "model lacks string sizes");
-  for (i = 0; i <= 64; i++) {
-    lua_rawgeti(L, -1, i + 1);
-    m->str[i] = lua_tonumber(L, -1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  m->slong = getnum(L, t, "string_long");
-  m->sfirst = getnum(L, t, "string_first");
-  m->salign = getnum(L, t, "string_align");
-  if (m->salign < 1) m->salign = 1;
-  m->lcl = getnum(L, t, "lclosure");
-  m->lcl_up = getnum(L, t, "lclosure_up");
-  m->upval = getnum(L, t, "upvalue");
-  m->ccl0 = getnum(L, t, "cclosure0");
-  m->ccl = getnum(L, t, "cclosure");
-  m->ccl_up = getnum(L, t, "cclosure_up");
-  m->ud = getnum(L, t, "userdata");
-  m->ud_uv = getnum(L, t, "userdata_uv");
-  m->udb = getnum(L, t, "userdata_uvbase");
-  m->thread = getnum(L, t, "thread");
-  m->cdata = getnum(L, t, "cdata");
-  m->pbase = getnum(L, t, "proto_base");
-  m->pbyte = getnum(L, t, "proto_byte");
-}
-
-/* Bytes of a table part of 2^k slots (size = 2^k, or 0); linear past
-** the calibrated sizes. */
-static double part (const double *v, int n, uint32_t size) {
-  int k = 0;
-  if (size == 0) return 0;
-  while ((1u << k) < size) k++;
-  if (k < n) return v[k];
-  return v[n - 1] + (v[n - 1] - v[n - 2]) / (double)(1u << (n - 2)) *
-         ((double)size - (double)(1u << (n - 1)));
-}
-
-static uint32_t ceillog2 (uint32_t x) {
-#if defined(__GNUC__)
-  return x <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(x - 1);
-#else
-  uint32_t k = 0;
-  while (k < 32 && ((uint64_t)1 << k) < x) k++;
-  return k;
-#endif
-}
-
-/*
-** Array size after the VM's last rehash, from how many integer keys fall
-** in each slice (2^(i-1), 2^i]: the largest power of two n such that more
-** than n/2 of the slots 1..n are in use. Every runtime rehashes this way;
-** the rest of the keys go to the hash part, rounded up to a power of two.
-*/
-static double tablesize (const model *m, const uint32_t *nums, uint32_t nint,
-                         uint32_t nent) {
-  uint32_t a = 0, na = 0, optimal = 0, nh;
-  uint64_t twotoi = 1;
-  int i;
-  for (i = 0; i < 32 && twotoi / 2 < nint; i++, twotoi *= 2) {
-    if (nums[i] > 0) {
-      a += nums[i];
-      if (a > twotoi / 2) { optimal = (uint32_t)twotoi; na = a; }
-    }
-  }
-  nh = nent - na;
-  return m->tbase + part(m->arr, m->narr, optimal) +
-         part(m->hash, m->nhash, nh ? 1u << ceillog2(nh) : 0);
-}
-
-/* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
-** steps, which 'first' bytes past 1024 start. */
-static double stringsize (const model *m, size_t len) {
-  double d;
-  if (len <= 64) return m->str[len];
-  d = (double)len - 1024;
-  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
 }
 
 /* }====================================================== */
@@ -533,7 +415,7 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   o->label = label;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
-    o->size = (uint32_t)stringsize(&s->m, len);
+    o->size = (uint32_t)memprobe_stringsize(&s->m, len);
   else if (t == T_CDATA)
     o->size = (uint32_t)s->m.cdata;
   else
@@ -561,7 +443,8 @@ static void reach_part (snap *s, uint32_t r, int32_t label) {
 }
 
 /* Counts the bytes lua_dump writes: a measure of a prototype. */
-static int count_writer (lua_State *L, const void *p, size_t sz, void *ud) {
+int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
+                           void *ud) {
   (void)L; (void)p;
   *(size_t *)ud += sz;
   return 0;
@@ -609,7 +492,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   REC(s, r)->parent = (uint32_t)ar->linedefined;  /* protos have no path */
   REC(s, r)->aux = s->proto.n - 1;
   lua_pushvalue(L, fi);
-  mp_dump(L, count_writer, &len);
+  mp_dump(L, memprobe_count_writer, &len);
   lua_pop(L, 1);
   REC(s, r)->size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
   REC(s, r)->name = intern(L, s, ar->short_src, strlen(ar->short_src));
@@ -617,7 +500,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   return r;
 }
 
-static double now (void) {
+double memprobe_now (void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
@@ -634,7 +517,7 @@ static int budget (walker *w) {
   if (w->units >= w->limit) return 0;
   w->units++;
   if (w->deadline > 0 && (w->units & 15) == 0) {
-    double t = now(), gap = t - w->last, margin;
+    double t = memprobe_now(), gap = t - w->last, margin;
     w->last = t;
     if (gap > w->gap) w->gap = gap;
     margin = w->gap > w->s->gap ? w->gap : w->s->gap;
@@ -740,7 +623,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     if (kt == LUA_TNUMBER) {
       d = lua_tonumber(L, top - 1);
       if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
-        s->nums[ceillog2((uint32_t)d)]++;
+        s->nums[memprobe_ceillog2((uint32_t)d)]++;
         s->nint++;
       }
     }
@@ -770,7 +653,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    o->size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
+    o->size = (uint32_t)memprobe_tablesize(&s->m, s->nums, s->nint, s->nent);
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }
@@ -1258,7 +1141,7 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 ** first step within opts.max_ms / opts.max_units (all of it without).
 */
 static int l_snapshot (lua_State *L) {
-  double start = now(), ms, units, started;
+  double start = memprobe_now(), ms, units, started;
   mp_ctx *c = memprobe_ctx(L);
   snap *s;
   walker w;
@@ -1276,7 +1159,7 @@ static int l_snapshot (lua_State *L) {
   s->ctx = c;
   s->book.total = &c->heap_bytes;
   s->closed = 0;
-  readmodel(L, 1, &s->m);
+  memprobe_readmodel(L, 1, &s->m);
   lua_getfield(L, 3, "max_objects");
   s->max_objects = lua_isnumber(L, -1) ? (uint32_t)lua_tonumber(L, -1)
                                        : 0xfffffff0u;
@@ -1354,7 +1237,7 @@ static int l_snapshot (lua_State *L) {
 
 /* snap:step([ms [, units]]) -> done */
 static int l_step (lua_State *L) {
-  double start = now();
+  double start = memprobe_now();
   snap *s = checksnap(L, 1);
   double ms = luaL_optnumber(L, 2, 0), units = luaL_optnumber(L, 3, 0);
   lua_settop(L, 1);
@@ -1621,8 +1504,8 @@ static int l_census (lua_State *L) {
       setnum(L, "bytes", 0);
       if (pr != NULL) setnum(L, "proto", pr->size);
     }
-    setnum(L, "count", getnum(L, -1, "count") + e->count);
-    setnum(L, "bytes", getnum(L, -1, "bytes") + e->bytes);
+    setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
+    setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
     lua_pop(L, 1);
   }
   lua_setfield(L, -2, "functions");
@@ -1876,126 +1759,14 @@ static int l_added (lua_State *L) {
 /* }====================================================== */
 
 
-/*
-** {======================================================
-** Calibration samples
-** =======================================================
-*/
-
-static int sample_cfunction (lua_State *L) {
-  lua_pushinteger(L, lua_gettop(L));
-  return 1;
-}
-
-/***
-One fresh object of a known shape, built without garbage, for calibration.
-@function heap_sample
-@tparam string kind "string", "userdata", "cclosure" or "table"
-@tparam[opt] integer a size: bytes, upvalues, array slots
-@tparam[opt] integer b string seed, user values (5.4), hash slots
-@return the object
-*/
-/*
-** sample(kind, a, b): one fresh object of a known shape, built without
-** garbage, so that its cost is the exact change of the heap's size.
-** "string" a bytes (b seeds the contents), "userdata" a bytes with b user
-** values (5.4), "cclosure" with a upvalues, "table" a array and b hash
-** slots (lua_createtable).
-*/
-static int l_sample (lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
-  int a = (int)luaL_optinteger(L, 2, 0), b = (int)luaL_optinteger(L, 3, 0);
-  luaL_argcheck(L, a >= 0 && a <= (1 << 20), 2, "size out of range");
-  luaL_argcheck(L, b >= 0 && b <= (1 << 20), 3, "size out of range");
-  if (strcmp(kind, "string") == 0) {
-    /* malloc, not a Lua buffer: no garbage beside the string */
-    char *p = (char *)malloc((size_t)a + 1);
-    int i;
-    if (p == NULL) return luaL_error(L, "not enough memory");
-    for (i = 0; i < a; i++)
-      p[i] = (char)('a' + (((unsigned)b * 7919u + (unsigned)i * 31u +
-                            ((unsigned)b >> (i % 13))) % 26u));  /* no int overflow */
-    if (a >= 4) memcpy(p, &b, 4);
-    lua_pushlstring(L, p, (size_t)a);
-    free(p);
-  }
-  else if (strcmp(kind, "userdata") == 0) {
-#if LUA_VERSION_NUM >= 504
-    lua_newuserdatauv(L, (size_t)a, b);
-#else
-    lua_newuserdata(L, (size_t)a);
-#endif
-  }
-  else if (strcmp(kind, "cclosure") == 0) {
-    int i;
-    luaL_argcheck(L, a <= 200, 2, "too many upvalues");
-    for (i = 0; i < a; i++) lua_pushboolean(L, 1);
-    lua_pushcclosure(L, sample_cfunction, a);
-  }
-  else if (strcmp(kind, "table") == 0)
-    lua_createtable(L, a, b);
-  else
-    return luaL_argerror(L, 1, "unknown sample kind");
-  return 1;
-}
-
-/***
-Bytes `lua_dump` writes for a Lua function (counted, nothing allocated).
-@function heap_dumpsize
-@tparam function f a Lua function
-@treturn integer bytes
-*/
-static int l_dumpsize (lua_State *L) {
-  size_t len = 0;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  luaL_argcheck(L, !lua_iscfunction(L, 1), 1, "Lua function expected");
-  lua_settop(L, 1);
-  mp_dump(L, count_writer, &len);
-  mp_pushint(L, len);
-  return 1;
-}
-
-/***
-The running thread, which Lua 5.1 code cannot get on the main thread.
-@function heap_thread
-@treturn thread
-*/
-static int l_thread (lua_State *L) {
-  lua_pushthread(L);
-  return 1;
-}
-
-/***
-The monotonic clock the heap walk's time budgets are read on.
-@function heap_clock
-@treturn number seconds
-*/
-static int l_clock (lua_State *L) {
-  lua_pushnumber(L, now());
-  return 1;
-}
-
-/***
-Bytes of C buffers that the heap walks of this state hold now.
-@function heap_walk_buffers
-@treturn integer bytes
-*/
-static int l_walk_buffers (lua_State *L) {
-  mp_pushint(L, memprobe_ctx(L)->heap_bytes);
-  return 1;
-}
-
-/* }====================================================== */
-
-
 void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
-    { "heap_clock",        l_clock },
-    { "heap_dumpsize",     l_dumpsize },
-    { "heap_sample",       l_sample },
+    { "heap_clock",        memprobe_l_clock },
+    { "heap_dumpsize",     memprobe_l_dumpsize },
+    { "heap_sample",       memprobe_l_sample },
     { "heap_snapshot",     l_snapshot },
-    { "heap_thread",       l_thread },
-    { "heap_walk_buffers", l_walk_buffers },
+    { "heap_thread",       memprobe_l_thread },
+    { "heap_walk_buffers", memprobe_l_walk_buffers },
     { NULL, NULL }
   };
   static const luaL_Reg methods[] = {

@@ -1,7 +1,9 @@
 /*
-** heap.h: the records, the snapshot and the walker of the heap walk
-** (heap.c), with the constants they are sized by. Private to the heap
-** walk's files; like internal.h, which it includes, it exports nothing.
+** heap.h: declarations shared by the files of the heap walk, heap.c (the
+** walk, Snapshot objects) and heapmodel.c (the size model, calibration
+** samples): the records, the snapshot and the walker, the constants they
+** are sized by, and the functions one file calls in another. Private to
+** these files; like internal.h, which it includes, it exports nothing.
 */
 #ifndef MEMPROBE_HEAP_H
 #define MEMPROBE_HEAP_H
@@ -125,5 +127,26 @@ typedef struct walker {
   double deadline;
   double last, gap, maxgap; /* last clock read, longest stretch, cap */
 } walker;
+
+/* heap.c: the clock of the time budgets; a lua_dump writer that counts */
+MP_API double memprobe_now (void);
+MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
+                                  void *ud);
+
+/* heapmodel.c: the model memprobe.heap calibrated (the table at index t),
+** and the sizes of tables and strings by it */
+MP_API double memprobe_getnum (lua_State *L, int t, const char *k);
+MP_API void memprobe_readmodel (lua_State *L, int t, model *m);
+MP_API uint32_t memprobe_ceillog2 (uint32_t x);
+MP_API double memprobe_tablesize (const model *m, const uint32_t *nums,
+                                  uint32_t nint, uint32_t nent);
+MP_API double memprobe_stringsize (const model *m, size_t len);
+
+/* heapmodel.c: calibration samples and helpers, registered by heap.c */
+MP_API int memprobe_l_sample (lua_State *L);
+MP_API int memprobe_l_dumpsize (lua_State *L);
+MP_API int memprobe_l_thread (lua_State *L);
+MP_API int memprobe_l_clock (lua_State *L);
+MP_API int memprobe_l_walk_buffers (lua_State *L);
 
 #endif

@@ -33,6 +33,7 @@ build = {
         "csrc/embed.c",
         "csrc/heap.c",
         "csrc/heapbook.c",
+        "csrc/heapmodel.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",

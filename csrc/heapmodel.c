@@ -1,0 +1,246 @@
+/*
+** heapmodel.c: the size model of the heap walk, and the samples it is
+** calibrated with. memprobe.heap measures the running VM by creating
+** objects of known shapes and reading the exact change of live bytes
+** (see docs/heap.md); memprobe_readmodel reads the table it builds, by
+** which the walk sizes every object. Nothing here knows a struct layout.
+*/
+/***
+@submodule memprobe
+*/
+#include "internal.h"
+#include "heap.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+/*
+** {======================================================
+** The size model
+** =======================================================
+*/
+
+double memprobe_getnum (lua_State *L, int t, const char *k) {
+  double v;
+  lua_getfield(L, t, k);
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int getlist (lua_State *L, int t, const char *k, double *v) {
+  int n = 0;
+  lua_getfield(L, t, k);
+  luaL_argcheck(L, lua_istable(L, -1), 1, "model lacks a size list");
+  while (n < NCAL) {
+    lua_rawgeti(L, -1, n + 1);
+    if (!lua_isnumber(L, -1)) { lua_pop(L, 1); break; }
+    v[n++] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  luaL_argcheck(L, n >= 2, 1, "model size list too short");
+  return n;
+}
+
+/* Reads the model that memprobe.heap calibrated (a table at index t). */
+void memprobe_readmodel (lua_State *L, int t, model *m) {
+  int i;
+  luaL_checktype(L, t, LUA_TTABLE);
+  m->tbase = memprobe_getnum(L, t, "table");
+  m->narr = getlist(L, t, "array", m->arr);
+  m->nhash = getlist(L, t, "hash", m->hash);
+  lua_getfield(L, t, "string");
+  luaL_argcheck(L, lua_istable(L, -1), 1, "model lacks string sizes");
+  for (i = 0; i <= 64; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    m->str[i] = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  m->slong = memprobe_getnum(L, t, "string_long");
+  m->sfirst = memprobe_getnum(L, t, "string_first");
+  m->salign = memprobe_getnum(L, t, "string_align");
+  if (m->salign < 1) m->salign = 1;
+  m->lcl = memprobe_getnum(L, t, "lclosure");
+  m->lcl_up = memprobe_getnum(L, t, "lclosure_up");
+  m->upval = memprobe_getnum(L, t, "upvalue");
+  m->ccl0 = memprobe_getnum(L, t, "cclosure0");
+  m->ccl = memprobe_getnum(L, t, "cclosure");
+  m->ccl_up = memprobe_getnum(L, t, "cclosure_up");
+  m->ud = memprobe_getnum(L, t, "userdata");
+  m->ud_uv = memprobe_getnum(L, t, "userdata_uv");
+  m->udb = memprobe_getnum(L, t, "userdata_uvbase");
+  m->thread = memprobe_getnum(L, t, "thread");
+  m->cdata = memprobe_getnum(L, t, "cdata");
+  m->pbase = memprobe_getnum(L, t, "proto_base");
+  m->pbyte = memprobe_getnum(L, t, "proto_byte");
+}
+
+/* Bytes of a table part of 2^k slots (size = 2^k, or 0); linear past
+** the calibrated sizes. */
+static double part (const double *v, int n, uint32_t size) {
+  int k = 0;
+  if (size == 0) return 0;
+  while ((1u << k) < size) k++;
+  if (k < n) return v[k];
+  return v[n - 1] + (v[n - 1] - v[n - 2]) / (double)(1u << (n - 2)) *
+         ((double)size - (double)(1u << (n - 1)));
+}
+
+uint32_t memprobe_ceillog2 (uint32_t x) {
+#if defined(__GNUC__)
+  return x <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(x - 1);
+#else
+  uint32_t k = 0;
+  while (k < 32 && ((uint64_t)1 << k) < x) k++;
+  return k;
+#endif
+}
+
+/*
+** Array size after the VM's last rehash, from how many integer keys fall
+** in each slice (2^(i-1), 2^i]: the largest power of two n such that more
+** than n/2 of the slots 1..n are in use. Every runtime rehashes this way;
+** the rest of the keys go to the hash part, rounded up to a power of two.
+*/
+double memprobe_tablesize (const model *m, const uint32_t *nums,
+                           uint32_t nint, uint32_t nent) {
+  uint32_t a = 0, na = 0, optimal = 0, nh;
+  uint64_t twotoi = 1;
+  int i;
+  for (i = 0; i < 32 && twotoi / 2 < nint; i++, twotoi *= 2) {
+    if (nums[i] > 0) {
+      a += nums[i];
+      if (a > twotoi / 2) { optimal = (uint32_t)twotoi; na = a; }
+    }
+  }
+  nh = nent - na;
+  return m->tbase + part(m->arr, m->narr, optimal) +
+         part(m->hash, m->nhash, nh ? 1u << memprobe_ceillog2(nh) : 0);
+}
+
+/* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
+** steps, which 'first' bytes past 1024 start. */
+double memprobe_stringsize (const model *m, size_t len) {
+  double d;
+  if (len <= 64) return m->str[len];
+  d = (double)len - 1024;
+  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Calibration samples
+** =======================================================
+*/
+
+static int sample_cfunction (lua_State *L) {
+  lua_pushinteger(L, lua_gettop(L));
+  return 1;
+}
+
+/***
+One fresh object of a known shape, built without garbage, for calibration.
+@function heap_sample
+@tparam string kind "string", "userdata", "cclosure" or "table"
+@tparam[opt] integer a size: bytes, upvalues, array slots
+@tparam[opt] integer b string seed, user values (5.4), hash slots
+@return the object
+*/
+/*
+** sample(kind, a, b): one fresh object of a known shape, built without
+** garbage, so that its cost is the exact change of the heap's size.
+** "string" a bytes (b seeds the contents), "userdata" a bytes with b user
+** values (5.4), "cclosure" with a upvalues, "table" a array and b hash
+** slots (lua_createtable).
+*/
+int memprobe_l_sample (lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  int a = (int)luaL_optinteger(L, 2, 0), b = (int)luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, a >= 0 && a <= (1 << 20), 2, "size out of range");
+  luaL_argcheck(L, b >= 0 && b <= (1 << 20), 3, "size out of range");
+  if (strcmp(kind, "string") == 0) {
+    /* malloc, not a Lua buffer: no garbage beside the string */
+    char *p = (char *)malloc((size_t)a + 1);
+    int i;
+    if (p == NULL) return luaL_error(L, "not enough memory");
+    for (i = 0; i < a; i++)
+      p[i] = (char)('a' + (((unsigned)b * 7919u + (unsigned)i * 31u +
+                            ((unsigned)b >> (i % 13))) % 26u));  /* no int overflow */
+    if (a >= 4) memcpy(p, &b, 4);
+    lua_pushlstring(L, p, (size_t)a);
+    free(p);
+  }
+  else if (strcmp(kind, "userdata") == 0) {
+#if LUA_VERSION_NUM >= 504
+    lua_newuserdatauv(L, (size_t)a, b);
+#else
+    lua_newuserdata(L, (size_t)a);
+#endif
+  }
+  else if (strcmp(kind, "cclosure") == 0) {
+    int i;
+    luaL_argcheck(L, a <= 200, 2, "too many upvalues");
+    for (i = 0; i < a; i++) lua_pushboolean(L, 1);
+    lua_pushcclosure(L, sample_cfunction, a);
+  }
+  else if (strcmp(kind, "table") == 0)
+    lua_createtable(L, a, b);
+  else
+    return luaL_argerror(L, 1, "unknown sample kind");
+  return 1;
+}
+
+/***
+Bytes `lua_dump` writes for a Lua function (counted, nothing allocated).
+@function heap_dumpsize
+@tparam function f a Lua function
+@treturn integer bytes
+*/
+int memprobe_l_dumpsize (lua_State *L) {
+  size_t len = 0;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_argcheck(L, !lua_iscfunction(L, 1), 1, "Lua function expected");
+  lua_settop(L, 1);
+  mp_dump(L, memprobe_count_writer, &len);
+  mp_pushint(L, len);
+  return 1;
+}
+
+/***
+The running thread, which Lua 5.1 code cannot get on the main thread.
+@function heap_thread
+@treturn thread
+*/
+int memprobe_l_thread (lua_State *L) {
+  lua_pushthread(L);
+  return 1;
+}
+
+/***
+The monotonic clock the heap walk's time budgets are read on.
+@function heap_clock
+@treturn number seconds
+*/
+int memprobe_l_clock (lua_State *L) {
+  lua_pushnumber(L, memprobe_now());
+  return 1;
+}
+
+/***
+Bytes of C buffers that the heap walks of this state hold now.
+@function heap_walk_buffers
+@treturn integer bytes
+*/
+int memprobe_l_walk_buffers (lua_State *L) {
+  mp_pushint(L, memprobe_ctx(L)->heap_bytes);
+  return 1;
+}
+
+/* }====================================================== */
