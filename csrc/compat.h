@@ -68,7 +68,7 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #endif
 
 /*
-** Heap walk (heap.c). LuaJIT 2.1 reports 5.1 but defines LUA_OK, and has
+** Heap walk (heap*.c). LuaJIT 2.1 reports 5.1 but defines LUA_OK, and has
 ** lua_upvalueid; PUC 5.1 has neither. User values: 5.4 has several per
 ** userdata, 5.2/5.3 one, 5.1 and LuaJIT an environment table instead.
 */

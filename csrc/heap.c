@@ -1,20 +1,13 @@
 /*
-** heap.c: a walk over the Lua heap through the public API only, the
-** census, per-root ownership and snapshot diffs built on it.
+** heap.c: Snapshot objects, the census, per-root ownership and snapshot
+** diffs built on the heap walk (heapwalk.c), and the registration of the
+** heap_* functions.
 **
-** The walk is breadth-first, so the first referrer of an object lies on a
-** shortest path from the roots. Its bookkeeping (one 32-byte record per
-** object, an index of them by identity, the edge names) lives in
-** heapbook.c's containers, malloc'ed outside the Lua heap and owned by a
-** "memprobe.Snapshot" userdata, whose __gc frees it: an error raised
-** anywhere in the walk leaks nothing. None of them copies itself to grow,
-** so that a walk in slices of a few milliseconds never meets a step that
-** costs in proportion to the heap. Only the values waiting in the queue
-** are in Lua tables, because the public API cannot turn a pointer back
-** into a value; their slots are cleared as the walk proceeds.
-**
-** Sizes come from a model that memprobe.heap measured on the running VM
-** (heapmodel.c, docs/heap.md); nothing here knows a struct layout.
+** A "memprobe.Snapshot" userdata owns the bookkeeping of one walk, kept
+** outside the Lua heap, and its __gc frees it: an error raised anywhere in
+** the walk leaks nothing. heap_snapshot starts a walk; each step of it
+** runs under lua_pcall, within the budgets given, and the methods read
+** the records a finished walk left.
 */
 
 /***
@@ -23,992 +16,11 @@
 #include "internal.h"
 #include "heap.h"
 
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 
-#define ARENA     65536     /* bytes of one chunk of edge names */
-#define EPHPASSES 8         /* re-expansions of ephemeron tables */
-#define STEP_KEY  "memprobe.Snapshot.step"  /* registry: step_body */
-#define SORTRUN   64        /* prototypes the final sort moves per unit */
-#define RESERVE   1e-4      /* seconds kept for the end of a timed step */
-
-
-/*
-** {======================================================
-** Bookkeeping outside the Lua heap
-** =======================================================
-*/
-
-static void nomem (lua_State *L) {
-  luaL_error(L, "not enough memory for the heap walk");
-}
-
-static void *xrealloc (lua_State *L, snap *s, void *p, size_t osz,
-                       size_t nsz) {
-  void *q = memprobe_book_alloc(&s->book, p, osz, nsz);
-  if (q == NULL && nsz > 0) nomem(L);
-  return q;
-}
-
-static void *push (lua_State *L, snap *s, mp_vec *v, size_t elsize) {
-  void *e = memprobe_vec_push(&s->book, v, elsize);
-  if (e == NULL) nomem(L);
-  return e;
-}
-
-static void queue_free (snap *s) {
-  uint32_t i;
-  for (i = 0; s->qc != NULL && i <= s->qcmask; i++)
-    memprobe_book_alloc(&s->book, s->qc[i], sizeof(qchunk), 0);
-  memprobe_book_alloc(&s->book, s->qspare, sizeof(qchunk), 0);
-  if (s->qc != NULL)
-    memprobe_book_alloc(&s->book, s->qc,
-                        ((size_t)s->qcmask + 1) * sizeof(qchunk *), 0);
-  s->qc = NULL;
-  s->qspare = NULL;
-  s->qcmask = s->qhead = s->qtail = 0;
-}
-
-/* Frees every buffer; idempotent (the __gc and close()). */
-static void snap_free (snap *s) {
-  mp_book *b = &s->book;
-  if (s->ctx == NULL) return;
-  queue_free(s);
-  memprobe_book_alloc(b, s->perm, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->ptmp, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->seen, (size_t)s->obj.n * 2 + 2, 0);
-  memprobe_book_alloc(b, s->rowshared,
-                      (size_t)(s->nroots + 1) * sizeof(double), 0);
-  memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
-  memprobe_book_alloc(b, s->regname, s->nreg * 4, 0);
-  memprobe_vec_free(b, &s->obj, sizeof(hobj));
-  memprobe_index_free(b, &s->index);
-  memprobe_vec_free(b, &s->proto, sizeof(pinfo));
-  memprobe_index_free(b, &s->pindex);
-  memprobe_vec_free(b, &s->names, sizeof(char *));
-  memprobe_index_free(b, &s->nindex);
-  while (s->arena != NULL) {
-    char *prev;
-    memcpy(&prev, s->arena, sizeof(prev));
-    memprobe_book_alloc(b, s->arena, ARENA, 0);
-    s->arena = prev;
-  }
-  memset(s, 0, sizeof(*s));
-  s->closed = 1;
-}
-
-static uint32_t mix (uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return (uint32_t)x;
-}
-
-static uint32_t hashptr (const void *p) {
-  return mix((uint64_t)(uintptr_t)p);
-}
-
-static int rehash_obj (const void *owner, uint32_t r, uint32_t *h) {
-  const hobj *o = REC((const snap *)owner, r);
-  if (o->type == T_PROTO) return 0;  /* in pindex instead */
-  *h = hashptr(o->p);
-  return 1;
-}
-
-/* Record of identity p (hash h), or -1 and in *slot where it goes. */
-static int64_t find (const snap *s, const void *p, uint32_t h,
-                     uint32_t *slot) {
-  uint32_t i;
-  MP_PROBE(&s->index, h, i) {
-    uint32_t r = s->index.v[i] - 1;
-    if (REC(s, r)->p == p) return r;
-  }
-  *slot = i;
-  return -1;
-}
-
-static int64_t lookup (const snap *s, const void *p) {
-  uint32_t slot;
-  return find(s, p, hashptr(p), &slot);
-}
-
-/* A new record; indexed ones go in the slot find() gave for hash h. */
-static uint32_t newrec (lua_State *L, snap *s, const void *p, int type,
-                        int indexed, uint32_t h, uint32_t slot) {
-  hobj *o = (hobj *)push(L, s, &s->obj, sizeof(hobj));
-  uint32_t r = s->obj.n - 1;
-  memset(o, 0, sizeof(*o));
-  o->p = p;
-  o->type = (uint8_t)type;
-  if (indexed && !memprobe_index_put(&s->book, &s->index, slot, h, r,
-                                     s->obj.n, rehash_obj, s))
-    nomem(L);
-  return r;
-}
-
-/* FNV-1a of a name as kept: at most NAMEMAX bytes, up to a NUL. */
-static uint32_t namehash (const char *str, size_t len) {
-  uint32_t h = 2166136261u;
-  size_t k;
-  for (k = 0; k < len && str[k] != '\0'; k++)
-    h = (h ^ (unsigned char)str[k]) * 16777619u;
-  return h;
-}
-
-static const char *name_at (const snap *s, uint32_t id) {
-  return *MP_AT(&s->names, id, char *);
-}
-
-static int rehash_name (const void *owner, uint32_t id, uint32_t *h) {
-  const char *a = name_at((const snap *)owner, id);
-  *h = namehash(a, strlen(a));
-  return 1;
-}
-
-/* Interns an edge name; returns its number + 1. */
-static uint32_t intern (lua_State *L, snap *s, const char *str, size_t len) {
-  uint32_t h, i, id;
-  char *a;
-  if (len > NAMEMAX) len = NAMEMAX;
-  h = namehash(str, len);
-  MP_PROBE(&s->nindex, h, i) {
-    a = *MP_AT(&s->names, s->nindex.v[i] - 1, char *);
-    if (strncmp(a, str, len) == 0 && a[len] == '\0')
-      return s->nindex.v[i];
-  }
-  if (s->arena == NULL || s->aused + len + 1 > ARENA) {  /* a new chunk */
-    char *c = (char *)xrealloc(L, s, NULL, 0, ARENA);
-    memcpy(c, &s->arena, sizeof(s->arena));
-    s->arena = c;
-    s->aused = sizeof(char *);
-  }
-  a = s->arena + s->aused;
-  memcpy(a, str, len);
-  a[len] = '\0';
-  s->aused += (uint32_t)len + 1;
-  *(char **)push(L, s, &s->names, sizeof(char *)) = a;
-  id = s->names.n - 1;
-  if (!memprobe_index_put(&s->book, &s->nindex, i, h, id, s->names.n,
-                          rehash_name, s))
-    nomem(L);
-  return id + 1;
-}
-
-static const char *name_of (const snap *s, uint32_t name) {
-  return name ? name_at(s, name - 1) : "?";
-}
-
-/* }====================================================== */
-
-
-/*
-** {======================================================
-** The walk
-** =======================================================
-*/
-
-static int32_t join (int32_t a, int32_t b) {
-  if (a == 0) return b;
-  if (b == 0 || a == b) return a;
-  return SHARED;
-}
-
-static int collectable (int t) {
-  return t == LUA_TSTRING || t == LUA_TTABLE || t == LUA_TFUNCTION ||
-         t == LUA_TUSERDATA || t == LUA_TTHREAD || t == T_CDATA;
-}
-
-static const void *ident (lua_State *L, int i, int t) {
-  return t == LUA_TSTRING ? (const void *)lua_tostring(L, i)
-                          : lua_topointer(L, i);
-}
-
-/* Sets up the stack slots of a walker whose queue is at stack index W. */
-static void walker_init (walker *w, lua_State *L, snap *s, int ud, int W) {
-  w->L = L; w->s = s; w->ud = ud; w->W = W;
-  w->units = 0; w->limit = UINT64_MAX; w->deadline = 0;
-  w->last = w->gap = w->maxgap = 0;
-  lua_pushnil(L);
-  w->hseg = lua_gettop(L);
-  lua_pushnil(L);
-  w->tseg = lua_gettop(L);
-  w->hsegno = w->tsegno = 0;
-}
-
-/* Brings segment k of the queue (W[k]) into the stack slot 'slot'. */
-static void segment (walker *w, int slot, uint32_t *held, uint32_t k) {
-  if (*held == k) return;
-  lua_rawgeti(w->L, w->W, (int)k);
-  lua_replace(w->L, slot);
-  *held = k;
-}
-
-/* A segment starts at position p: its Lua table (the spare W[0] if any)
-** and its C chunk (the spare one if any). */
-static void segment_start (walker *w, uint32_t p) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  uint32_t k = (p >> SEGBITS) + 1, used = (p >> SEGBITS) - (s->qhead >> SEGBITS);
-  if (s->qc == NULL || used > s->qcmask) {  /* a bigger ring of chunks */
-    uint32_t ncap = s->qc ? (s->qcmask + 1) * 2 : 16, q;
-    qchunk **nc = (qchunk **)xrealloc(L, s, NULL, 0, ncap * sizeof(qchunk *));
-    memset(nc, 0, ncap * sizeof(qchunk *));
-    for (q = 0; s->qc != NULL && q <= s->qcmask; q++)
-      if (s->qc[q] != NULL) {  /* segments in use are consecutive */
-        uint32_t seg = (s->qhead >> SEGBITS) +
-                       ((q - (s->qhead >> SEGBITS)) & s->qcmask);
-        nc[seg & (ncap - 1)] = s->qc[q];
-      }
-    xrealloc(L, s, s->qc, ((size_t)s->qcmask + 1) * sizeof(qchunk *), 0);
-    s->qc = nc;
-    s->qcmask = ncap - 1;
-  }
-  if (s->qc[(k - 1) & s->qcmask] == NULL) {
-    qchunk *c = s->qspare;
-    if (c == NULL) c = (qchunk *)xrealloc(L, s, NULL, 0, sizeof(qchunk));
-    s->qspare = NULL;
-    s->qc[(k - 1) & s->qcmask] = c;
-  }
-  lua_rawgeti(L, w->W, (int)k);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_rawgeti(L, w->W, 0);  /* the spare segment, if any */
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_createtable(L, (int)SEG, 0);
-    }
-    else {
-      lua_pushnil(L);
-      lua_rawseti(L, w->W, 0);
-    }
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, w->W, (int)k);
-  }
-  lua_replace(L, w->tseg);
-  w->tsegno = k;
-}
-
-static void enqueue (walker *w, int vi, uint32_t rec, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  uint32_t p = s->qtail;
-  qchunk *c;
-  vi = mp_absindex(L, vi);
-  if ((p & (SEG - 1)) == 0 || p == s->qhead)
-    segment_start(w, p);
-  else
-    segment(w, w->tseg, &w->tsegno, (p >> SEGBITS) + 1);
-  lua_pushvalue(L, vi);
-  lua_rawseti(L, w->tseg, (int)(p & (SEG - 1)) + 1);
-  c = s->qc[(p >> SEGBITS) & s->qcmask];
-  c->rec[p & (SEG - 1)] = rec;
-  c->label[p & (SEG - 1)] = label;
-  s->qtail++;
-}
-
-/* Pushes the value at the head of the queue; its record and label. */
-static void queue_head (walker *w, uint32_t *rec, int32_t *label) {
-  snap *s = w->s;
-  uint32_t p = s->qhead;
-  const qchunk *c = s->qc[(p >> SEGBITS) & s->qcmask];
-  segment(w, w->hseg, &w->hsegno, (p >> SEGBITS) + 1);
-  lua_rawgeti(w->L, w->hseg, (int)(p & (SEG - 1)) + 1);
-  *rec = c->rec[p & (SEG - 1)];
-  *label = c->label[p & (SEG - 1)];
-}
-
-/* Drops the head of the queue (queue_head brought its segment). A segment
-** the head leaves (or that the queue empties) becomes the spare W[0],
-** which the next segment reuses: a walk makes no garbage in the heap it
-** measures. Its C chunk becomes the spare chunk the same way. */
-static void queue_pop (walker *w) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  uint32_t p = s->qhead, k = (p >> SEGBITS) + 1;
-  lua_pushnil(L);
-  lua_rawseti(L, w->hseg, (int)(p & (SEG - 1)) + 1);
-  if ((p & (SEG - 1)) == SEG - 1 || p + 1 == s->qtail) {
-    qchunk **c = &s->qc[(k - 1) & s->qcmask];
-    lua_pushnil(L);
-    lua_rawseti(L, w->W, (int)k);
-    lua_pushvalue(L, w->hseg);
-    lua_rawseti(L, w->W, 0);  /* the previous spare, if any, goes */
-    w->hsegno = 0;
-    if (w->tsegno == k) w->tsegno = 0;
-    xrealloc(L, s, s->qspare, sizeof(qchunk), 0);
-    s->qspare = *c;
-    *c = NULL;
-  }
-  s->qhead++;
-}
-
-static void note_referrer (snap *s, uint32_t parent, int edge,
-                           uint32_t name) {
-  if (s->nref < 16) {
-    s->ref[s->nref] = parent;
-    s->refedge[s->nref] = (uint32_t)edge;
-    s->refname[s->nref] = name;
-    s->nref++;
-  }
-}
-
-/*
-** Reaches the value at vi from record 'parent' (+1; 0 for none) through
-** an edge, with the label of the expansion. New objects get a record and,
-** unless they are leaves, a place in the queue; known ones are queued
-** again only when their label changes (a second root reaches them).
-** Returns the object's record, or -1 when it has none. discover_t is
-** given the value's type.
-*/
-static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
-                           int edge, uint32_t name, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  const void *p;
-  size_t len = 0;
-  int64_t found;
-  uint32_t r, h, slot = 0;
-  hobj *o;
-  if (!collectable(t)) return -1;
-  if (vi < 0) vi = mp_absindex(L, vi);
-  p = t == LUA_TSTRING ? (const void *)lua_tolstring(L, vi, &len)
-                       : lua_topointer(L, vi);
-  if (p == NULL) return -1;
-  h = hashptr(p);
-  found = find(s, p, h, &slot);
-  if (s->mode == 1) {  /* second pass of modules(): one row's reach */
-    if (found < 0) return -1;
-    o = REC(s, found);
-    if ((o->flags & (F_IGNORE | F_ROOT)) ||
-        (o->label != s->curlabel && o->label != SHARED) ||
-        s->seen[found] == (uint16_t)s->curlabel)
-      return found;
-    s->seen[found] = (uint16_t)s->curlabel;
-    if (o->label == SHARED) s->rowshared[s->curlabel] += o->size;
-    if (t != LUA_TSTRING && t != T_CDATA) enqueue(w, vi, (uint32_t)found, label);
-    return found;
-  }
-  if (found >= 0) {
-    int32_t nl;
-    o = REC(s, found);
-    if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
-    if (o->flags & (F_IGNORE | F_ROOT)) return found;
-    nl = join(o->label, label);
-    if (nl == o->label) return found;
-    o->label = nl;
-    if (t != LUA_TSTRING && t != T_CDATA) enqueue(w, vi, (uint32_t)found, nl);
-    return found;
-  }
-  if (s->obj.n >= s->max_objects) { s->truncated = 1; return -1; }
-  if (s->failafter > 0 && s->obj.n >= (uint32_t)s->failafter)
-    luaL_error(L, "heap walk: failing on purpose after %d objects",
-               s->failafter);
-  r = newrec(L, s, p, t, 1, h, slot);
-  o = REC(s, r);
-  o->parent = parent;
-  o->edge = (uint8_t)edge;
-  o->name = name;
-  o->label = label;
-  if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
-  if (t == LUA_TSTRING)
-    o->size = (uint32_t)memprobe_stringsize(&s->m, len);
-  else if (t == T_CDATA)
-    o->size = (uint32_t)s->m.cdata;
-  else
-    enqueue(w, vi, r, label);
-  return r;
-}
-
-static int64_t discover (walker *w, int vi, uint32_t parent, int edge,
-                         uint32_t name, int32_t label) {
-  return discover_t(w, vi, lua_type(w->L, vi), parent, edge, name, label);
-}
-
-/* A part of a function (upvalue, prototype) that has no value of its own:
-** a record with a size and a label, outside the queue. */
-static void reach_part (snap *s, uint32_t r, int32_t label) {
-  hobj *o = REC(s, r);
-  if (s->mode == 1) {
-    if (o->label == SHARED && s->seen[r] != (uint16_t)s->curlabel) {
-      s->seen[r] = (uint16_t)s->curlabel;
-      s->rowshared[s->curlabel] += o->size;
-    }
-    return;
-  }
-  o->label = join(o->label, label);
-}
-
-/* Counts the bytes lua_dump writes: a measure of a prototype. */
-int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
-                           void *ud) {
-  (void)L; (void)p;
-  *(size_t *)ud += sz;
-  return 0;
-}
-
-static uint32_t protokey (const void *src, int line, int last) {
-  return mix((uint64_t)(uintptr_t)src ^ ((uint64_t)(unsigned)line << 32) ^
-             (uint64_t)(unsigned)last * 0x9e3779b97f4a7c15ULL);
-}
-
-static int rehash_proto (const void *owner, uint32_t id, uint32_t *h) {
-  const pinfo *q = PROTO((const snap *)owner, id);
-  *h = protokey(q->src, q->line, q->last);
-  return 1;
-}
-
-/*
-** The prototype of the Lua function at fi, counted once however many
-** closures share it. It is keyed by source, linedefined and
-** lastlinedefined: the API gives no pointer to it. Its size is a linear
-** function of its lua_dump length, fitted at calibration.
-*/
-static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  uint32_t i, r, h = protokey(ar->source, ar->linedefined,
-                              ar->lastlinedefined);
-  size_t len = 0;
-  pinfo *q;
-  MP_PROBE(&s->pindex, h, i) {
-    q = PROTO(s, s->pindex.v[i] - 1);
-    if (q->src == ar->source && q->line == ar->linedefined &&
-        q->last == ar->lastlinedefined)
-      return q->obj;
-  }
-  r = newrec(L, s, ar->source, T_PROTO, 0, 0, 0);
-  q = (pinfo *)push(L, s, &s->proto, sizeof(pinfo));
-  q->src = ar->source;
-  q->line = ar->linedefined;
-  q->last = ar->lastlinedefined;
-  q->obj = r;
-  if (!memprobe_index_put(&s->book, &s->pindex, i, h, s->proto.n - 1,
-                          s->proto.n, rehash_proto, s))
-    nomem(L);
-  REC(s, r)->parent = (uint32_t)ar->linedefined;  /* protos have no path */
-  REC(s, r)->aux = s->proto.n - 1;
-  lua_pushvalue(L, fi);
-  mp_dump(L, memprobe_count_writer, &len);
-  lua_pop(L, 1);
-  REC(s, r)->size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
-  REC(s, r)->name = intern(L, s, ar->short_src, strlen(ar->short_src));
-  REC(s, r)->edge = E_PROTO;
-  return r;
-}
-
-double memprobe_now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/*
-** One unit of work; 0 when the step's budget is spent. A timed step reads
-** the clock every 16 units and stops while what is left exceeds the
-** longest stretch of 16 units seen in this step and the one before (at
-** most a quarter of the step) plus RESERVE, the time its return takes:
-** the units under way and the way out fit in the budget.
-*/
-static int budget (walker *w) {
-  if (w->units >= w->limit) return 0;
-  w->units++;
-  if (w->deadline > 0 && (w->units & 15) == 0) {
-    double t = memprobe_now(), gap = t - w->last, margin;
-    w->last = t;
-    if (gap > w->gap) w->gap = gap;
-    margin = w->gap > w->s->gap ? w->gap : w->s->gap;
-    if (t + RESERVE + (margin < w->maxgap ? margin : w->maxgap) >=
-        w->deadline) {
-      w->limit = w->units;  /* stays spent for the rest of the step */
-      return 0;
-    }
-  }
-  return 1;
-}
-
-/* Weak mode of the metatable at mt: bit 1 keys, bit 2 values. */
-static int weakmode (lua_State *L, int mt) {
-  const char *mode;
-  int weak = 0;
-  lua_pushliteral(L, "__mode");
-  lua_rawget(L, mt);
-  mode = lua_tostring(L, -1);
-  if (mode != NULL && lua_type(L, -1) == LUA_TSTRING) {
-    if (strchr(mode, 'k')) weak |= 1;
-    if (strchr(mode, 'v')) weak |= 2;
-  }
-  lua_pop(L, 1);
-  return weak;
-}
-
-/* The edge from a table to the value under the key at ki, of type kt (d
-** when a number); kr is the key's record, or -1. A string's record keeps the name it is as a key,
-** so that each key string is interned once. */
-static int keyedge (walker *w, int ki, int kt, lua_Number d, int64_t kr,
-                    uint32_t *name) {
-  lua_State *L = w->L;
-  switch (kt) {
-    case LUA_TSTRING: {
-      size_t len;
-      const char *k;
-      if (kr >= 0 && REC(w->s, kr)->aux != 0) {
-        *name = REC(w->s, kr)->aux;
-        return E_FIELD;
-      }
-      k = lua_tolstring(L, ki, &len);
-      *name = intern(L, w->s, k, len);
-      if (kr >= 0) REC(w->s, kr)->aux = *name;
-      return E_FIELD;
-    }
-    case LUA_TNUMBER: {
-      if (d >= 0 && d < 4294967296.0 && d == floor(d)) {
-        *name = (uint32_t)d;
-        return E_INDEX;
-      }
-      *name = 0;
-      return E_NUMKEY;
-    }
-    default:
-      *name = (uint32_t)kt;
-      return E_OBJKEY;
-  }
-}
-
-/*
-** Expands a table (at ti, record r) from the key saved in W[-1], if any:
-** its metatable first, then its entries, counting integer keys per power
-** of two for the size. Returns 0 when the budget ran out mid-way.
-*/
-static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  int weak = 0;
-  if (lua_getmetatable(L, ti)) {
-    int mt = lua_gettop(L);
-    weak = weakmode(L, mt);
-    if (!s->started) discover(w, mt, r + 1, E_MT, 0, label);
-    lua_pop(L, 1);
-  }
-  if (!s->started) {
-    memset(s->nums, 0, sizeof(s->nums));
-    s->nint = s->nent = 0;
-    s->started = 1;
-  }
-  if (weak == 1 && LUA_VERSION_NUM >= 502) {  /* an ephemeron table */
-    lua_rawgeti(L, w->W, -2);
-    lua_pushvalue(L, ti);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-  }
-  if (s->keysaved) lua_rawgeti(L, w->W, -1);
-  else lua_pushnil(L);
-  for (;;) {
-    int kt, vt, top;
-    uint32_t name;
-    int edge;
-    int64_t kr = -1;
-    lua_Number d = 0;
-    s->in_next = 1;
-    if (!lua_next(L, ti)) break;
-    s->in_next = 0;
-    top = lua_gettop(L);
-    kt = lua_type(L, top - 1);
-    vt = lua_type(L, top);
-    s->nent++;
-    if (kt == LUA_TNUMBER) {
-      d = lua_tonumber(L, top - 1);
-      if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
-        s->nums[memprobe_ceillog2((uint32_t)d)]++;
-        s->nint++;
-      }
-    }
-    /* strings are values to weak tables: never cleared, always kept */
-    if (!(weak & 1) || kt == LUA_TSTRING)
-      kr = discover_t(w, top - 1, kt, r + 1, E_KEY, 0, label);
-    if (!(weak & 2) || vt == LUA_TSTRING) {
-      int follow = 1;
-      if ((weak & 1) && LUA_VERSION_NUM >= 502 && collectable(kt) &&
-          kt != LUA_TSTRING) {
-        /* ephemeron: the value lives while the key does */
-        int64_t k = lookup(s, ident(L, top - 1, kt));
-        follow = k >= 0 && REC(s, k)->label != 0;
-      }
-      if (follow && collectable(vt)) {
-        edge = keyedge(w, top - 1, kt, d, kr, &name);
-        discover_t(w, top, vt, r + 1, edge, name, label);
-      }
-    }
-    lua_pop(L, 1);
-    if (!budget(w)) {
-      lua_rawseti(L, w->W, -1);  /* resume from this key */
-      s->keysaved = 1;
-      return 0;
-    }
-  }
-  s->in_next = 0;
-  if (!(REC(s, r)->flags & F_SIZED)) {
-    hobj *o = REC(s, r);
-    o->size = (uint32_t)memprobe_tablesize(&s->m, s->nums, s->nint, s->nent);
-    o->aux = s->nent;
-    o->flags |= F_SIZED;
-  }
-  return 1;
-}
-
-static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  hobj *o;
-  const char *up;
-  int i;
-  if (lua_iscfunction(L, fi)) {
-    for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
-      discover(w, -1, r + 1, E_UPIDX, (uint32_t)i, label);
-      lua_pop(L, 1);
-    }
-    o = REC(s, r);
-    if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
-  }
-  else {
-    lua_Debug ar;
-    uint32_t pr;
-    double ups = 0;
-    lua_pushvalue(L, fi);
-    lua_getinfo(L, ">Su", &ar);
-    if (s->mode == 0 && !(REC(s, r)->flags & F_SIZED)) {
-      pr = proto_of(w, fi, &ar);
-      REC(s, r)->aux = pr + 1;
-    }
-    if (REC(s, r)->aux) reach_part(s, REC(s, r)->aux - 1, label);
-    for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
-      int edge = *up ? E_UPVAL : E_UPIDX;
-      uint32_t name = *up ? intern(L, s, up, strlen(up)) : (uint32_t)i;
-#if defined(MP_HAS_UPVALUEID)
-      /* shared upvalues have one identity: count them once */
-      const void *id = lua_upvalueid(L, fi, i);
-      uint32_t h = hashptr(id), slot = 0;
-      int64_t u = find(s, id, h, &slot);
-      if (u < 0 && s->mode == 0) {
-        hobj *uo;
-        u = newrec(L, s, id, T_UPVAL, 1, h, slot);
-        uo = REC(s, u);
-        uo->size = (uint32_t)s->m.upval;
-        uo->parent = r + 1;
-        uo->edge = (uint8_t)edge;
-        uo->name = name;
-      }
-      if (u >= 0) reach_part(s, (uint32_t)u, label);
-#else
-      ups += s->m.upval;  /* 5.1 names no upvalue: one per closure */
-#endif
-      discover(w, -1, r + 1, edge, name, label);
-      lua_pop(L, 1);
-    }
-    o = REC(s, r);
-    if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(s->m.lcl + s->m.lcl_up * (i - 1) + ups);
-  }
-#if LUA_VERSION_NUM == 501
-  lua_getfenv(L, fi);
-  discover(w, -1, r + 1, E_ENV, 0, label);
-  lua_pop(L, 1);
-#endif
-  REC(s, r)->flags |= F_SIZED;
-}
-
-/* The name of a userdata's type: __name, else the registry key its
-** metatable is stored under (luaL_newmetatable), else a placeholder. */
-static uint32_t udname (walker *w, int mt) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  const void *p = lua_topointer(L, mt);
-  uint32_t i;
-  lua_pushliteral(L, "__name");
-  lua_rawget(L, mt);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    size_t len;
-    const char *n = lua_tolstring(L, -1, &len);
-    uint32_t off = intern(L, s, n, len);
-    lua_pop(L, 1);
-    return off;
-  }
-  lua_pop(L, 1);
-  for (i = 0; i < s->nreg; i++)
-    if (s->regp[i] == p) return s->regname[i];
-  return intern(L, s, "(unnamed metatable)", 19);
-}
-
-static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  hobj *o;
-  int n;
-  uint32_t tname;
-  if (lua_getmetatable(L, ui)) {
-    tname = udname(w, lua_gettop(L));
-    discover(w, -1, r + 1, E_MT, 0, label);
-    lua_pop(L, 1);
-  }
-  else
-    tname = intern(L, s, "(no metatable)", 14);
-  /* another snapshot's user value is its (spent) queue */
-  for (n = 1; !mp_testudata(L, ui, SNAP_MT) &&
-              mp_getuv(L, ui, n) != LUA_TNONE; n++) {
-    discover(w, -1, r + 1, E_UVALUE, (uint32_t)n, label);
-    lua_pop(L, 1);
-  }
-  if (!mp_testudata(L, ui, SNAP_MT)) lua_pop(L, 1);
-#if LUA_VERSION_NUM != 504
-  n = 1;  /* the environment or the one user value is part of the block */
-#endif
-  o = REC(s, r);
-  if (!(o->flags & F_SIZED)) {
-    o->size = (uint32_t)((n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
-                         (double)mp_rawlen(L, ui));
-    o->aux = tname;
-    o->flags |= F_SIZED;
-  }
-}
-
-static int step_body (lua_State *L);
-static int l_snapshot (lua_State *L);
-static int l_step (lua_State *L);
-static int l_rows (lua_State *L);
-
-/* Whether the function at vi is one of the walk's own: memprobe.heap's
-** (opts.own) or the C functions that run it, whose stack holds its queue
-** segments. */
-static int own_frame (walker *w, int vi) {
-  const void *p = lua_topointer(w->L, vi);
-  lua_CFunction f = lua_tocfunction(w->L, vi);
-  int i;
-  if (f == step_body || f == l_snapshot || f == l_step || f == l_rows)
-    return 1;
-  for (i = 0; i < w->s->nown; i++)
-    if (w->s->own[i] == p) return 1;
-  return 0;
-}
-
-/*
-** A thread: the function and locals of every frame, and for a thread
-** other than the running one the values on its stack. On the thread that
-** walks, the frames of the walk's own functions (own_frame) are
-** skipped: their locals are the walk's temporaries, garbage once it
-** returns, and counting them would make every diff report them as added
-** and freed (and let a new object that reuses one's address pass for it).
-*/
-static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
-  lua_State *L = w->L;
-  lua_State *co = lua_tothread(L, ti);
-  lua_Debug ar;
-  int level, i;
-  const char *name;
-  for (level = 0; lua_getstack(co, level, &ar); level++) {
-    if (!lua_checkstack(co, 2)) break;
-    lua_getinfo(co, "f", &ar);
-    lua_xmove(co, L, 1);
-    if (co == L && own_frame(w, -1)) {
-      lua_pop(L, 1);
-      continue;
-    }
-    discover(w, -1, r + 1, E_FRAME, (uint32_t)level, label);
-    lua_pop(L, 1);
-    for (i = 1; (name = lua_getlocal(co, &ar, i)) != NULL; i++) {
-      lua_xmove(co, L, 1);
-      discover(w, -1, r + 1, E_LOCAL, intern(L, w->s, name, strlen(name)),
-               label);
-      lua_pop(L, 1);
-    }
-  }
-  if (co != L) {
-    int top = lua_gettop(co);
-    for (i = 1; i <= top && lua_checkstack(co, 1); i++) {
-      lua_pushvalue(co, i);
-      lua_xmove(co, L, 1);
-      discover(w, -1, r + 1, E_STACK, (uint32_t)i, label);
-      lua_pop(L, 1);
-    }
-  }
-#if LUA_VERSION_NUM == 501
-  lua_getfenv(L, ti);
-  discover(w, -1, r + 1, E_ENV, 0, label);
-  lua_pop(L, 1);
-#endif
-  REC(w->s, r)->size = (uint32_t)w->s->m.thread;
-  REC(w->s, r)->flags |= F_SIZED;
-}
-
-/*
-** Ephemeron tables (weak keys, 5.2+) keep a value only while its key is
-** reachable, which may be learnt after the table was expanded: expand
-** them again while that discovers new objects.
-*/
-static int requeue_ephemerons (walker *w) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  int any = 0;
-  if (s->mode != 0 || s->ephpass >= EPHPASSES || s->obj.n == s->ephseen)
-    return 0;
-  s->ephpass++;
-  s->ephseen = s->obj.n;
-  lua_rawgeti(L, w->W, -2);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    int64_t r = lookup(s, lua_topointer(L, -2));
-    lua_pop(L, 1);  /* the key is on top now */
-    if (r >= 0) {
-      enqueue(w, lua_gettop(L), (uint32_t)r, REC(s, r)->label);
-      any = 1;
-    }
-  }
-  lua_pop(L, 1);
-  return any;
-}
-
-/*
-** Runs the walk until the queue is empty (returns 1) or the step's budget
-** is spent (returns 0). The head of the queue stays in place until it is
-** fully expanded.
-*/
-static int run (walker *w) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  int base = lua_gettop(L);
-  for (;;) {
-    uint32_t r;
-    int32_t label;
-    int done = 1;
-    if (s->qhead == s->qtail) {
-      if (!requeue_ephemerons(w)) return 1;
-      continue;
-    }
-    if (!budget(w)) return 0;
-    queue_head(w, &r, &label);
-    switch (lua_type(L, -1)) {
-      case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
-      case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
-      case LUA_TUSERDATA: expand_userdata(w, base + 1, r, label); break;
-      case LUA_TTHREAD: expand_thread(w, base + 1, r, label); break;
-      default: break;
-    }
-    lua_settop(L, base);
-    if (done) {
-      queue_pop(w);
-      if (s->keysaved) {
-        lua_pushnil(L);
-        lua_rawseti(L, w->W, -1);
-        s->keysaved = 0;
-      }
-      s->started = 0;
-    }
-  }
-}
-
-/* After the walk, the growths of the indexes still under way go on a
-** share per unit, so that the old tables are gone when it is done. */
-static int settle (walker *w) {
-  snap *s = w->s;
-  mp_book *b = &s->book;
-  while (!memprobe_index_settle(b, &s->index, s->obj.n, rehash_obj, s) ||
-         !memprobe_index_settle(b, &s->nindex, s->names.n, rehash_name, s) ||
-         !memprobe_index_settle(b, &s->pindex, s->proto.n, rehash_proto, s))
-    if (!budget(w)) return 0;
-  return 1;
-}
-
-/* Prototypes nested in another one from the same chunk are part of its
-** dump: count only the outermost seen. A main chunk spans everything. */
-static int cmp_proto (const pinfo *x, const pinfo *y) {
-  if (x->src != y->src)
-    return (uintptr_t)x->src < (uintptr_t)y->src ? -1 : 1;
-  if (x->line != y->line) return x->line < y->line ? -1 : 1;
-  return x->last > y->last ? -1 : x->last < y->last;
-}
-
-/* Starts merging the pair of runs of width s->sw that begins at lo. */
-static void sort_pair (snap *s, uint32_t lo) {
-  uint32_t np = s->proto.n;
-  s->slo = s->si = s->sk = lo;
-  s->sj = lo + s->sw < np ? lo + s->sw : np;
-}
-
-/*
-** After the walk, sorts the prototypes by source, first and last line,
-** and marks those nested in another of the same chunk (their bytes are
-** in its dump). A bottom-up merge sort of their numbers whose cursors
-** live in the snapshot, so that it goes on where a step's budget stopped
-** it: a unit is SORTRUN prototypes moved or marked. Returns 1 when done.
-*/
-static int sort_protos (walker *w) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  uint32_t np = s->proto.n, moved = 0;
-  if (s->perm == NULL) {
-    if (np == 0) return 1;
-    s->perm = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)np * 4);
-    s->ptmp = (uint32_t *)xrealloc(L, s, NULL, 0, (size_t)np * 4);
-    s->sw = 1;
-    s->sk = 0;
-    s->scur = np;  /* filling perm */
-  }
-  for (; s->scur == np && s->sk < np; s->sk++) {
-    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
-    s->perm[s->sk] = s->sk;
-  }
-  if (s->scur == np) {  /* filled */
-    s->scur = 0;
-    if (np > 1) sort_pair(s, 0);
-  }
-  while (s->sw < np) {
-    uint32_t mid = s->slo + s->sw < np ? s->slo + s->sw : np;
-    uint32_t hi = mid + s->sw < np ? mid + s->sw : np;
-    while (s->sk < hi) {
-      if (++moved % SORTRUN == 0 && !budget(w)) return 0;
-      if (s->sj >= hi || (s->si < mid &&
-          cmp_proto(PROTO(s, s->perm[s->si]), PROTO(s, s->perm[s->sj])) <= 0))
-        s->ptmp[s->sk++] = s->perm[s->si++];
-      else
-        s->ptmp[s->sk++] = s->perm[s->sj++];
-    }
-    if (hi < np)
-      sort_pair(s, hi);
-    else {  /* a pass is over */
-      uint32_t *t = s->perm;
-      s->perm = s->ptmp;
-      s->ptmp = t;
-      s->sw = s->sw > np / 2 ? np : s->sw * 2;
-      if (s->sw < np) sort_pair(s, 0);
-      else s->sk = 1;  /* sorted: the marking starts after the first */
-    }
-  }
-  /* each prototype is nested in the outermost one before it, scur,
-  ** when it has the same source and lies within its lines */
-  for (; s->sk < np; s->sk++) {
-    const pinfo *o = PROTO(s, s->perm[s->scur]);
-    const pinfo *q = PROTO(s, s->perm[s->sk]);
-    int last = o->line == 0 ? 0x7fffffff : o->last;
-    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
-    if (q->src == o->src && q->line >= o->line && q->last <= last) {
-      hobj *r = REC(s, q->obj);
-      r->flags |= F_NESTED;
-      r->size = 0;
-    }
-    else
-      s->scur = s->sk;
-  }
-  xrealloc(L, s, s->perm, (size_t)np * 4, 0);
-  xrealloc(L, s, s->ptmp, (size_t)np * 4, 0);
-  s->perm = s->ptmp = NULL;
-  return 1;
-}
-
-/* }====================================================== */
+#define STEP_KEY  "memprobe.Snapshot.step"  /* registry: memprobe_step_body */
 
 
 /*
@@ -1025,26 +37,26 @@ static snap *checksnap (lua_State *L, int i) {
 
 static int snap_gc (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  snap_free(s);
+  memprobe_snap_free(s);
   return 0;
 }
 
 /* Protected body of a step: snapshot at 1, its start time at 2, ms at
 ** 3, units at 4. */
-static int step_body (lua_State *L) {
+int memprobe_step_body (lua_State *L) {
   walker w;
   snap *s = (snap *)lua_touserdata(L, 1);
   lua_settop(L, 4);
   mp_getuv(L, 1, 1);
-  walker_init(&w, L, s, 1, lua_gettop(L));
+  memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
   if (lua_isnumber(L, 4)) w.limit = (uint64_t)lua_tonumber(L, 4);
   if (lua_isnumber(L, 3)) {
     w.last = lua_tonumber(L, 2);
     w.deadline = w.last + lua_tonumber(L, 3) / 1000;
     w.maxgap = lua_tonumber(L, 3) / 4000;
   }
-  if (!s->walked) s->walked = run(&w);
-  if (s->walked) s->done = settle(&w) && sort_protos(&w);
+  if (!s->walked) s->walked = memprobe_run(&w);
+  if (s->walked) s->done = memprobe_settle(&w) && memprobe_sort_protos(&w);
   s->gap = w.gap;
   s->units += (double)w.units;
   s->steps++;
@@ -1054,7 +66,7 @@ static int step_body (lua_State *L) {
 
 /* The walk is over: the queue's memory goes back, C and Lua. */
 static void finish (lua_State *L, int ud, snap *s) {
-  queue_free(s);
+  memprobe_queue_free(s);
   lua_createtable(L, 0, 2);
   lua_newtable(L);
   lua_rawseti(L, -2, -2);
@@ -1095,7 +107,7 @@ static void step (lua_State *L, int ud, double start, double ms,
     lua_rawseti(L, -2, -1);
     lua_pop(L, 1);
   }
-  snap_free(s);
+  memprobe_snap_free(s);
   lua_error(L);
 }
 
@@ -1106,18 +118,20 @@ static void addroot (walker *w, int vi, const char *name, int32_t label) {
   int t = lua_type(L, vi);
   int64_t r;
   const void *p;
-  if (!collectable(t) || (p = ident(L, vi, t)) == NULL) return;
-  if (lookup(s, p) >= 0) return;  /* an alias of an earlier root */
-  r = discover(w, vi, 0, E_ROOT, intern(L, s, name, strlen(name)), label);
+  if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
+    return;
+  if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
+  r = memprobe_discover(w, vi, 0, E_ROOT,
+                        memprobe_intern(L, s, name, strlen(name)), label);
   if (r >= 0) REC(s, r)->flags |= F_ROOT;
 }
 
 static void ignore (walker *w, int vi) {
   snap *s = w->s;
   const void *p = lua_topointer(w->L, vi);
-  uint32_t h = hashptr(p), slot = 0;
-  int64_t r = find(s, p, h, &slot);
-  if (r < 0) r = newrec(w->L, s, p, lua_type(w->L, vi), 1, h, slot);
+  uint32_t h = memprobe_hashptr(p), slot = 0;
+  int64_t r = memprobe_find(s, p, h, &slot);
+  if (r < 0) r = memprobe_newrec(w->L, s, p, lua_type(w->L, vi), 1, h, slot);
   REC(s, r)->flags |= F_IGNORE;
 }
 
@@ -1140,7 +154,7 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 ** { value, name, label }; label 0 gives each root its own row. Runs the
 ** first step within opts.max_ms / opts.max_units (all of it without).
 */
-static int l_snapshot (lua_State *L) {
+int memprobe_l_snapshot (lua_State *L) {
   double start = memprobe_now(), ms, units, started;
   mp_ctx *c = memprobe_ctx(L);
   snap *s;
@@ -1166,8 +180,8 @@ static int l_snapshot (lua_State *L) {
   lua_getfield(L, 3, "fail_after");
   s->failafter = (int)lua_tointeger(L, -1);
   lua_getfield(L, 3, "target");
-  if (collectable(lua_type(L, -1)))
-    s->target = ident(L, -1, lua_type(L, -1));
+  if (memprobe_collectable(lua_type(L, -1)))
+    s->target = memprobe_ident(L, -1, lua_type(L, -1));
   lua_getfield(L, 3, "own");
   if (lua_istable(L, -1)) {
     for (i = 1; i <= NOWN; i++) {
@@ -1187,14 +201,14 @@ static int l_snapshot (lua_State *L) {
   if (!memprobe_index_init(&s->book, &s->index, 1024) ||
       !memprobe_index_init(&s->book, &s->pindex, 256) ||
       !memprobe_index_init(&s->book, &s->nindex, 256))
-    nomem(L);
+    memprobe_nomem(L);
   /* the queue: array slots plus -1 (a saved key), -2 (ephemerons) */
   lua_createtable(L, 0, 2);
   lua_newtable(L);
   lua_rawseti(L, -2, -2);
   lua_pushvalue(L, -1);
   mp_setuv(L, ud);
-  walker_init(&w, L, s, ud, lua_gettop(L));
+  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
   ignore(&w, ud);
   ignore(&w, w.W);
   ignore(&w, 2);  /* the roots and options tables are the caller's */
@@ -1208,13 +222,13 @@ static int l_snapshot (lua_State *L) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
       size_t len;
       const char *k = lua_tolstring(L, -2, &len);
-      s->regp = (const void **)xrealloc(L, s, s->regp,
-                                        s->nreg * sizeof(void *),
-                                        (s->nreg + 1) * sizeof(void *));
-      s->regname = (uint32_t *)xrealloc(L, s, s->regname, s->nreg * 4,
-                                        (s->nreg + 1) * 4);
+      s->regp = (const void **)
+        memprobe_xrealloc(L, s, s->regp, s->nreg * sizeof(void *),
+                          (s->nreg + 1) * sizeof(void *));
+      s->regname = (uint32_t *)
+        memprobe_xrealloc(L, s, s->regname, s->nreg * 4, (s->nreg + 1) * 4);
       s->regp[s->nreg] = lua_topointer(L, -1);
-      s->regname[s->nreg++] = intern(L, s, k, len);
+      s->regname[s->nreg++] = memprobe_intern(L, s, k, len);
     }
     lua_pop(L, 1);
   }
@@ -1236,7 +250,7 @@ static int l_snapshot (lua_State *L) {
 }
 
 /* snap:step([ms [, units]]) -> done */
-static int l_step (lua_State *L) {
+int memprobe_l_step (lua_State *L) {
   double start = memprobe_now();
   snap *s = checksnap(L, 1);
   double ms = luaL_optnumber(L, 2, 0), units = luaL_optnumber(L, 3, 0);
@@ -1248,7 +262,7 @@ static int l_step (lua_State *L) {
 
 static int l_close (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  snap_free(s);
+  memprobe_snap_free(s);
   return 0;
 }
 
@@ -1306,9 +320,9 @@ static const char *const tnames[T_NTYPES] = {
 static void pushsegment (lua_State *L, const snap *s, int edge,
                          uint32_t name) {
   switch (edge) {
-    case E_ROOT: lua_pushstring(L, name_of(s, name)); break;
+    case E_ROOT: lua_pushstring(L, memprobe_name_of(s, name)); break;
     case E_FIELD: {
-      const char *n = name_of(s, name);
+      const char *n = memprobe_name_of(s, name);
       if (identifier(n)) lua_pushfstring(L, ".%s", n);
       else lua_pushfstring(L, "[\"%s\"]", n);
       break;
@@ -1320,11 +334,15 @@ static void pushsegment (lua_State *L, const snap *s, int edge,
       break;
     case E_KEY: lua_pushliteral(L, ":key"); break;
     case E_MT: lua_pushliteral(L, ":metatable"); break;
-    case E_UPVAL: lua_pushfstring(L, ":upvalue(%s)", name_of(s, name)); break;
+    case E_UPVAL:
+      lua_pushfstring(L, ":upvalue(%s)", memprobe_name_of(s, name));
+      break;
     case E_UPIDX: lua_pushfstring(L, ":upvalue(%d)", (int)name); break;
     case E_UVALUE: lua_pushfstring(L, ":uservalue(%d)", (int)name); break;
     case E_ENV: lua_pushliteral(L, ":env"); break;
-    case E_LOCAL: lua_pushfstring(L, ":local(%s)", name_of(s, name)); break;
+    case E_LOCAL:
+      lua_pushfstring(L, ":local(%s)", memprobe_name_of(s, name));
+      break;
     case E_FRAME: lua_pushfstring(L, ":frame(%d)", (int)name); break;
     case E_STACK: lua_pushfstring(L, ":stack(%d)", (int)name); break;
     default: lua_pushliteral(L, ":proto"); break;
@@ -1396,7 +414,7 @@ static void acc_init (lua_State *L, acctab *t, uint32_t cap) {
 
 static acc *acc_slot (const acctab *t, uint32_t key) {
   uint32_t i;
-  for (i = mix(key) & t->mask; t->a[i].key != 0 && t->a[i].key != key;
+  for (i = memprobe_mix(key) & t->mask; t->a[i].key != 0 && t->a[i].key != key;
        i = (i + 1) & t->mask) ;
   return &t->a[i];
 }
@@ -1478,7 +496,7 @@ static int l_census (lua_State *L) {
     lua_createtable(L, 0, 2);
     setnum(L, "count", e->count);
     setnum(L, "bytes", e->bytes);
-    lua_setfield(L, -2, name_of(s, e->key));
+    lua_setfield(L, -2, memprobe_name_of(s, e->key));
   }
   lua_setfield(L, -2, "userdata");
   lua_newtable(L);  /* functions by "source:line" */
@@ -1491,7 +509,7 @@ static int l_census (lua_State *L) {
       strcpy(key, "[C]");
     else {
       pr = REC(s, PROTO(s, e->key - 1)->obj);
-      snprintf(key, sizeof(key), "%s:%d", name_of(s, pr->name),
+      snprintf(key, sizeof(key), "%s:%d", memprobe_name_of(s, pr->name),
                (int)pr->parent);
     }
     lua_getfield(L, -1, key);  /* two chunks may share a name and line */
@@ -1532,7 +550,7 @@ static int l_census (lua_State *L) {
 ** reaches; the shared bytes of a row come from a second, cheaper walk
 ** per root over the shared objects it reaches (roots at 2).
 */
-static int l_rows (lua_State *L) {
+int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
   uint32_t i;
   int row;
@@ -1542,32 +560,36 @@ static int l_rows (lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   if (s->seen == NULL) {
-    s->seen = (uint16_t *)xrealloc(L, s, NULL, 0, (size_t)s->obj.n * 2 + 2);
+    s->seen = (uint16_t *)memprobe_xrealloc(L, s, NULL, 0,
+                                            (size_t)s->obj.n * 2 + 2);
     memset(s->seen, 0, (size_t)s->obj.n * 2 + 2);
-    s->rowshared = (double *)xrealloc(L, s, NULL, 0,
-                                      (size_t)(s->nroots + 1) * sizeof(double));
+    s->rowshared =
+      (double *)memprobe_xrealloc(L, s, NULL, 0,
+                                  (size_t)(s->nroots + 1) * sizeof(double));
     memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
     s->mode = 1;
     for (row = 1; row <= s->nroots && row < 0xffff; row++) {
       int j, n = (int)mp_rawlen(L, 2);
       walker w;
       mp_getuv(L, 1, 1);
-      walker_init(&w, L, s, 1, lua_gettop(L));
+      memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
       s->curlabel = row;
       for (j = 1; j <= n; j++) {
         int64_t r;
         lua_rawgeti(L, 2, j);
         lua_rawgeti(L, -1, 3);
         lua_rawgeti(L, -2, 1);
-        if (lua_tointeger(L, -2) == row && collectable(lua_type(L, -1)) &&
-            (r = lookup(s, ident(L, -1, lua_type(L, -1)))) >= 0 &&
+        if (lua_tointeger(L, -2) == row &&
+            memprobe_collectable(lua_type(L, -1)) &&
+            (r = memprobe_lookup(s, memprobe_ident(L, -1,
+                                                   lua_type(L, -1)))) >= 0 &&
             REC(s, r)->label == row && lua_type(L, -1) != LUA_TSTRING) {
           s->seen[r] = (uint16_t)row;
-          enqueue(&w, -1, (uint32_t)r, row);
+          memprobe_enqueue(&w, -1, (uint32_t)r, row);
         }
         lua_pop(L, 3);
       }
-      run(&w);
+      memprobe_run(&w);
       lua_settop(L, 2);
     }
     s->mode = 0;
@@ -1679,7 +701,7 @@ static int l_added (lua_State *L) {
     uint32_t t, gp, ge, gn, h, slot;
     topof[i] = 0xffffffffu;
     if (!counted(o) || o->type == T_PROTO) continue;
-    j = lookup(b, o->p);
+    j = memprobe_lookup(b, o->p);
     if (j >= 0 && REC(b, j)->type == o->type &&
         (counted(REC(b, j)) || j == 0))  /* record 0: old itself */
       continue;
@@ -1689,7 +711,7 @@ static int l_added (lua_State *L) {
       gp = o->parent;
       ge = o->edge;
       gn = collapse(a, o) ? 0 : o->name;
-      h = mix(((uint64_t)gp << 32) ^ ((uint64_t)ge << 24) ^ gn);
+      h = memprobe_mix(((uint64_t)gp << 32) ^ ((uint64_t)ge << 24) ^ gn);
       for (slot = h & (gicap - 1); gindex[slot] != 0;
            slot = (slot + 1) & (gicap - 1)) {
         group *x = &g[gindex[slot] - 1];
@@ -1741,7 +763,7 @@ static int l_added (lua_State *L) {
     const hobj *o = REC(a, i);
     int64_t j;
     if (!counted(o) || o->type != LUA_TTABLE) continue;
-    j = lookup(b, o->p);
+    j = memprobe_lookup(b, o->p);
     if (j < 0 || REC(b, j)->type != LUA_TTABLE || !counted(REC(b, j)) ||
         o->aux <= REC(b, j)->aux)
       continue;
@@ -1764,7 +786,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
     { "heap_clock",        memprobe_l_clock },
     { "heap_dumpsize",     memprobe_l_dumpsize },
     { "heap_sample",       memprobe_l_sample },
-    { "heap_snapshot",     l_snapshot },
+    { "heap_snapshot",     memprobe_l_snapshot },
     { "heap_thread",       memprobe_l_thread },
     { "heap_walk_buffers", memprobe_l_walk_buffers },
     { NULL, NULL }
@@ -1774,9 +796,9 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
     { "census",    l_census },
     { "close",     l_close },
     { "referrers", l_referrers },
-    { "rows",      l_rows },
+    { "rows",      memprobe_l_rows },
     { "stats",     l_stats },
-    { "step",      l_step },
+    { "step",      memprobe_l_step },
     { NULL, NULL }
   };
   static const luaL_Reg meta[] = {
@@ -1798,7 +820,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
 #endif
   }
   lua_pop(L, 1);
-  lua_pushcfunction(L, step_body);
+  lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);
 }

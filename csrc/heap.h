@@ -1,9 +1,10 @@
 /*
-** heap.h: declarations shared by the files of the heap walk, heap.c (the
-** walk, Snapshot objects) and heapmodel.c (the size model, calibration
-** samples): the records, the snapshot and the walker, the constants they
-** are sized by, and the functions one file calls in another. Private to
-** these files; like internal.h, which it includes, it exports nothing.
+** heap.h: declarations shared by the files of the heap walk: heap.c
+** (Snapshot objects and their methods), heapwalk.c (the walk and its
+** bookkeeping) and heapmodel.c (the size model, calibration samples).
+** The records, the snapshot and the walker, the constants they are sized
+** by, and the functions one file calls in another. Private to these
+** files; like internal.h, which it includes, it exports nothing.
 */
 #ifndef MEMPROBE_HEAP_H
 #define MEMPROBE_HEAP_H
@@ -128,10 +129,39 @@ typedef struct walker {
   double last, gap, maxgap; /* last clock read, longest stretch, cap */
 } walker;
 
-/* heap.c: the clock of the time budgets; a lua_dump writer that counts */
-MP_API double memprobe_now (void);
+/* heapwalk.c: the bookkeeping outside the Lua heap */
+MP_API void memprobe_nomem (lua_State *L);
+MP_API void *memprobe_xrealloc (lua_State *L, snap *s, void *p, size_t osz,
+                                size_t nsz);
+MP_API void memprobe_queue_free (snap *s);
+MP_API void memprobe_snap_free (snap *s);
+MP_API uint32_t memprobe_mix (uint64_t x);
+MP_API uint32_t memprobe_hashptr (const void *p);
+MP_API int64_t memprobe_find (const snap *s, const void *p, uint32_t h,
+                              uint32_t *slot);
+MP_API int64_t memprobe_lookup (const snap *s, const void *p);
+MP_API uint32_t memprobe_newrec (lua_State *L, snap *s, const void *p,
+                                 int type, int indexed, uint32_t h,
+                                 uint32_t slot);
+MP_API uint32_t memprobe_intern (lua_State *L, snap *s, const char *str,
+                                 size_t len);
+MP_API const char *memprobe_name_of (const snap *s, uint32_t name);
+
+/* heapwalk.c: the walk */
+MP_API int memprobe_collectable (int t);
+MP_API const void *memprobe_ident (lua_State *L, int i, int t);
+MP_API void memprobe_walker_init (walker *w, lua_State *L, snap *s, int ud,
+                                  int W);
+MP_API void memprobe_enqueue (walker *w, int vi, uint32_t rec,
+                              int32_t label);
+MP_API int64_t memprobe_discover (walker *w, int vi, uint32_t parent,
+                                  int edge, uint32_t name, int32_t label);
 MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
                                   void *ud);
+MP_API double memprobe_now (void);
+MP_API int memprobe_run (walker *w);
+MP_API int memprobe_settle (walker *w);
+MP_API int memprobe_sort_protos (walker *w);
 
 /* heapmodel.c: the model memprobe.heap calibrated (the table at index t),
 ** and the sizes of tables and strings by it */
@@ -148,5 +178,11 @@ MP_API int memprobe_l_dumpsize (lua_State *L);
 MP_API int memprobe_l_thread (lua_State *L);
 MP_API int memprobe_l_clock (lua_State *L);
 MP_API int memprobe_l_walk_buffers (lua_State *L);
+
+/* heap.c: the C functions that run the walk, whose frames are its own */
+MP_API int memprobe_step_body (lua_State *L);
+MP_API int memprobe_l_snapshot (lua_State *L);
+MP_API int memprobe_l_step (lua_State *L);
+MP_API int memprobe_l_rows (lua_State *L);
 
 #endif

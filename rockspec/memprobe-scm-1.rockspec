@@ -34,6 +34,7 @@ build = {
         "csrc/heap.c",
         "csrc/heapbook.c",
         "csrc/heapmodel.c",
+        "csrc/heapwalk.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
