@@ -3,7 +3,8 @@
 ** calibrated with. memprobe.heap measures the running VM by creating
 ** objects of known shapes and reading the exact change of live bytes
 ** (see docs/heap.md); memprobe_readmodel reads the table it builds, by
-** which the walk sizes every object. Nothing here knows a struct layout.
+** which the walk sizes every object (tables and strings with the inline
+** functions of heap.h). Nothing here knows a struct layout.
 */
 /***
 @submodule memprobe
@@ -11,7 +12,6 @@
 #include "internal.h"
 #include "heap.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,58 +77,6 @@ void memprobe_readmodel (lua_State *L, int t, model *m) {
   m->cdata = memprobe_getnum(L, t, "cdata");
   m->pbase = memprobe_getnum(L, t, "proto_base");
   m->pbyte = memprobe_getnum(L, t, "proto_byte");
-}
-
-/* Bytes of a table part of 2^k slots (size = 2^k, or 0); linear past
-** the calibrated sizes. */
-static double part (const double *v, int n, uint32_t size) {
-  int k = 0;
-  if (size == 0) return 0;
-  while ((1u << k) < size) k++;
-  if (k < n) return v[k];
-  return v[n - 1] + (v[n - 1] - v[n - 2]) / (double)(1u << (n - 2)) *
-         ((double)size - (double)(1u << (n - 1)));
-}
-
-uint32_t memprobe_ceillog2 (uint32_t x) {
-#if defined(__GNUC__)
-  return x <= 1 ? 0 : 32 - (uint32_t)__builtin_clz(x - 1);
-#else
-  uint32_t k = 0;
-  while (k < 32 && ((uint64_t)1 << k) < x) k++;
-  return k;
-#endif
-}
-
-/*
-** Array size after the VM's last rehash, from how many integer keys fall
-** in each slice (2^(i-1), 2^i]: the largest power of two n such that more
-** than n/2 of the slots 1..n are in use. Every runtime rehashes this way;
-** the rest of the keys go to the hash part, rounded up to a power of two.
-*/
-double memprobe_tablesize (const model *m, const uint32_t *nums,
-                           uint32_t nint, uint32_t nent) {
-  uint32_t a = 0, na = 0, optimal = 0, nh;
-  uint64_t twotoi = 1;
-  int i;
-  for (i = 0; i < 32 && twotoi / 2 < nint; i++, twotoi *= 2) {
-    if (nums[i] > 0) {
-      a += nums[i];
-      if (a > twotoi / 2) { optimal = (uint32_t)twotoi; na = a; }
-    }
-  }
-  nh = nent - na;
-  return m->tbase + part(m->arr, m->narr, optimal) +
-         part(m->hash, m->nhash, nh ? 1u << memprobe_ceillog2(nh) : 0);
-}
-
-/* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
-** steps, which 'first' bytes past 1024 start. */
-double memprobe_stringsize (const model *m, size_t len) {
-  double d;
-  if (len <= 64) return m->str[len];
-  d = (double)len - 1024;
-  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
 }
 
 /* }====================================================== */

@@ -414,7 +414,7 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   o->label = label;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
-    o->size = (uint32_t)memprobe_stringsize(&s->m, len);
+    o->size = (uint32_t)stringsize(&s->m, len);
   else if (t == T_CDATA)
     o->size = (uint32_t)s->m.cdata;
   else
@@ -624,7 +624,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     if (kt == LUA_TNUMBER) {
       d = lua_tonumber(L, top - 1);
       if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
-        s->nums[memprobe_ceillog2((uint32_t)d)]++;
+        s->nums[ceillog2((uint32_t)d)]++;
         s->nint++;
       }
     }
@@ -654,7 +654,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    o->size = (uint32_t)memprobe_tablesize(&s->m, s->nums, s->nint, s->nent);
+    o->size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }
