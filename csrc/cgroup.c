@@ -373,19 +373,25 @@ static int locate_mounted (mp_ctx *c, cg *g, const mp_cgmount *m,
 }
 
 /*
-** The smallest limit over dir and its ancestors up to base (the top of
-** the hierarchy, or of what is mounted of it); sets t.effective_limit and
-** t.limited_by, a cgroup path like t.path (nil when unlimited).
+** The limits in 'file': t.limit from the cgroup's own, and the smallest
+** over dir and its ancestors up to base (the top of the hierarchy, or of
+** what is mounted of it) as t.effective_limit, with t.limited_by a cgroup
+** path like t.path. Each is nil when unlimited. One read per directory.
 */
-static void effective_limit (lua_State *L, mp_ctx *c, cg *g, int t,
-                             const char *file) {
+static void limits (lua_State *L, mp_ctx *c, cg *g, int t,
+                    const char *file) {
   char dir[MP_PATHMAX];
   size_t n = strlen(g->dir);
   int64_t best = 0, v;
-  int found = 0;
+  int found = 0, own = 1, r;
   memcpy(dir, g->dir, n + 1);
-  for (;;) {
-    if (cg_number(c, g, dir, file, &v) == 1 && (!found || v < best)) {
+  for (;; own = 0) {
+    r = cg_number(c, g, dir, file, &v);
+    if (r == 1 && own) {
+      mp_pushint(L, v);
+      lua_setfield(L, t, "limit");
+    }
+    if (r == 1 && (!found || v < best)) {
       best = v;
       found = 1;
       if (g->root[0] == '\0' && dir[0] == '\0')
@@ -429,12 +435,11 @@ static void fill_v1 (lua_State *L, mp_ctx *c, cg *g, int t) {
   const char *data;
   size_t len;
   set_number(L, c, g, t, "usage", "memory.usage_in_bytes");
-  set_number(L, c, g, t, "limit", "memory.limit_in_bytes");
   set_number(L, c, g, t, "peak", "memory.max_usage_in_bytes");
   set_number(L, c, g, t, "soft_limit", "memory.soft_limit_in_bytes");
   set_number(L, c, g, t, "memsw_usage", "memory.memsw.usage_in_bytes");
   set_number(L, c, g, t, "memsw_limit", "memory.memsw.limit_in_bytes");
-  effective_limit(L, c, g, t, "memory.limit_in_bytes");
+  limits(L, c, g, t, "memory.limit_in_bytes");
   set_pairs(L, c, g, t, "stat", "memory.stat");
   working_set(L, t, "total_inactive_file");
   lua_getfield(L, t, "stat");
@@ -464,12 +469,11 @@ static void fill_v1 (lua_State *L, mp_ctx *c, cg *g, int t) {
 
 static void fill_v2 (lua_State *L, mp_ctx *c, cg *g, int t) {
   set_number(L, c, g, t, "usage", "memory.current");
-  set_number(L, c, g, t, "limit", "memory.max");
   set_number(L, c, g, t, "high", "memory.high");
   set_number(L, c, g, t, "peak", "memory.peak");
   set_number(L, c, g, t, "swap_usage", "memory.swap.current");
   set_number(L, c, g, t, "swap_limit", "memory.swap.max");
-  effective_limit(L, c, g, t, "memory.max");
+  limits(L, c, g, t, "memory.max");
   set_pairs(L, c, g, t, "stat", "memory.stat");
   working_set(L, t, "inactive_file");
   set_pairs(L, c, g, t, "events", "memory.events");
