@@ -145,18 +145,8 @@ function H.json_decode(s)
   return require("dkjson").decode(s)
 end
 
---- Full collections until the heap stops shrinking (at most `n`, 24 by
--- default): the VMs' caches, such as the string table, shrink one step
--- per cycle, so one cycle may leave more to free.
-function H.settle_gc(n)
-  local last
-  for _ = 1, n or 24 do
-    collectgarbage("collect")
-    local now = collectgarbage("count")
-    if now == last then return end
-    last = now
-  end
-end
+--- Full collections until the heap stops shrinking (memprobe.settle).
+H.settle_gc = require("memprobe.settle").settle
 
 --- Checks each `{ fn, text }` of `cases`: fn raises an error holding text.
 function H.assert_raises(cases)

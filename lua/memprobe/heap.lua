@@ -5,6 +5,7 @@
 -- @module memprobe.heap
 
 local core = require "memprobe.core"
+local settle = require("memprobe.settle").settle
 
 local M = {}
 
@@ -249,13 +250,7 @@ function M.calibrate(opts)
   m.proto_base, m.proto_byte = fit2(samples)
   -- The string samples grew the string table; let it shrink back (one
   -- halving per cycle) so that calibrating leaves the VM as it was.
-  local last
-  for _ = 1, 16 do
-    collectgarbage("collect")
-    local now = collectgarbage("count")
-    if now == last then break end
-    last = now
-  end
+  settle(16)
   return m
 end
 

@@ -7,6 +7,7 @@
 -- @module memprobe.requires
 
 local core = require "memprobe.core"
+local settle = require("memprobe.settle").settle
 
 local M = {}
 
@@ -16,19 +17,6 @@ local plain          -- the require that was wrapped, while wrapped
 
 local function count()
   return collectgarbage("count") * 1024
-end
-
--- Full collections until the count stops moving: the VM's own caches
--- (the string table, LuaJIT's buffers) shrink a step per cycle, and would
--- otherwise be charged to whichever module loads next.
-local function settle()
-  local prev
-  for _ = 1, 24 do
-    collectgarbage("collect")
-    local c = collectgarbage("count")
-    if c == prev then return end
-    prev = c
-  end
 end
 
 -- Loads `name` under the scope tag `name`, measuring around it. Every
