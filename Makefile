@@ -32,36 +32,42 @@ WARN    := -std=c99 -Wall -Wextra -pedantic -Wshadow -Wcast-qual \
 CFLAGS  += $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDFLAGS += -shared
 
-# Debian packages the targets need (make deps installs what is missing).
-PKGS := gcc make lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
-        liblua5.3-dev lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+# Debian packages: what `make demo` needs, and what every other target
+# needs. Each target that builds or runs something waits for `deps` (an
+# order-only prerequisite, so `make -j2` never builds before it): as root
+# it installs what is missing; otherwise it lists it and goes on.
+PKGS_DEMO := gcc make lua5.4 liblua5.4-dev procps
+PKGS := $(PKGS_DEMO) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
+        liblua5.3-dev luajit2 libluajit2-5.1-dev \
         luarocks lua-busted lua-check lua-ldoc lua-cjson lua-dkjson \
-        lua-socket procps python3-psutil \
+        lua-socket python3-psutil \
         prometheus nginx-light libnginx-mod-http-lua curl \
         valgrind pkg-config \
         clang-14 libclang-rt-14-dev util-linux
+DEPS_GOALS := $(or $(MAKECMDGOALS),all)
+DEPS_PKGS  := $(if $(filter-out demo,$(DEPS_GOALS)),$(PKGS),$(PKGS_DEMO))
 
 LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
 
-.PHONY: all deps build test demo lint busted rockcheck docs clean \
+.PHONY: all deps build test demo lint busted rockcheck docs clean check-targets \
         $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker
 
 all: build
 
 deps:
-	@sh tools/deps.sh $(PKGS)
+	@sh tools/deps.sh $(if $(filter deps,$(DEPS_GOALS)),,-w) $(DEPS_PKGS)
 
 build: $(foreach r,$(RUNTIMES),build/$(r)/memprobe/core.so)
 
 define build_rule
-build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
+build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile | deps
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) -Icsrc $$(SRCS) -o $$@ $$(LDFLAGS)
 endef
 $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 
-lint:
+lint: | deps
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
 busted: build testalloc
@@ -72,7 +78,11 @@ $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
 	@echo "== busted on $(LUA_$*)"
 	@$(call run,$*) $(LUA_$*) /usr/bin/busted -o utfTerminal
 
-rockcheck:
+# Each target a contributor may run, once from a fresh clone (long: CI).
+check-targets:
+	@sh tools/check-targets.sh
+
+rockcheck: | deps
 	@sh tools/rockcheck.sh $(ROCKSPEC)
 
 # The embedding example: two tracked states in two threads, linked
@@ -81,11 +91,11 @@ EMBED_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I$(INC_5
 EMBED_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 EMBED_SRCS   := examples/embed/host.c $(SRCS)
 
-build/embed/host: $(EMBED_SRCS) $(HDRS) Makefile
+build/embed/host: $(EMBED_SRCS) $(HDRS) Makefile | deps
 	@mkdir -p $(@D)
 	$(CC) $(OPT) $(WARN) -pthread $(EMBED_CFLAGS) -Icsrc $(EMBED_SRCS) -o $@ $(EMBED_LIBS)
 
-build/tsan/host: $(EMBED_SRCS) $(HDRS) Makefile
+build/tsan/host: $(EMBED_SRCS) $(HDRS) Makefile | deps
 	@mkdir -p $(@D)
 	$(CC) -O1 -g -fsanitize=thread $(WARN) -pthread $(EMBED_CFLAGS) -Icsrc \
 	  $(EMBED_SRCS) -o $@ $(EMBED_LIBS)
@@ -101,9 +111,7 @@ tsan: build/tsan/host
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
 
-test: deps build lint docs rockcheck embed tsan asan-quick fuzz-smoke busted
-
-demo: deps build
+demo: build/5.4/memprobe/core.so
 	@$(call run,5.4) lua5.4 bin/memprobe report
 
 docs: build
@@ -115,8 +123,9 @@ docs: build
 	@ldoc -q . >/dev/null
 	@$(call run,5.4) lua5.4 tools/doccheck.lua build/docs
 
+# Also what a `luarocks make` in the checkout leaves behind.
 clean:
-	rm -rf build
+	rm -rf build memprobe csrc/*.o *.rock
 
 # ---------------------------------------------------------------------
 # Hardening: fault injection, sanitizers, valgrind, fuzzing, benchmarks.
@@ -147,18 +156,18 @@ testalloc: $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so \
                                    build/$(r)/panic_host)
 
 define harden_rule
-build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile | deps
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) $$< -o $$@ $$(LDFLAGS) -ldl
-build/$(1)/panic_host: spec/c/panic_host.c Makefile
+build/$(1)/panic_host: spec/c/panic_host.c Makefile | deps
 	@mkdir -p $$(@D)
 	$$(CC) $$(OPT) $$(WARN) $$$$(pkg-config --cflags $(PKG_$(1))) $$< -o $$@ \
 	  $$$$(pkg-config --libs $(PKG_$(1)))
-build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
+build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile | deps
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
 	  -Icsrc $$(SRCS) -o $$@ -shared
-build/asan-$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+build/asan-$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile | deps
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
 	  $$< -o $$@ -shared -ldl
@@ -172,19 +181,22 @@ asan_run = echo "== ASan+UBSan busted on $(LUA_$(1)) $(if $(2),(aggressive GC))"
 valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
   LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) /usr/bin/busted
 
-asan-quick: testalloc $(call asan_build,5.4)
+# The plain builds serve the C panic host and nginx (examples/openresty),
+# which run outside the sanitizer.
+asan-quick: build testalloc $(call asan_build,5.4)
 	@$(call asan_run,5.4,)
 
-asan: testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
+asan: build testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
 	  $(call asan_run,$(r),$(GC_AGGRESSIVE));)
 
+# VALGRIND_SPECS: spec files to run instead of the whole suite.
 valgrind: build testalloc
-	@sh tools/valgrind.sh
+	@sh tools/valgrind.sh $(VALGRIND_SPECS)
 
 fuzz-build: $(FUZZ_BINS)
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(SRCS) $(HDRS)
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(SRCS) $(HDRS) | deps
 	@mkdir -p $(@D)
 	$(CLANG) -O1 -g $(WARN) -Wno-missing-prototypes -fsanitize=fuzzer $(SAN) \
 	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(SRCS) -o $@ -llua5.4
@@ -195,7 +207,7 @@ fuzz: $(FUZZ_BINS)
 fuzz-smoke: $(FUZZ_BINS)
 	@sh tools/fuzz.sh $(FUZZ_SMOKE) $(FUZZ_BINS)
 
-build/bench/rawread: bench/rawread.c
+build/bench/rawread: bench/rawread.c | deps
 	@mkdir -p $(@D)
 	$(CC) -O2 $(WARN) $< -o $@
 
@@ -203,3 +215,10 @@ build/bench/rawread: bench/rawread.c
 # collector, the run without the hook). Slab rows need root; not in test.
 bench: build testalloc build/bench/rawread
 	@$(call run,5.4) lua5.4 bench/run.lua build/bench/rawread
+
+# The builds run in parallel under -j; the steps then run one after the
+# other (two busted suites side by side would disturb the timing specs).
+TEST_STEPS := lint docs rockcheck embed tsan asan-quick fuzz-smoke busted
+test: build testalloc build/embed/host build/tsan/host \
+      $(call asan_build,5.4) $(FUZZ_BINS)
+	@set -e; for s in $(TEST_STEPS); do $(MAKE) --no-print-directory $$s; done

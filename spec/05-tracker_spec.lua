@@ -236,7 +236,7 @@ describe("tracker:limit()", function()
     assert.is_truthy(f, host .. " is missing: make testalloc")
     f:close()
     local out = H.run(("LUA_PATH='lua/?.lua;lua/?/init.lua;;' " ..
-      "LUA_CPATH='build/%s/?.so;;' %s; echo \"exit $?\""):format(rt, host))
+      "LUA_CPATH='build/%s/?.so;;' %s 2>&1; echo \"exit $?\""):format(rt, host))
     assert.matches("^pcall: LUA_ERRMEM not enough memory\nafter: usable\n" ..
                    "panic: ", out)
     assert.is_nil(out:find("returned", 1, true))

@@ -11,6 +11,10 @@ mods=/usr/lib/nginx/modules
   echo "lua-nginx-module not installed (apt-get install libnginx-mod-http-lua)" >&2
   exit 77
 }
+[ -f "$top/build/jit/memprobe/core.so" ] || {
+  echo "no $top/build/jit/memprobe/core.so (make build)" >&2
+  exit 1
+}
 dir=$(mktemp -d)
 trap 'kill "$(cat "$dir/nginx.pid" 2>/dev/null)" 2>/dev/null; rm -rf "$dir"' EXIT
 mkdir -p "$dir/logs"
@@ -19,7 +23,9 @@ sed -e "s|@NDK_MODULE@|$mods/ndk_http_module.so|" \
     -e "s|@LUA_PATH@|$top/lua/?.lua;$top/lua/?/init.lua;;|" \
     -e "s|@LUA_CPATH@|$top/build/jit/?.so;;|" \
     -e "s|@PORT@|$port|" "$top/examples/openresty/nginx.conf" > "$dir/nginx.conf"
-nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+# The environment's LUA_PATH and LUA_CPATH (a sanitized build, say) stay
+# out of nginx: ";;" in the config would bring them in.
+env -u LUA_PATH -u LUA_CPATH nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
   2>>"$dir/logs/error.log" &
 i=0
 until curl -fs "http://127.0.0.1:$port/memz" >/dev/null 2>&1; do
