@@ -1,7 +1,7 @@
 # Development driver. Installs go through the rockspec (luarocks make);
 # this file reads its C sources from there so the two never disagree.
 
-ROCKSPEC := rockspec/memprobe-scm-1.rockspec
+ROCKSPEC := rockspec/memprobe-0.1.0-1.rockspec
 SRCS     := $(shell grep -o '"csrc/[a-z0-9_]*\.c"' $(ROCKSPEC) | tr -d '"')
 HDRS     := $(wildcard csrc/*.h)
 RUNTIMES := 5.1 5.2 5.3 5.4 jit

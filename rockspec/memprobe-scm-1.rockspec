@@ -1,10 +1,12 @@
 -- The single source of truth for installs: the Makefile reads the C
--- sources and Lua modules from this file.
+-- sources and Lua modules from this file. memprobe-scm-1.rockspec is the
+-- same apart from version and source (make rockcheck compares them).
 rockspec_format = "3.0"
 package = "memprobe"
 version = "scm-1"
 source = {
-  url = "git+file:///memprobe",
+  url = "git+https://github.com/memprobe/memprobe.git",
+  branch = "main",
 }
 description = {
   summary = "Where did the memory go? Kernel, process and Lua heap, side by side",
@@ -12,13 +14,25 @@ description = {
 memprobe reads the kernel's view (meminfo, slab, vmalloc, cgroup, NUMA),
 the process's view (RSS, PSS/USS, C heap) and the Lua state's own view
 (allocator hook, heap walk, per-module accounting) from Lua 5.1-5.4 and
-LuaJIT 2.1.
+LuaJIT 2.1, and exports them for Prometheus.
+
+Optional, used when installed: lua-cjson or dkjson (JSON output of the
+CLI and the console), luasocket (sub-second clocks for memprobe.watch).
+Embedding hosts: the rock installs memprobe.h in its conf directory
+(`luarocks show --rock-dir memprobe`/conf).
 ]],
+  homepage = "https://github.com/memprobe/memprobe",
   license = "MIT",
   labels = { "memory", "profiling", "linux", "procfs" },
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+}
+test_dependencies = {
+  "busted",
+}
+test = {
+  type = "busted",
 }
 build = {
   type = "builtin",
@@ -62,5 +76,6 @@ build = {
   },
   install = {
     bin = { memprobe = "bin/memprobe" },
+    conf = { "csrc/memprobe.h" },
   },
 }

@@ -1,0 +1,81 @@
+-- The single source of truth for installs: the Makefile reads the C
+-- sources and Lua modules from this file. memprobe-scm-1.rockspec is the
+-- same apart from version and source (make rockcheck compares them).
+rockspec_format = "3.0"
+package = "memprobe"
+version = "0.1.0-1"
+source = {
+  url = "git+https://github.com/memprobe/memprobe.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Where did the memory go? Kernel, process and Lua heap, side by side",
+  detailed = [[
+memprobe reads the kernel's view (meminfo, slab, vmalloc, cgroup, NUMA),
+the process's view (RSS, PSS/USS, C heap) and the Lua state's own view
+(allocator hook, heap walk, per-module accounting) from Lua 5.1-5.4 and
+LuaJIT 2.1, and exports them for Prometheus.
+
+Optional, used when installed: lua-cjson or dkjson (JSON output of the
+CLI and the console), luasocket (sub-second clocks for memprobe.watch).
+Embedding hosts: the rock installs memprobe.h in its conf directory
+(`luarocks show --rock-dir memprobe`/conf).
+]],
+  homepage = "https://github.com/memprobe/memprobe",
+  license = "MIT",
+  labels = { "memory", "profiling", "linux", "procfs" },
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+test_dependencies = {
+  "busted",
+}
+test = {
+  type = "busted",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["memprobe.core"] = {
+      sources = {
+        "csrc/blocktab.c",
+        "csrc/cgroup.c",
+        "csrc/compat.c",
+        "csrc/core.c",
+        "csrc/dropcaches.c",
+        "csrc/embed.c",
+        "csrc/heap.c",
+        "csrc/heapbook.c",
+        "csrc/heapmodel.c",
+        "csrc/heapwalk.c",
+        "csrc/ledger.c",
+        "csrc/meminfo.c",
+        "csrc/parse.c",
+        "csrc/process.c",
+        "csrc/procfs.c",
+        "csrc/sysvm.c",
+        "csrc/tracker.c",
+        "csrc/zones.c",
+        "csrc/slab.c",
+        "csrc/vmalloc.c",
+      },
+      incdirs = { "csrc" },
+    },
+    ["memprobe"] = "lua/memprobe/init.lua",
+    ["memprobe.console"] = "lua/memprobe/console.lua",
+    ["memprobe.export"] = "lua/memprobe/export.lua",
+    ["memprobe.format"] = "lua/memprobe/format.lua",
+    ["memprobe.json"] = "lua/memprobe/json.lua",
+    ["memprobe.report"] = "lua/memprobe/report.lua",
+    ["memprobe.diff"] = "lua/memprobe/diff.lua",
+    ["memprobe.watch"] = "lua/memprobe/watch.lua",
+    ["memprobe.requires"] = "lua/memprobe/requires.lua",
+    ["memprobe.heap"] = "lua/memprobe/heap.lua",
+    ["memprobe.settle"] = "lua/memprobe/settle.lua",
+  },
+  install = {
+    bin = { memprobe = "bin/memprobe" },
+    conf = { "csrc/memprobe.h" },
+  },
+}
