@@ -9,6 +9,7 @@ logs=$top/build/check-targets
 mkdir -p "$logs"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"  # specs run children as an unprivileged user (setpriv, nginx workers)
 targets=${*:-docs bench bench-tracker fuzz asan valgrind embed tsan}
 status=0
 printf '%-14s %6s %8s\n' target exit seconds
