@@ -55,6 +55,7 @@ build = {
         "csrc/process.c",
         "csrc/procfs.c",
         "csrc/sysvm.c",
+        "csrc/textfile.c",
         "csrc/tracker.c",
         "csrc/zones.c",
         "csrc/slab.c",

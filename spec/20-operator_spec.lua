@@ -178,7 +178,7 @@ describe("memprobe.export", function()
     assert.matches("# HELP memprobe_meminfo_bytes ", text, 1, true)
     assert.matches("# TYPE memprobe_meminfo_bytes gauge", text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"} ' .. 24683620 * 1024, text, 1, true)
-    assert.matches('memprobe_meminfo_pages{field="HugePages_Total"} 0', text, 1, true)
+    assert.matches('memprobe_meminfo_hugepages{field="HugePages_Total"} 0', text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="Active(file)"} ' .. 169800 * 1024, text, 1, true)
   end)
 

@@ -5,12 +5,45 @@
 
 local M = {}
 
--- meminfo keys that are counts, not sizes.
+-- meminfo keys that are counts of huge pages, not sizes.
 local counts = { HugePages_Total = true, HugePages_Free = true,
                  HugePages_Rsvd = true, HugePages_Surp = true }
 
+-- A label value as valid UTF-8 (what the exposition format requires):
+-- each byte that does not start a well-formed sequence becomes U+FFFD.
+local function utf8_valid(v)
+  if not v:find("[\128-\255]") then return v end
+  local out, i, n = {}, 1, #v
+  while i <= n do
+    local c = v:byte(i)
+    local len, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    end
+    local ok = len > 0 and i + len - 1 <= n
+    for j = 2, ok and len or 0 do
+      local b = v:byte(i + j - 1)
+      if j == 2 and (b < lo or b > hi) or (b < 0x80 or b > 0xBF) then ok = false break end
+    end
+    if ok then
+      out[#out + 1] = v:sub(i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
 local function escape(v)
-  return (tostring(v):gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
+  return (utf8_valid(tostring(v)):gsub("\\", "\\\\"):gsub("\n", "\\n"):gsub('"', '\\"'))
 end
 
 local function sorted_keys(t)
@@ -20,18 +53,26 @@ local function sorted_keys(t)
   return keys
 end
 
--- A metric family: HELP, TYPE, then its samples.
+-- A metric family: HELP, TYPE, then its samples, each `{ labels, value }`.
+-- Samples whose label sets are the same once escaped (a slab cache the
+-- kernel lists twice, two names made equal by the UTF-8 repair) are
+-- summed into one series: Prometheus rejects a scrape with duplicates.
 local function family(out, name, help, samples)
   if #samples == 0 then return end
   out[#out + 1] = "# HELP " .. name .. " " .. help
   out[#out + 1] = "# TYPE " .. name .. " gauge"
+  local order, sum = {}, {}
   for _, s in ipairs(samples) do
     local labels = {}
     for _, k in ipairs(sorted_keys(s[1])) do
       labels[#labels + 1] = k .. '="' .. escape(s[1][k]) .. '"'
     end
     local l = #labels > 0 and "{" .. table.concat(labels, ",") .. "}" or ""
-    out[#out + 1] = string.format("%s%s %.17g", name, l, s[2])
+    if sum[l] == nil then order[#order + 1] = l end
+    sum[l] = (sum[l] or 0) + s[2]
+  end
+  for _, l in ipairs(order) do
+    out[#out + 1] = string.format("%s%s %.17g", name, l, sum[l])
   end
 end
 
@@ -42,12 +83,20 @@ local function top(list, key, n)
   return r
 end
 
+-- Calls a reader; on failure records its message under errors[source].
+local function read(errors, source, fn, ...)
+  local v, err = fn(...)
+  if v == nil then errors[source] = tostring(err or "not available") end
+  return v
+end
+
 --- Collects the figures as plain tables, ready for a JSON encoder.
 -- @tparam[opt] table opts `slab` (default true), `vmalloc` (default true),
 -- `modules` (default false: walks the Lua heap), `top` (rows per list,
 -- default 20)
--- @treturn table `{ meminfo, free, slab, vmalloc, numa, process, cgroup, lua, modules }`;
--- parts that could not be read are absent
+-- @treturn table `{ meminfo, free, slab, vmalloc, numa, process, cgroup,
+-- lua, modules, errors }`; a part that could not be read is absent and
+-- `errors[part]` holds the reader's message
 function M.collect(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -55,32 +104,60 @@ function M.collect(opts)
   end
   local mp = require "memprobe"
   local n = opts.top or 20
-  local t = { meminfo = mp.meminfo(), free = mp.free() }
-  if opts.slab ~= false and mp.slabinfo then
-    local s = mp.slabinfo{ sort = "c", top = n }
+  local e = {}
+  local t = { errors = e }
+  t.meminfo = read(e, "meminfo", mp.meminfo)
+  t.free = read(e, "free", mp.free)
+  if opts.slab ~= false then
+    local s = read(e, "slab", mp.slabinfo, { sort = "c", top = n })
     t.slab = s and s.caches
   end
-  if opts.vmalloc ~= false and mp.vmallocinfo then
-    local v = mp.vmallocinfo()
-    t.vmalloc = v and v.by_caller and top(v.by_caller, "size", n)
+  if opts.vmalloc ~= false then
+    local v = read(e, "vmalloc", mp.vmallocinfo)
+    t.vmalloc = v and v.by_caller and top(v.by_caller, "bytes", n)
   end
-  t.numa = mp.numa and mp.numa() or nil
-  if mp.rss then
-    local sm = mp.smaps and mp.smaps() or {}
-    t.process = { rss = mp.rss(), pss = sm.pss, uss = sm.uss, swap = sm.swap }
+  t.numa = mp.numa()
+  local rss = read(e, "process", mp.rss)
+  if rss then
+    local sm = mp.smaps() or {}
+    t.process = { rss = rss, pss = sm.pss, uss = sm.uss, swap = sm.swap }
   end
-  t.cgroup = mp.cgroup and mp.cgroup() or nil
+  t.cgroup = mp.cgroup()
   t.lua = { gc = math.floor(collectgarbage("count") * 1024) }
-  if opts.modules and mp.modules then t.modules = mp.modules() end
+  if opts.modules then t.modules = mp.modules() end
   return t
 end
 
+-- The sources whose read errors are exported, in order.
+local sources = { "meminfo", "free", "slab", "vmalloc", "process" }
+
 --- Prometheus text exposition (version 0.0.4) of the figures.
+-- Families: `memprobe_up` (1: meminfo was read),
+-- `memprobe_source_read_error{source}` (1 when that source could not be
+-- read, e.g. slab or vmalloc without root), `memprobe_meminfo_bytes{field}`,
+-- `memprobe_meminfo_hugepages{field}` (HugePages_* counts),
+-- `memprobe_free_bytes{field}`, `memprobe_slab_bytes{cache}`,
+-- `memprobe_slab_active_objects{cache}`, `memprobe_vmalloc_bytes{caller,module}`
+-- (pages mapped, not address space), `memprobe_numa_node_bytes{node,field}`,
+-- `memprobe_process_{rss,pss,uss,swap}_bytes`, `memprobe_cgroup_usage_bytes`,
+-- `memprobe_cgroup_limit_bytes`, `memprobe_lua_heap_bytes` and, with
+-- `modules = true`, `memprobe_module_bytes{module}`. Label values are made
+-- valid UTF-8; samples with the same labels are summed.
 -- @tparam[opt] table opts as for `collect`
 -- @treturn string the exposition, ending with a newline
 function M.prometheus(opts)
   local t = M.collect(opts)
   local out = {}
+  family(out, "memprobe_up", "1 when memprobe read /proc/meminfo.",
+         { { {}, t.meminfo and 1 or 0 } })
+  local errs = {}
+  for _, src in ipairs(sources) do
+    if t.errors[src] or t[src] then
+      errs[#errs + 1] = { { source = src }, t.errors[src] and 1 or 0 }
+    end
+  end
+  family(out, "memprobe_source_read_error",
+         "1 when a source could not be read (its families are then absent).", errs)
   if t.meminfo then
     local bytes, cnt = {}, {}
     for _, k in ipairs(sorted_keys(t.meminfo)) do
@@ -88,13 +165,14 @@ function M.prometheus(opts)
       list[#list + 1] = { { field = k }, t.meminfo[k] }
     end
     family(out, "memprobe_meminfo_bytes", "/proc/meminfo sizes in bytes.", bytes)
-    family(out, "memprobe_meminfo_pages", "/proc/meminfo counts (huge pages).", cnt)
+    family(out, "memprobe_meminfo_hugepages",
+           "/proc/meminfo HugePages_* counts, in huge pages.", cnt)
   end
   if t.free then
     local s = {}
     for _, k in ipairs({ "total", "used", "free", "shared", "buff_cache",
                          "available", "swap_total", "swap_used", "swap_free" }) do
-      if t.free[k] then s[#s + 1] = { { kind = k }, t.free[k] } end
+      if t.free[k] then s[#s + 1] = { { field = k }, t.free[k] } end
     end
     family(out, "memprobe_free_bytes", "Memory as procps free shows it.", s)
   end
@@ -110,9 +188,10 @@ function M.prometheus(opts)
   if t.vmalloc then
     local s = {}
     for _, c in ipairs(t.vmalloc) do
-      s[#s + 1] = { { caller = c.caller or c.name, module = c.module or "" }, c.size }
+      s[#s + 1] = { { caller = c.caller or c.name, module = c.module or "" }, c.bytes }
     end
-    family(out, "memprobe_vmalloc_bytes", "vmalloc areas by caller.", s)
+    family(out, "memprobe_vmalloc_bytes",
+           "Memory in vmalloc areas by caller: mapped pages, not address space.", s)
   end
   if t.numa and t.numa.nodes then
     local s = {}
@@ -151,24 +230,18 @@ function M.prometheus(opts)
 end
 
 --- Writes the exposition atomically for node_exporter's textfile
--- collector: a temporary file in the same directory, then a rename.
+-- collector: a temporary file created exclusively in the same directory,
+-- written, flushed to disk and closed, each step checked, then renamed
+-- over `path`. On any error the temporary file is removed and `path` keeps
+-- its previous content.
 -- @tparam string path e.g. `/var/lib/node_exporter/memprobe.prom`
 -- @tparam[opt] table opts as for `collect`
--- @treturn ?boolean true, or nil, message
+-- @treturn ?boolean true, or nil, message, errno
 function M.textfile(path, opts)
   if type(path) ~= "string" or path == "" then
     error("bad argument #1 to 'textfile' (path expected, got " .. type(path) .. ")", 2)
   end
-  local text = M.prometheus(opts)
-  local tmp = path .. ".tmp" .. tostring(os.time()) .. tostring(math.random(1e6))
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  local ok, werr = f:write(text)
-  f:close()
-  if not ok then os.remove(tmp) return nil, werr end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp) return nil, rerr end
-  return true
+  return require("memprobe.core")._replace_file(path, M.prometheus(opts))
 end
 
 return M
