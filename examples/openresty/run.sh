@@ -1,11 +1,14 @@
 #!/bin/sh
 # Starts nginx with lua-nginx-module (Debian: libnginx-mod-http-lua) on
-# 127.0.0.1, fetches /memz and /metrics, and stops it.
-#   sh examples/openresty/run.sh [PORT]
+# 127.0.0.1, fetches /memz and /metrics, and stops it; given a command
+# after the port, runs that instead while nginx serves, and exits with
+# its status.
+#   sh examples/openresty/run.sh [PORT [COMMAND ARGS...]]
 # Expects memprobe/core.so built for LuaJIT in build/jit (make build).
 set -e
 top=$(cd "$(dirname "$0")/../.." && pwd)
 port=${1:-18089}
+[ $# -gt 0 ] && shift
 mods=/usr/lib/nginx/modules
 [ -f "$mods/ngx_http_lua_module.so" ] || {
   echo "lua-nginx-module not installed (apt-get install libnginx-mod-http-lua)" >&2
@@ -33,6 +36,10 @@ until curl -fs "http://127.0.0.1:$port/memz" >/dev/null 2>&1; do
   [ $i -lt 50 ] || { echo "nginx did not start:" >&2; cat "$dir/logs/error.log" >&2; exit 1; }
   sleep 0.1
 done
+if [ $# -gt 0 ]; then
+  "$@"
+  exit $?
+fi
 echo "== /memz"
 curl -fs "http://127.0.0.1:$port/memz"
 echo "== /memz?cmd=sys"
