@@ -207,6 +207,22 @@ describe("memprobe.json", function()
     local s = assert(json.encode({ a = 1, b = { 1, 2 } }))
     assert.are.same({ a = 1, b = { 1, 2 } }, decode(s))
   end)
+
+  it("encodes empty lists as [] and marked maps as {}, whatever the data", function()
+    local w = memprobe.watch{ sources = { "lua" } }
+    w:sample()
+    local s = assert(json.encode(w:report()))
+    assert.matches('"series":[]', s, 1, true)
+    assert.matches('"flagged":[]', s, 1, true)
+    assert.matches('"errors":{}', s, 1, true)
+    memprobe.config(H.fixture("linux-6.18"))  -- a machine without swap
+    local swaps = assert(memprobe.swaps())
+    memprobe.config{}
+    assert.are.equal(0, #swaps)
+    assert.are.equal("[]", json.encode(swaps))
+    assert.are.equal('{"a":[[]],"b":{}}', json.encode({ a = { {} }, b = json.map({}) })
+      :gsub('"b":{},"a":%[%[%]%]', '"a":[[]],"b":{}'))
+  end)
 end)
 
 describe("operator modules", function()

@@ -3,12 +3,13 @@
 --
 -- memprobe's empty tables are empty lists: they encode as `[]`, so that a
 -- field's JSON type never depends on the data. A table that is a map
--- (watch's `errors`) is marked with `json.map(t)` and stays `{}`.
+-- (watch's `errors`) carries dkjson's marker, a metatable with
+-- `__jsontype = "object"` (`json.map(t)` sets it), and stays `{}`.
 -- @module memprobe.json
 
 local M = {}
 
-local MAP = {}     -- metatable of the tables marked as maps
+local MAP = { __jsontype = "object" }  -- dkjson's marker of a map
 local EMPTY = "\0[]"  -- stands for an empty list until the text is made
 
 local ok, cjson = pcall(require, "cjson")
@@ -38,10 +39,11 @@ end
 local function prepare(v, depth)
   if type(v) ~= "table" then return v end
   if depth > 100 then error("nested too deeply", 0) end
-  if next(v) == nil and getmetatable(v) ~= MAP then
+  local mt = getmetatable(v)
+  if next(v) == nil and not (mt and mt.__jsontype == "object") then
     return with_cjson and EMPTY or setmetatable({}, { __jsontype = "array" })
   end
-  local t = {}
+  local t = setmetatable({}, mt and mt.__jsontype and MAP or nil)
   for k, x in pairs(v) do t[k] = prepare(x, depth + 1) end
   return t
 end

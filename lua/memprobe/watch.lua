@@ -169,7 +169,8 @@ function Watch:report(opts)
   if opts.top then
     for i = #out, opts.top + 1, -1 do out[i] = nil end
   end
-  local errors = require("memprobe.json").map({})  -- empty, it is still a map
+  -- a map even when empty (JSON {}), marked as memprobe.json expects
+  local errors = setmetatable({}, { __jsontype = "object" })
   for k, v in pairs(self.errors) do errors[k] = v end
   return { samples = n, seconds = n > 0 and times[n] - times[1] or 0,
            changed = changed, series = out, flagged = flagged, errors = errors }
