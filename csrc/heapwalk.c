@@ -767,7 +767,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
     lua_pop(L, 1);
   }
   if (!mp_testudata(L, ui, SNAP_MT)) lua_pop(L, 1);
-#if LUA_VERSION_NUM != 504
+#if LUA_VERSION_NUM < 504
   n = 1;  /* the environment or the one user value is part of the block */
 #endif
   o = REC(s, r);
