@@ -498,6 +498,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   REC(s, r)->name = memprobe_intern(L, s, ar->short_src,
                                     strlen(ar->short_src));
   REC(s, r)->edge = E_PROTO;
+  if (memprobe_shared_proto(L, fi)) REC(s, r)->flags |= F_HOST;
   return r;
 }
 

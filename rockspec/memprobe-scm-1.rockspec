@@ -41,6 +41,7 @@ build = {
         "csrc/parse.c",
         "csrc/process.c",
         "csrc/procfs.c",
+        "csrc/sharedcode.c",
         "csrc/sysvm.c",
         "csrc/tracker.c",
         "csrc/zones.c",
