@@ -42,7 +42,7 @@ lua_State *memprobe_newstate (lua_Alloc f, void *ud) {
   if (t == NULL)
     return NULL;
   t->host = 1;
-  if ((L = lua_newstate(memprobe_hook, t)) == NULL) {
+  if ((L = mp_newstate(memprobe_hook, t)) == NULL) {
     memprobe_tracker_free(t);
     return NULL;
   }

@@ -75,10 +75,11 @@ static int sync_dir (const char *path, char *dir, size_t size) {
 static int l_replace_file (lua_State *L) {
   size_t plen, len;
   const char *path = luaL_checklstring(L, 1, &plen);
-  const char *data = luaL_checklstring(L, 2, &len);
+  const char *data;
   char tmp[MP_PATHMAX + 16];
   int fd, err;
   luaL_argcheck(L, plen > 0 && strlen(path) == plen, 1, "path expected");
+  data = luaL_checklstring(L, 2, &len);
   fd = create_tmp(path, tmp, sizeof(tmp));
   if (fd < 0) {
     err = errno;

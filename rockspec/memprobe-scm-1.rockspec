@@ -17,7 +17,7 @@ the process's view (RSS, PSS/USS, C heap) and the Lua state's own view
 LuaJIT 2.1, and exports them for Prometheus.
 
 Optional, used when installed: lua-cjson or dkjson (JSON output of the
-CLI and the console), luasocket (sub-second clocks for memprobe.watch).
+CLI and the console); luasocket for examples/admin_console.lua.
 Embedding hosts: the rock installs memprobe.h in its conf directory
 (`luarocks show --rock-dir memprobe`/conf).
 ]],
@@ -41,6 +41,7 @@ build = {
       sources = {
         "csrc/blocktab.c",
         "csrc/cgroup.c",
+        "csrc/clock.c",
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
@@ -54,6 +55,7 @@ build = {
         "csrc/parse.c",
         "csrc/process.c",
         "csrc/procfs.c",
+        "csrc/sharedcode.c",
         "csrc/sysvm.c",
         "csrc/textfile.c",
         "csrc/tracker.c",
@@ -74,6 +76,7 @@ build = {
     ["memprobe.requires"] = "lua/memprobe/requires.lua",
     ["memprobe.heap"] = "lua/memprobe/heap.lua",
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
+    ["memprobe.options"] = "lua/memprobe/options.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -201,7 +201,7 @@ describe("tracker:limit()", function()
     end)
     t:limit(nil)
     collectgarbage("restart")
-    if _VERSION >= "Lua 5.3" then
+    if H.since("5.3") then
       assert.is_true(ok, err)
     else
       assert.is_false(ok)
@@ -214,7 +214,7 @@ describe("tracker:limit()", function()
   -- catches it reaches the panic handler. The standalone interpreter runs
   -- its chunk protected and reports it; a host that uses lua_call dies.
   it("reports an unprotected memory error through the interpreter", function()
-    local out = H.run(H.interp() .. [[ -e '
+    local out = H.run(H.interpreter() .. [[ -e '
       local t = require"memprobe".track()
       t:limit(collectgarbage("count") * 1024 + 4096)
       local q = {}
@@ -230,7 +230,7 @@ describe("tracker:limit()", function()
   -- abort() on 5.2+. 5.2 passes the panic handler the stack top instead
   -- of the message.
   it("ends a C host whose unprotected lua_call runs out of room", function()
-    local rt = jit and "jit" or _VERSION:match("%d+%.%d+")
+    local rt = H.rt
     local host = "build/" .. rt .. "/panic_host"
     local f = io.open(host, "rb")
     assert.is_truthy(f, host .. " is missing: make testalloc")
@@ -363,7 +363,7 @@ describe("memprobe.tracker()", function()
 end)
 
 describe("the unload hazard", function()
-  local lua = H.interp()
+  local lua = H.interpreter()
   local scripts = {
     [[require"memprobe".track()]],
     [[local m = require"memprobe"; local t = m.track{ limit = 1e9 };

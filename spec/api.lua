@@ -139,6 +139,13 @@ local rows = {
                 volatile = true, fault = false },
   path = { ok = { A({}) }, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
            arity = 2, extra = "ignored", volatile = true, fault = false },
+  clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true },
+  -- Internal of memprobe.export.textfile: writes files, no good call here
+  -- (spec/22-export_spec.lua runs it).
+  _replace_file = { ok = {},
+                    bad = { { 1, A() }, { 1, A({}) }, { 1, A("") }, { 1, A("a\0b", "x") },
+                            { 2, A("/nonexistent/x") }, { 2, A("/nonexistent/x", {}) } },
+                    arity = 2, fault = false },
   -- Internals of memprobe.heap, exported by memprobe.core.
   heap_clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
                  fault = false },

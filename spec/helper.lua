@@ -39,23 +39,36 @@ end
 --- Output of a shell command, or nil when it failed. The sanitizer
 -- runtime preloaded under `make asan` is kept out of the tools it runs
 -- (procps free deadlocks under it).
+-- Under plain `busted` (.busted gives the paths, the environment has
+-- none) the commands get this process's paths, so that the interpreters
+-- they start find this tree's modules too.
+local paths = os.getenv("LUA_PATH") == nil and os.getenv("LUA_CPATH") == nil and
+  ("export LUA_PATH='%s' LUA_CPATH='%s'; "):format(package.path, package.cpath) or ""
+
 function H.run(cmd)
-  local p = io.popen("unset LD_PRELOAD; " .. cmd .. " 2>/dev/null")
+  local p = io.popen(paths .. "unset LD_PRELOAD; " .. cmd .. " 2>/dev/null")
   local out = p:read("*a")
   p:close()
   return out ~= "" and out or nil
 end
 
---- The interpreter running the specs, as a command name.
-function H.interp()
-  local pre = H.asan and "env LD_PRELOAD=" .. H.asan .. " " or ""
-  if jit then return pre .. "luajit" end
-  return pre .. "lua" .. _VERSION:match("%d+%.%d+")
+--- The runtime running the specs: "5.1" ... "5.5", or "jit" (the name
+-- of its build/ directory).
+H.rt = jit and "jit" or _VERSION:match("%d+%.%d+")
+
+--- True on PUC Lua `v` ("5.4") or newer; LuaJIT counts as 5.1. The one
+-- version gate of the specs: newer versions get the newer behaviour.
+function H.since(v)
+  local function num(s)
+    local major, minor = s:match("(%d+)%.(%d+)")
+    return tonumber(major) * 100 + tonumber(minor)
+  end
+  return num(_VERSION) >= num(v)
 end
 
 --- Exit status of a shell command (its output is discarded).
 function H.status(cmd)
-  local p = io.popen(cmd .. " >/dev/null 2>&1; echo $?")
+  local p = io.popen(paths .. cmd .. " >/dev/null 2>&1; echo $?")
   local out = p:read("*a")
   p:close()
   return tonumber(out:match("(%d+)%s*$"))

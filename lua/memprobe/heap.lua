@@ -210,7 +210,7 @@ function M.calibrate(opts)
     m.userdata = measure(live, core.heap_sample, "userdata", 0)
     -- 5.4: a block without user values has a shorter header
     m.userdata_uv, m.userdata_uvbase = 0, m.userdata
-    if _VERSION == "Lua 5.4" then
+    if _VERSION >= "Lua 5.4" then  -- 5.4 and later
       local uv1 = measure(live, function()
         return core.heap_sample("userdata", 0, 1)
       end)
@@ -362,7 +362,9 @@ end
 -- @treturn table `{ by_type = {[type] = {count, bytes}}, userdata =
 -- {[__name] = {count, bytes}}, functions = {["src:line"] = {count, bytes,
 -- proto}}, largest = {{path, bytes, entries, type}}, total, objects,
--- gc_bytes, unexplained }`
+-- gc_bytes, unexplained, shared_code = {count, bytes}}`; `shared_code`
+-- is the code the host shares between states (skynet's code cache),
+-- outside this state's heap and not in `total`
 function M.heap(opts)
   opts = opts or {}
   local gc_bytes = gc_live()
@@ -381,7 +383,9 @@ end
 
 --- Live bytes per `package.loaded` entry, plus rows for the registry,
 -- the running thread's stack and objects shared between roots, so that
--- the `exclusive` column adds up to the census total.
+-- the `exclusive` column adds up to the census total. Code the host
+-- shares between states (skynet's code cache) is outside this state's
+-- heap: a row `(shared code)` whose bytes are all `shared`.
 -- @tparam[opt] table opts `model`, `max_objects`
 -- @treturn table rows `{ name, exclusive, shared, objects, by_type, load }`
 -- sorted by exclusive bytes; fields `total` and `gc_bytes`
@@ -419,6 +423,12 @@ function M.modules(opts)
     out[#out + 1] = { name = "(shared)", exclusive = sh.exclusive, shared = 0,
                       objects = sh.objects, by_type = sh.by_type }
     total = total + sh.exclusive
+  end
+  local code = rows.shared_code
+  if code and code.count > 0 then
+    out[#out + 1] = { name = "(shared code)", exclusive = 0,
+                      shared = code.bytes, objects = code.count,
+                      by_type = { proto = code } }
   end
   table.sort(out, function(a, b)
     if a.exclusive ~= b.exclusive then return a.exclusive > b.exclusive end
