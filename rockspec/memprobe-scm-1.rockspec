@@ -27,6 +27,7 @@ build = {
       sources = {
         "csrc/blocktab.c",
         "csrc/cgroup.c",
+        "csrc/clock.c",
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
@@ -60,6 +61,7 @@ build = {
     ["memprobe.requires"] = "lua/memprobe/requires.lua",
     ["memprobe.heap"] = "lua/memprobe/heap.lua",
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
+    ["memprobe.options"] = "lua/memprobe/options.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -143,7 +143,7 @@ describe("bin/memprobe", function()
     out, code = cli("free -h")
     assert.are.equal(0, code)
     assert.matches("^%s+total%s+used", out)
-    assert.matches("Mem: +[%d.]+[KMGT]iB", out)
+    assert.matches("Mem: +[%d.]+[KMGT]i ", out)
   end)
 
   it("exits 2 on an unknown command and on bad --watch values", function()
