@@ -34,13 +34,14 @@ function CMD.drop()
   return #data
 end
 
--- The tracker's live bytes and the collector's count. The collector stops
--- until `resume`, so that skynet's own counter, read by the console in
--- between, sees the same heap.
+-- The tracker's live bytes, the collector's count at the same instant,
+-- and the collector's count once the stats table exists. The collector
+-- stops until `resume`, so that skynet's own counter, read by the
+-- console in between, sees the same heap plus that table.
 function CMD.live()
   collectgarbage("stop")
   local st = tracker:stats()
-  return st.live, math.floor(collectgarbage("count") * 1024)
+  return st.live, st.gc, math.floor(collectgarbage("count") * 1024)
 end
 
 function CMD.resume()
