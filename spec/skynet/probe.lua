@@ -4,14 +4,19 @@
 local skynet = require "skynet"
 local memprobe = require "memprobe"
 local settle = require("memprobe.settle").settle
+local probe = require "memprobe_debug"
 
 local mode = ...
 local tracker
 local data = {}
+-- made under the tracker and alive until the service dies: on Lua 5.5
+-- strings from a buffer over 1 KiB are external, and free through the
+-- allocator that was current when they were made, in lua_close too
+local ballast
 local CMD = {}
 
 function CMD.ping()
-  return "pong"
+  return #ballast == 2 and "pong"
 end
 
 -- n records, each a small table and a string of `size` bytes (over 1 KiB
@@ -54,7 +59,7 @@ function CMD.modules()
   local rows = memprobe.modules()
   for _, row in ipairs(rows) do
     if row.name == "(shared code)" then
-      return math.floor(row.exclusive), math.floor(rows.total)
+      return math.floor(row.shared), math.floor(rows.total), row.exclusive
     end
   end
   return 0, math.floor(rows.total)
@@ -67,7 +72,7 @@ function CMD.busy()
 end
 
 function CMD.abort()
-  skynet.abort()
+  require("skynet.manager").abort()
 end
 
 skynet.start(function()
@@ -75,4 +80,7 @@ skynet.start(function()
     skynet.ret(skynet.pack(CMD[cmd](...)))
   end)
   if mode ~= "untracked" then tracker = memprobe.track() end
+  ballast = { string.rep("a", 3000), string.rep("b", 5000) }
+  -- the example's console behind `dbgcmd ADDR MEMPROBE ...`
+  probe.start{ track = false }
 end)
