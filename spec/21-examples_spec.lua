@@ -94,4 +94,36 @@ describe("examples/leak_probe.lua", function()
     assert.matches("usage: leak_probe.lua", out, 1, true)
     assert.matches("exit 2\n$", out)
   end)
+
+  it("never says healthy when it could not check", function()
+    -- a mistyped option, or a bad value, is bad usage
+    for _, args in ipairs({ "--max-rs 100", "--samples 0", "--samples 1.5", "--interval x",
+                            "--max-rss", "--max-rss lots", "extra" }) do
+      local out = example("leak_probe.lua --interval 0 " .. args)
+      assert.matches("exit 2\n$", out, 1, false)
+      assert.is_nil(out:find("traceback", 1, true), out)
+    end
+    -- sizes take units: 100M is 100 MiB
+    local fixture = "-e 'require(\"memprobe\").config(require(\"spec.helper\")" ..
+                    ".fixture(\"linux-6.18\"))' "
+    local out = H.lua(fixture .. "examples/leak_probe.lua --samples 1 --max-rss 100M")
+    assert.matches("^rss 1789952 ", out)
+    assert.matches("exit 0\n$", out)
+    out = H.lua(fixture .. "examples/leak_probe.lua --samples 1 --max-rss 1.5M")
+    assert.matches("FAIL rss 1789952 > 1572864", out, 1, true)
+    assert.matches("exit 1\n$", out)
+    -- a source that cannot be read: exit 3, as documented
+    local dir = H.tmpdir{ ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
+                          ["proc/self/statm"] = "765 437 408 5 0 123 0\n" }
+    local tree = "-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' "
+    out = H.lua(tree .. "examples/leak_probe.lua --samples 1")
+    assert.matches("exit 0\n$", out)
+    out = H.lua(tree .. "examples/leak_probe.lua --samples 1 --max-slab-growth 1M")
+    assert.matches(dir .. "/proc/slabinfo", out, 1, true)
+    assert.matches("exit 3\n$", out)
+    H.rmdir(dir)
+    out = H.lua("-e 'require(\"memprobe\").config{proc=\"/nonexistent\"}' " ..
+                "examples/leak_probe.lua --samples 1")
+    assert.matches("exit 3\n$", out)
+  end)
 end)
