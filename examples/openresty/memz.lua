@@ -7,6 +7,7 @@
 --   content_by_lua_block { require("memz").memz() }
 --   content_by_lua_block { require("memz").metrics() }
 local memprobe = require "memprobe"
+local ngx = ngx  -- luacheck: ignore 113 (lua-nginx-module's global)
 
 local M = {}
 
