@@ -1,8 +1,11 @@
 # Development driver. Installs go through the rockspec (luarocks make);
 # this file reads its C sources from there so the two never disagree.
 
+# The scm rockspec lists the sources; the versioned one (what rockcheck
+# installs and packs) must match it apart from version and source.
+SCM_ROCKSPEC := rockspec/memprobe-scm-1.rockspec
 ROCKSPEC := rockspec/memprobe-0.1.0-1.rockspec
-SRCS     := $(shell grep -o '"csrc/[a-z0-9_]*\.c"' $(ROCKSPEC) | tr -d '"')
+SRCS     := $(shell grep -o '"csrc/[a-z0-9_]*\.c"' $(SCM_ROCKSPEC) | tr -d '"')
 HDRS     := $(wildcard csrc/*.h)
 RUNTIMES := 5.1 5.2 5.3 5.4 jit
 
@@ -94,7 +97,7 @@ $(LUA55_DIR)/bin/lua5.5: tools/lua55.sh $(LUA55_SRC) | deps
 	@sh tools/lua55.sh $(LUA55_SRC) $(LUA55_DIR)
 
 define build_rule
-build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(DEP_$(1)) | deps
+build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(SCM_ROCKSPEC) Makefile $(DEP_$(1)) | deps
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) -Icsrc $$(SRCS) -o $$@ $$(LDFLAGS)
 endef
@@ -162,7 +165,7 @@ $(SKYNET_DIR)/skynet: $(SKYNET_SRC) | deps
 	  SKYNET_DEFINES=-DNOUSE_JEMALLOC >$(SKYNET_DIR).log 2>&1 || \
 	  { tail -n 20 $(SKYNET_DIR).log; exit 1; }
 
-$(SKYNET_CORE): $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(SKYNET_DIR)/skynet
+$(SKYNET_CORE): $(SRCS) $(HDRS) $(SCM_ROCKSPEC) Makefile $(SKYNET_DIR)/skynet
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -I$(SKYNET_DIR)/3rd/lua -Icsrc $(SRCS) -o $@ $(LDFLAGS)
 else
@@ -225,7 +228,7 @@ build/$(1)/panic_host: spec/c/panic_host.c Makefile $(DEP_$(1)) | deps
 	$$(CC) $$(OPT) $$(WARN) \
 	  $(or $(HOSTINC_$(1)),$$$$(pkg-config --cflags $(PKG_$(1)))) $$< -o $$@ \
 	  $(or $(HOSTLIB_$(1)),$$$$(pkg-config --libs $(PKG_$(1))))
-build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(DEP_$(1)) | deps
+build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(SCM_ROCKSPEC) Makefile $(DEP_$(1)) | deps
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
 	  -Icsrc $$(SRCS) -o $$@ -shared

@@ -53,6 +53,7 @@ build = {
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
+        "csrc/pids.c",
         "csrc/process.c",
         "csrc/procfs.c",
         "csrc/sharedcode.c",

@@ -127,8 +127,14 @@ describe("examples/prometheus", function()
     assert.are.equal(total, ngx['memprobe_meminfo_bytes{field="MemTotal"}'])
     assert.are.equal(total, ngx['memprobe_free_bytes{field="total"}'])
     assert.are.equal(1, ngx.memprobe_up)
-    assert.is_true(ngx.memprobe_lua_heap_bytes > 0)
-    assert.is_true(ngx.memprobe_process_rss_bytes > 0)
+    -- the worker's own series carry its label (worker="0" or "1")
+    local worker = {}
+    for k, v in pairs(ngx) do
+      local name, w = k:match('^(memprobe_[%w_]+){worker="(%d)"}$')
+      if name then worker[name] = v assert.matches("^[01]$", w) end
+    end
+    assert.is_true(worker.memprobe_lua_heap_bytes > 0)
+    assert.is_true(worker.memprobe_process_rss_bytes > 0)
     assert.is_not_nil(ngx['memprobe_source_read_error{source="meminfo"}'])
 
     -- nothing refused (duplicates, out of order), every rule healthy

@@ -146,6 +146,9 @@ local rows = {
                     bad = { { 1, A() }, { 1, A({}) }, { 1, A("") }, { 1, A("a\0b", "x") },
                             { 2, A("/nonexistent/x") }, { 2, A("/nonexistent/x", {}) } },
                     arity = 2, fault = false },
+  -- lists the proc root's directory names: it reads no file to fail on
+  pids = { ok = { A() }, bad = { { 1, A(5) }, { 1, A({}) }, { 2, A(nil, 5) } },
+           arity = 0, extra = "raises", volatile = true },
   -- Internals of memprobe.heap, exported by memprobe.core.
   heap_clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
                  fault = false },

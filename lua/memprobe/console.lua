@@ -167,6 +167,11 @@ def("heap", "census of the Lua heap by type", function(self)
   local cells = {}
   for t, v in pairs(h.by_type) do cells[#cells + 1] = { t, v.count, size(v.bytes) } end
   table.sort(cells, function(a, b) return a[2] > b[2] end)
+  -- code the host shares between states is not this heap's: a row apart
+  local code = h.shared_code
+  if code and code.count > 0 then
+    cells[#cells + 1] = { "(shared code)", code.count, size(code.bytes) }
+  end
   return format.columns({ "type", "count", "bytes" }, cells), h
 end)
 

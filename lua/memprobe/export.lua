@@ -9,7 +9,7 @@ local M = {}
 
 -- The options of collect and prometheus.
 local spec = { slab = "boolean", vmalloc = "boolean", modules = "boolean",
-               top = "count", labels = "table" }
+               top = "count", labels = "table", pid = "count", process = "boolean" }
 
 -- meminfo keys that are counts of huge pages, not sizes.
 local counts = { HugePages_Total = true, HugePages_Free = true,
@@ -101,7 +101,10 @@ end
 -- `modules` (default false: walks the Lua heap), `top` (rows per list,
 -- default 20), `labels` (label = value pairs for the series of this
 -- process and its Lua state, such as `{ worker = ngx.worker.id() }`: the
--- workers of one server then make distinct series)
+-- workers of one server then make distinct series), `pid` (the process
+-- series describe that process; the Lua series, which are this state's,
+-- are left out), `process = false` (neither process nor Lua series: a
+-- command-line tool describing the machine)
 -- @treturn table `{ meminfo, free, slab, vmalloc, numa, process, cgroup,
 -- lua, modules, errors }`; a part that could not be read is absent and
 -- `errors[part]` holds the reader's message
@@ -122,14 +125,19 @@ function M.collect(opts)
     t.vmalloc = v and v.by_caller and top(v.by_caller, "bytes", n)
   end
   t.numa = mp.numa()
-  local rss = read(e, "process", mp.rss)
-  if rss then
+  local own = opts.process ~= false and not opts.pid
+  if opts.pid then
+    local p = read(e, "process", mp.process, opts.pid)
+    local sm = mp.smaps(opts.pid) or {}
+    t.process = p and { rss = p.VmRSS, pss = sm.pss, uss = sm.uss, swap = sm.swap }
+  elseif own then
+    local rss = read(e, "process", mp.rss)
     local sm = mp.smaps() or {}
-    t.process = { rss = rss, pss = sm.pss, uss = sm.uss, swap = sm.swap }
+    t.process = rss and { rss = rss, pss = sm.pss, uss = sm.uss, swap = sm.swap }
   end
   t.cgroup = mp.cgroup()
-  t.lua = { gc = math.floor(collectgarbage("count") * 1024) }
-  if opts.modules then t.modules = mp.modules() end
+  t.lua = own and { gc = math.floor(collectgarbage("count") * 1024) } or nil
+  if opts.modules and own then t.modules = mp.modules() end
   return t
 end
 
@@ -232,8 +240,10 @@ function M.prometheus(opts)
     family(out, "memprobe_cgroup_limit_bytes", "Own cgroup's effective limit.",
            lim and { { {}, lim } } or {})
   end
-  family(out, "memprobe_lua_heap_bytes", "Lua heap (collectgarbage count).",
-         { { own(), t.lua.gc } })
+  if t.lua then
+    family(out, "memprobe_lua_heap_bytes", "Lua heap (collectgarbage count).",
+           { { own(), t.lua.gc } })
+  end
   if t.modules then
     local s = {}
     for _, r in ipairs(t.modules) do s[#s + 1] = { own{ module = r.name }, r.exclusive or 0 } end

@@ -148,7 +148,10 @@ function M.report(r)
     if #out > 0 then add("") end
     add("== ", title)
     if t.error then add("  (", t.error, ")") return false end
-    if t.skipped then add("  (skipped)") return false end
+    if t.skipped then
+      add("  (", type(t.skipped) == "string" and t.skipped or "skipped", ")")
+      return false
+    end
     for _, x in ipairs(rows) do
       if x[2] ~= nil then row(x[1], type(x[2]) == "number" and size(x[2]) or x[2]) end
     end

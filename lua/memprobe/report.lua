@@ -147,7 +147,9 @@ function M.build(mp, opts)
   r.kernel = kernel(mp)
   if opts.pid then  -- the cgroup, C heap and Lua levels are this process's
     r.process = process(mp, r.kernel, opts.pid)
-    for _, k in ipairs({ "cgroup", "c_heap", "lua", "modules" }) do r[k] = { skipped = true } end
+    for _, k in ipairs({ "cgroup", "c_heap", "lua", "modules" }) do
+      r[k] = { skipped = "only the process itself can read this level" }
+    end
     return r
   end
   r.cgroup = cgroup(mp)

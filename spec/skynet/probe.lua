@@ -4,14 +4,19 @@
 local skynet = require "skynet"
 local memprobe = require "memprobe"
 local settle = require("memprobe.settle").settle
+local probe = require "memprobe_debug"
 
 local mode = ...
 local tracker
 local data = {}
+-- made under the tracker and alive until the service dies: on Lua 5.5
+-- strings from a buffer over 1 KiB are external, and free through the
+-- allocator that was current when they were made, in lua_close too
+local ballast
 local CMD = {}
 
 function CMD.ping()
-  return "pong"
+  return #ballast == 2 and "pong"
 end
 
 -- n records, each a small table and a string of `size` bytes (over 1 KiB
@@ -29,13 +34,14 @@ function CMD.drop()
   return #data
 end
 
--- The tracker's live bytes and the collector's count. The collector stops
--- until `resume`, so that skynet's own counter, read by the console in
--- between, sees the same heap.
+-- The tracker's live bytes, the collector's count at the same instant,
+-- and the collector's count once the stats table exists. The collector
+-- stops until `resume`, so that skynet's own counter, read by the
+-- console in between, sees the same heap plus that table.
 function CMD.live()
   collectgarbage("stop")
   local st = tracker:stats()
-  return st.live, math.floor(collectgarbage("count") * 1024)
+  return st.live, st.gc, math.floor(collectgarbage("count") * 1024)
 end
 
 function CMD.resume()
@@ -43,18 +49,21 @@ function CMD.resume()
   return true
 end
 
--- The census: its total, the shared code row, the collector's count.
+-- The census: its total, the shared code row (bytes, prototypes,
+-- strings), the collector's count.
 function CMD.heap()
   local c = memprobe.heap()
-  local sc = c.shared_code or { count = 0, bytes = 0 }
-  return math.floor(c.total), math.floor(sc.bytes), sc.count, c.gc_bytes
+  local sc = c.shared_code
+  local protos, strings = sc.by_type.proto or {}, sc.by_type.string or {}
+  return math.floor(c.total), math.floor(sc.bytes), protos.count or 0,
+         strings.count or 0, c.gc_bytes
 end
 
 function CMD.modules()
   local rows = memprobe.modules()
   for _, row in ipairs(rows) do
     if row.name == "(shared code)" then
-      return math.floor(row.exclusive), math.floor(rows.total)
+      return math.floor(row.shared), math.floor(rows.total), row.exclusive
     end
   end
   return 0, math.floor(rows.total)
@@ -67,7 +76,7 @@ function CMD.busy()
 end
 
 function CMD.abort()
-  skynet.abort()
+  require("skynet.manager").abort()
 end
 
 skynet.start(function()
@@ -75,4 +84,7 @@ skynet.start(function()
     skynet.ret(skynet.pack(CMD[cmd](...)))
   end)
   if mode ~= "untracked" then tracker = memprobe.track() end
+  ballast = { string.rep("a", 3000), string.rep("b", 5000) }
+  -- the example's console behind `dbgcmd ADDR MEMPROBE ...`
+  probe.start{ track = false }
 end)
