@@ -3,7 +3,7 @@
 # runtime given as "name=interpreter=busted=aggressive-GC chunk", each once
 # more with that chunk (LUA_INIT runs before busted). Without arguments:
 # lua5.4 and luajit. VALGRIND_SPECS: spec files to run instead of the
-# whole suite. LuaJIT: see the note in README "Hardening".
+# whole suite. LuaJIT: see the note in docs/hacking.md "Hardening".
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 1
 vg="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions=$top/tools/valgrind.supp"
