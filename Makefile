@@ -176,12 +176,16 @@ endif
 demo: build/5.4/memprobe/core.so
 	@$(call run,5.4) lua5.4 bin/memprobe report
 
-docs: build
+docs: build docs/ldoc/types.lua docs/ldoc/commands.lua
 	@rm -rf build/docsrc && mkdir -p build/docsrc
 	@ln -s $(CURDIR)/lua/memprobe/*.lua $(CURDIR)/csrc/*.c build/docsrc/
 	@# LDoc reads files in name order and a C file's @submodule needs the
 	@# module seen first: init.lua (@module memprobe) must sort first.
 	@mv build/docsrc/init.lua build/docsrc/_init.lua
+	@# The methods of C objects and the console's commands (doc-only files,
+	@# read after the modules they extend).
+	@ln -s $(CURDIR)/docs/ldoc/types.lua build/docsrc/zz_types.lua
+	@ln -s $(CURDIR)/docs/ldoc/commands.lua build/docsrc/zz_commands.lua
 	@ldoc -q . >/dev/null
 	@$(call run,5.4) lua5.4 tools/doccheck.lua build/docs
 

@@ -142,6 +142,7 @@ model, and runs its first step within the budgets. Methods: `step([ms [,
 units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 `added(older [, top])`, `close()`.
 @function heap_snapshot
+@local
 @tparam table model the size model (`memprobe.heap.model()`)
 @tparam table roots array of `{ value, name, label }`
 @tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`

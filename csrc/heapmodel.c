@@ -96,6 +96,7 @@ static int sample_cfunction (lua_State *L) {
 /***
 One fresh object of a known shape, built without garbage, for calibration.
 @function heap_sample
+@local
 @tparam string kind "string", "userdata", "cclosure" or "table"
 @tparam[opt] integer a size: bytes, upvalues, array slots
 @tparam[opt] integer b string seed, user values (5.4), hash slots
@@ -148,6 +149,7 @@ int memprobe_l_sample (lua_State *L) {
 /***
 Bytes `lua_dump` writes for a Lua function (counted, nothing allocated).
 @function heap_dumpsize
+@local
 @tparam function f a Lua function
 @treturn integer bytes
 */
@@ -164,6 +166,7 @@ int memprobe_l_dumpsize (lua_State *L) {
 /***
 The running thread, which Lua 5.1 code cannot get on the main thread.
 @function heap_thread
+@local
 @treturn thread
 */
 int memprobe_l_thread (lua_State *L) {
@@ -174,6 +177,7 @@ int memprobe_l_thread (lua_State *L) {
 /***
 The monotonic clock the heap walk's time budgets are read on.
 @function heap_clock
+@local
 @treturn number seconds
 */
 int memprobe_l_clock (lua_State *L) {
@@ -184,6 +188,7 @@ int memprobe_l_clock (lua_State *L) {
 /***
 Bytes of C buffers that the heap walks of this state hold now.
 @function heap_walk_buffers
+@local
 @treturn integer bytes
 */
 int memprobe_l_walk_buffers (lua_State *L) {

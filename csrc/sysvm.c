@@ -261,6 +261,7 @@ swaps(): one { filename, type, size, used, priority } per swap area,
 sizes in bytes (the file says KiB); filename with the kernel's \040
 escapes decoded. No swap: an empty list.
 @function swaps
+@treturn table the list of swap areas, or nil, message, errno
 */
 static int l_swaps (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -335,6 +336,7 @@ size, rss and swap are bytes as the kernel prints them. The limits are
 unsigned longs: the 64-bit default 2^64 - 2^24 - 1 does not fit
 int64 and comes back as a float (>= 2^63: no limit in practice).
 @function shm
+@treturn table the segments and the limits, or nil, message, errno
 */
 static int l_shm (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -389,6 +391,7 @@ overcommit_kbytes in bytes (0: the ratio applies); headroom is
 commit_limit - committed_as, negative when overcommitted, and binding
 only in mode 2 ("never").
 @function overcommit
+@treturn table the policy, limits and headroom, or nil, message, errno
 */
 static int l_overcommit (lua_State *L) {
   static const char rel[] = "sys/vm/overcommit_memory";

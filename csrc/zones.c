@@ -417,6 +417,7 @@ nr_* ...), <count>_bytes for the ones in zone_pages, protection (a
 list, in pages), populated (present > 0) and node_stats, the node's
 counters, one table shared by the zones of a node (4.8+).
 @function zoneinfo
+@treturn table the list of zones, or nil, message, errno
 */
 static int l_zoneinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -516,6 +517,7 @@ static void buddy_event (void *ud, int kind, const char *key, size_t klen,
 buddyinfo(): a list of { node, zone, counts, free_pages, free_bytes };
 counts[k + 1] is the number of free blocks of order k (2^k pages).
 @function buddyinfo
+@treturn table the list of zones with their free blocks, or nil, message, errno
 */
 static int l_buddyinfo (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
@@ -626,6 +628,7 @@ numastat, vmstat, distance, cpus}, ... } } with one entry per online
 node, in order. meminfo has the keys of /proc/meminfo (kB as bytes);
 a file the node does not have leaves its field nil.
 @function numa
+@treturn table the nodes, or nil, message, errno
 */
 static int l_numa (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);

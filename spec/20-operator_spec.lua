@@ -143,7 +143,9 @@ describe("memprobe.console", function()
 
   it("caps the Lua heap with track and limit", function()
     local had = memprobe.tracker()
-    assert.matches("needs the tracker", c:run("limit 512M"), 1, true)
+    -- with a tracker installed before (an earlier spec file), the console
+    -- works with it, as with a host's
+    if not had then assert.matches("needs the tracker", c:run("limit 512M"), 1, true) end
     assert.matches("^tracking: live ", c:run("track on"))
     assert.matches("limit 512MiB", c:run("limit 512M"), 1, true)
     local data = c:data("lua")

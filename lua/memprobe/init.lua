@@ -19,20 +19,28 @@ end
 --- What grew and shrank between two meminfo(), slabinfo() or
 -- vmallocinfo() results; see `memprobe.diff`.
 -- @function diff
+-- @tparam table a the older reading
+-- @tparam table b the newer reading, of the same reader
+-- @treturn table `{ source, grew, shrank, total }`
 M.diff = function(a, b) return require("memprobe.diff").diff(a, b) end
 
 --- A sampler ranking series by growth rate; see `memprobe.watch`.
 -- @function watch
+-- @tparam[opt] table opts `interval`, `samples`, `sources`, `clock`, `sleep`
+-- @treturn Watch the watcher (`w:sample()`, `w:run()`, `w:report()`)
 M.watch = function(opts) return require("memprobe.watch").new(opts) end
 
 --- Accounts the load cost of every module required from now on; see
 -- `memprobe.requires`. `account_requires(false)` stops.
 -- @function account_requires
+-- @tparam[opt] boolean on `false` to stop
+-- @return nothing
 M.account_requires = requires.account_requires
 
 --- Load cost per accounted module: rows `{ name, retained, inclusive,
 -- peak, allocs, seconds }`; see `memprobe.requires`.
 -- @function requires
+-- @treturn table the rows, in load order
 M.requires = requires.requires
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
 local function heap() return require "memprobe.heap" end
@@ -59,6 +67,10 @@ local spec = {
 --- Census of the Lua heap: by type, userdata by `__name`, functions by
 -- prototype, the largest containers with their paths; see `memprobe.heap`.
 -- @function heap
+-- @tparam[opt] table opts `top` (largest containers, default 10), `model`,
+-- `max_objects`
+-- @treturn table `{ by_type, userdata, functions, largest, total, objects,
+-- gc_bytes, unexplained }`
 M.heap = function(opts)
   return heap().heap(check("heap", opts, spec.heap))
 end
@@ -66,6 +78,8 @@ end
 --- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
 -- objects, by_type, load }`; see `memprobe.heap`.
 -- @function modules
+-- @tparam[opt] table opts `model`, `max_objects`
+-- @treturn table the rows, largest `exclusive` first
 M.modules = function(opts)
   return heap().modules(check("modules", opts, spec.modules))
 end
@@ -73,18 +87,25 @@ end
 --- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
 -- `snap:diff(older)` names what was added; see `memprobe.heap`.
 -- @function snapshot
+-- @tparam[opt] table opts `max_ms`, `max_units`, `max_objects`, `model`
+-- @treturn Snapshot the snapshot (complete unless sliced: `snap:step()`)
 M.snapshot = function(opts)
   return heap().snapshot(check("snapshot", opts, spec.snapshot))
 end
 
 --- The shortest readable reference paths to an object; see `memprobe.heap`.
 -- @function path
+-- @param obj a table, function, userdata, thread or string
+-- @tparam[opt] table opts `max` paths (default 5), `model`
+-- @treturn {string,...} the paths, shortest first
 M.path = function(obj, opts)
   return heap().path(obj, check("path", opts, spec.path, 2))
 end
 
 --- Measures the size model of the running VM; see `memprobe.heap`.
 -- @function calibrate
+-- @tparam[opt] table opts `live`, a function giving live bytes
+-- @treturn table the size model
 M.calibrate = function(opts)
   return heap().calibrate(check("calibrate", opts, spec.calibrate))
 end

@@ -62,6 +62,7 @@ end
 -- `ledger()` shows their live bytes over time. Loader errors propagate
 -- unchanged. `account_requires(false)` puts the plain `require` back.
 -- @tparam[opt] boolean on false to stop
+-- @return nothing
 function M.account_requires(on)
   if on == false then
     if plain ~= nil then

@@ -8,6 +8,7 @@ local M = {}
 
 --- Collects until two counts in a row agree, at most `n` times (24).
 -- @tparam[opt] number n the most collections to run
+-- @return nothing
 function M.settle(n)
   local prev
   for _ = 1, n or 24 do

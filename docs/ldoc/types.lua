@@ -1,0 +1,69 @@
+--- The methods of the objects memprobe returns, whose code is in C
+-- (csrc/tracker.c, csrc/heap.c). Read by LDoc only (`make docs`).
+-- @submodule memprobe
+
+--- The allocator hook of one Lua state, from `track()` or `tracker()`.
+-- @type Tracker
+
+--- The counters, copied at one instant.
+-- @function Tracker:stats
+-- @treturn table `live peak allocs frees reallocs failed` (bytes and
+-- counts), `gc` (the collector's count read at the same instant: equal
+-- to `live`), `histogram` (`{[2^k] = allocations of (2^(k-1), 2^k] bytes}`),
+-- `by_type` (`{table = {allocs, bytes}, string = ..., other = ...}` on 5.2+,
+-- nil on 5.1 and LuaJIT), `limit` when set, `watermark_error`
+
+--- Starts a new peak: it becomes max(live, floor).
+-- @function Tracker:reset_peak
+-- @tparam[opt] integer floor bytes (default 0)
+-- @treturn integer the peak it replaced (nested measurements restore it)
+
+--- Caps live bytes: an allocation that would take live past `bytes`
+-- fails ("not enough memory"); frees and shrinks always succeed.
+-- @function Tracker:limit
+-- @tparam ?integer bytes the limit, or nil to remove it
+-- @treturn ?integer the previous limit, nil when there was none
+
+--- Calls `fn(live)` once, at the first safe point after live went past
+-- `bytes` (the end of a collection cycle, or the next tracker call);
+-- never from inside the allocator. `watermark(nil)` clears it.
+-- @function Tracker:watermark
+-- @tparam ?integer bytes the mark, or nil to clear
+-- @tparam[opt] function fn called with the live bytes
+-- @return nothing
+
+--- Puts the previous allocator back (also `<close>` on 5.4). Idempotent.
+-- @function Tracker:untrack
+-- @treturn ?boolean true, or nil and a message when the host installed
+-- the hook or another hook was chained over this one
+
+--- A heap snapshot, from `snapshot()`; taken in slices when it has a
+-- budget (`max_ms`, `max_units`).
+-- @type Snapshot
+
+--- Walks on for at most `ms` milliseconds or `units` units of work.
+-- @function Snapshot:step
+-- @tparam[opt] number ms the time budget of this slice (default: the snapshot's)
+-- @tparam[opt] integer units the work budget of this slice
+-- @treturn boolean true once the walk is complete
+
+--- What this snapshot holds that `older` did not.
+-- @function Snapshot:diff
+-- @tparam Snapshot older an earlier snapshot
+-- @tparam[opt] table opts `top` (rows per list, default 20)
+-- @treturn table `added` and `freed` `{path, count, bytes}` grouped by path
+-- pattern, `grown` `{path, before, after, entries}`; `format.diff(d)` prints it
+
+--- The walk's own figures.
+-- @function Snapshot:stats
+-- @treturn table `objects done truncated steps units max_units restarts bookkeeping`
+
+--- The census of the snapshot, as `heap()` gives it raw.
+-- @function Snapshot:census
+-- @tparam[opt] integer top the largest containers to keep (default 10)
+-- @treturn table `{ by_type, userdata, functions, largest, total, objects, shared_code }`
+
+--- Frees the snapshot's bookkeeping (C memory, off the Lua heap) at once
+-- rather than at collection. Idempotent.
+-- @function Snapshot:close
+-- @return nothing
