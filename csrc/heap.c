@@ -388,23 +388,6 @@ static int counted (const hobj *o) {
   return !(o->flags & (F_IGNORE | F_HOST));
 }
 
-/* Sets field 'shared_code' = { count, bytes } of the table on top: the
-** prototypes the host shares between states (sharedcode.c). */
-static void set_sharedcode (lua_State *L, const snap *s) {
-  double count = 0, bytes = 0;
-  uint32_t i;
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    if (!(o->flags & F_HOST)) continue;
-    count++;
-    bytes += o->size;
-  }
-  lua_createtable(L, 0, 2);
-  setnum(L, "count", count);
-  setnum(L, "bytes", bytes);
-  lua_setfield(L, -2, "shared_code");
-}
-
 /* Pushes { [type] = { count, bytes } } for the types of n[] with a count. */
 static void push_bytype (lua_State *L, const double *n, const double *b) {
   int t;
@@ -416,6 +399,29 @@ static void push_bytype (lua_State *L, const double *n, const double *b) {
     setnum(L, "bytes", b[t]);
     lua_setfield(L, -2, tnames[t]);
   }
+}
+
+/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
+** top: the objects the host shares between states (sharedcode.c). */
+static void set_sharedcode (lua_State *L, const snap *s) {
+  double count = 0, bytes = 0, n[T_NTYPES], b[T_NTYPES];
+  uint32_t i;
+  memset(n, 0, sizeof(n));
+  memset(b, 0, sizeof(b));
+  for (i = 0; i < s->obj.n; i++) {
+    const hobj *o = REC(s, i);
+    if (!(o->flags & F_HOST)) continue;
+    count++;
+    bytes += o->size;
+    n[o->type]++;
+    b[o->type] += o->size;
+  }
+  lua_createtable(L, 0, 3);
+  setnum(L, "count", count);
+  setnum(L, "bytes", bytes);
+  push_bytype(L, n, b);
+  lua_setfield(L, -2, "by_type");
+  lua_setfield(L, -2, "shared_code");
 }
 
 /* Counts and bytes by a key (a name or prototype number + 1), in an
@@ -461,8 +467,9 @@ static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
 
 /*
 ** snap:census(top) -> { by_type, userdata, functions, largest, total,
-** objects, shared_code }: the raw census memprobe.heap() dresses. One pass over the
-** records adds up in C; tables are made per type, name and prototype.
+** objects, shared_code }: the raw census memprobe.heap() dresses. One
+** pass over the records adds up in C; tables are made per type, name and
+** prototype.
 */
 static int l_census (lua_State *L) {
   snap *s = checksnap(L, 1);
@@ -566,9 +573,10 @@ static int l_census (lua_State *L) {
 
 /*
 ** snap:rows(model_roots) -> { [label] = { exclusive, shared, objects,
-** by_type }, shared_code = { count, bytes } }. Exclusive bytes are those of objects only one root
-** reaches; the shared bytes of a row come from a second, cheaper walk
-** per root over the shared objects it reaches (roots at 2).
+** by_type }, shared_code = { count, bytes, by_type } }. Exclusive bytes
+** are those of objects only one root reaches; the shared bytes of a row
+** come from a second, cheaper walk per root over the shared objects it
+** reaches (roots at 2).
 */
 int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);

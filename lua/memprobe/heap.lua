@@ -362,9 +362,10 @@ end
 -- @treturn table `{ by_type = {[type] = {count, bytes}}, userdata =
 -- {[__name] = {count, bytes}}, functions = {["src:line"] = {count, bytes,
 -- proto}}, largest = {{path, bytes, entries, type}}, total, objects,
--- gc_bytes, unexplained, shared_code = {count, bytes}}`; `shared_code`
--- is the code the host shares between states (skynet's code cache),
--- outside this state's heap and not in `total`
+-- gc_bytes, unexplained, shared_code = {count, bytes, by_type}}`;
+-- `shared_code` is what the host shares between states (skynet's code
+-- cache: prototypes and their strings; shared tables), outside this
+-- state's heap and not in `total`
 function M.heap(opts)
   opts = opts or {}
   local gc_bytes = gc_live()
@@ -428,7 +429,7 @@ function M.modules(opts)
   if code and code.count > 0 then
     out[#out + 1] = { name = "(shared code)", exclusive = 0,
                       shared = code.bytes, objects = code.count,
-                      by_type = { proto = code } }
+                      by_type = code.by_type }
   end
   table.sort(out, function(a, b)
     if a.exclusive ~= b.exclusive then return a.exclusive > b.exclusive end

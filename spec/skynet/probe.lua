@@ -34,13 +34,14 @@ function CMD.drop()
   return #data
 end
 
--- The tracker's live bytes and the collector's count. The collector stops
--- until `resume`, so that skynet's own counter, read by the console in
--- between, sees the same heap.
+-- The tracker's live bytes, the collector's count at the same instant,
+-- and the collector's count once the stats table exists. The collector
+-- stops until `resume`, so that skynet's own counter, read by the
+-- console in between, sees the same heap plus that table.
 function CMD.live()
   collectgarbage("stop")
   local st = tracker:stats()
-  return st.live, math.floor(collectgarbage("count") * 1024)
+  return st.live, st.gc, math.floor(collectgarbage("count") * 1024)
 end
 
 function CMD.resume()
@@ -48,11 +49,14 @@ function CMD.resume()
   return true
 end
 
--- The census: its total, the shared code row, the collector's count.
+-- The census: its total, the shared code row (bytes, prototypes,
+-- strings), the collector's count.
 function CMD.heap()
   local c = memprobe.heap()
-  local sc = c.shared_code or { count = 0, bytes = 0 }
-  return math.floor(c.total), math.floor(sc.bytes), sc.count, c.gc_bytes
+  local sc = c.shared_code
+  local protos, strings = sc.by_type.proto or {}, sc.by_type.string or {}
+  return math.floor(c.total), math.floor(sc.bytes), protos.count or 0,
+         strings.count or 0, c.gc_bytes
 end
 
 function CMD.modules()
