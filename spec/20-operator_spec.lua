@@ -608,7 +608,13 @@ describe("memprobe.console, as an operator uses it", function()
   it("mem and sys show the fixture's figures", function()
     memprobe.config(H.fixture("linux-6.18"))
     local m = H.parse_kv("spec/fixtures/linux-6.18/proc/meminfo")
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count") * 1024
     local d = c:data("mem")
+    local after = collectgarbage("count") * 1024
+    collectgarbage("restart")
+    assert.is_true(d.gc >= math.floor(before) and d.gc <= after)
     assert.are.equal(m.MemTotal, d.total)
     assert.are.equal(m.MemAvailable, d.available)
     assert.are.equal(m.MemTotal - m.MemAvailable, d.used)
