@@ -7,6 +7,34 @@ local H = require "spec.helper"
 
 local decode = H.json_decode
 
+-- Runs Lua code in a child interpreter with this tree's modules: what it
+-- prints, then "exit N".
+local function child(code)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(code)
+  f:close()
+  local out = H.lua(path)
+  os.remove(path)
+  return out
+end
+
+-- The 6.18 fixture's slabinfo, parsed here: { name, active_objs, size }.
+local function fixture_slabs()
+  local rows = {}
+  for line in H.slurp("spec/fixtures/linux-6.18/proc/slabinfo"):gmatch("[^\n]+") do
+    local name, active, num, objsize, perslab, pages, slabs = line:match(
+      "^(%S+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+) : tunables.-: slabdata%s+%d+%s+(%d+)")
+    if name then
+      rows[#rows + 1] = { name = name, active_objs = tonumber(active),
+        num_objs = tonumber(num), objsize = tonumber(objsize), perslab = tonumber(perslab),
+        size = tonumber(slabs) * tonumber(pages) * 4096 }
+    end
+  end
+  return rows
+end
+
+
 describe("memprobe.report()", function()
   it("reconciles the kernel level with free() and meminfo", function()
     memprobe.config(H.fixture("linux-6.18"))
@@ -57,6 +85,58 @@ describe("memprobe.report()", function()
 
   it("raises on a non-table option argument", function()
     assert.has_error(function() memprobe.report(5) end)
+  end)
+
+  it("shows every level with the fixture's figures", function()
+    local KiB = 1024
+    memprobe.config(H.fixture("linux-6.18"))
+    local r = memprobe.report{ pid = 4401 }
+    memprobe.config(H.fixture("cgroup-v2-nested"))
+    local own = memprobe.report()
+    memprobe.config{}
+    -- process: the fixture's pid 4401
+    assert.are.same({ 4401, 1616 * KiB, 490 * KiB, 208 * KiB, 0 },
+      { r.process.pid, r.process.rss, r.process.pss, r.process.uss, r.process.swap })
+    assert.are.equal(r.process.rss / r.kernel.used, r.process.share_of_used)
+    local text = format.report(r)
+    assert.matches("== process 4401\n  rss%s+1.6MiB\n  pss%s+490KiB\n  uss%s+208KiB\n", text)
+    assert.matches("== C heap (mallinfo2)\n  (only the process itself", text, 1, true)
+    -- cgroup: game.service under app.slice's 512 MiB
+    assert.are.same({ 2, "/app.slice/game.service", 268435456, 536870912, 268435456 },
+      { own.cgroup.version, own.cgroup.path, own.cgroup.usage, own.cgroup.limit,
+        own.cgroup.headroom })
+    text = format.report(own)
+    assert.matches("== cgroup v2 /app.slice/game.service\n  usage%s+256MiB\n", text)
+    assert.matches("\n  limit%s+512MiB\n  headroom%s+256MiB\n", text)
+    -- C heap: mallinfo2's own fields, summed
+    local mi = memprobe.mallinfo and memprobe.mallinfo()
+    local live = memprobe.report()
+    if mi then
+      assert.is_true(live.c_heap.in_use > 0)
+      assert.are.equal(live.c_heap.in_use - live.lua.gc, live.lua.unexplained)
+      assert.are.equal(live.process.rss - live.c_heap.in_use, live.c_heap.unexplained)
+      assert.matches("== C heap %(mallinfo2%)\n  in use%s+%S+\n  free in heap",
+        format.report(live))
+    end
+    -- Lua heap and modules: a fixture module's bytes, as requires() measured them
+    package.path = "spec/fixtures/heapmods/?.lua;" .. package.path
+    memprobe.account_requires()
+    require "hm_chains"
+    memprobe.account_requires(false)
+    local load
+    for _, q in ipairs(memprobe.requires()) do
+      if q.name == "hm_chains" then load = q.retained end
+    end
+    live = memprobe.report{ modules = true }
+    local row
+    for _, q in ipairs(live.modules.rows) do if q.name == "hm_chains" then row = q end end
+    assert(row and load, "hm_chains missing")
+    assert.is_true(math.abs(row.exclusive - load) <= 0.1 * load, row.exclusive .. " vs " .. load)
+    assert.are.equal(live.lua.gc - live.modules.total, live.modules.unexplained)
+    text = format.report(live)
+    assert.matches("== Lua heap\n  collectgarbage%(\"count\"%)%s+%S+\n", text)
+    assert.matches("\n  hm_chains%s+" .. format.size(row.exclusive):gsub("%p", "%%%0"), text)
+    package.loaded.hm_chains = nil
   end)
 end)
 
@@ -143,10 +223,10 @@ describe("memprobe.console", function()
 
   it("caps the Lua heap with track and limit", function()
     local had = memprobe.tracker()
-    -- with a tracker installed before (an earlier spec file), the console
-    -- works with it, as with a host's
-    if not had then assert.matches("needs the tracker", c:run("limit 512M"), 1, true) end
-    assert.matches("^tracking" .. (had and " %(already on%)" or "") .. ": live ", c:run("track on"))
+    if not had then
+      assert.matches("needs the tracker", c:run("limit 512M"), 1, true)
+      assert.matches("^tracking: live ", c:run("track on"))
+    end
     assert.matches("limit 512MiB", c:run("limit 512M"), 1, true)
     local data = c:data("lua")
     assert.are.equal(512 * 2^20, data.tracker.limit)
@@ -187,7 +267,7 @@ describe("memprobe.export", function()
     assert.matches("# HELP memprobe_meminfo_bytes ", text, 1, true)
     assert.matches("# TYPE memprobe_meminfo_bytes gauge", text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"} ' .. 24683620 * 1024, text, 1, true)
-    assert.matches('memprobe_meminfo_hugepages{field="HugePages_Total"} 0', text, 1, true)
+    assert.matches('memprobe_meminfo_pages{field="HugePages_Total"} 0', text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="Active(file)"} ' .. 169800 * 1024, text, 1, true)
   end)
 
@@ -201,6 +281,124 @@ describe("memprobe.export", function()
     assert.is_nil(ok)
     assert.is_string(err)
     assert.has_error(function() export.textfile(nil) end)
+  end)
+end)
+
+-- Prometheus text as { ["name{labels}"] = value } and the set of families.
+local function exposition(text)
+  local samples, families = {}, {}
+  for line in text:gmatch("[^\n]+") do
+    local fam = line:match("^# TYPE (%S+) gauge$")
+    if fam then families[fam] = true end
+    local key, v = line:match("^([%w_]+%b{}) (%S+)$")
+    if not key then key, v = line:match("^([%w_]+) (%S+)$") end
+    if key then samples[key] = tonumber(v) end
+  end
+  return samples, families
+end
+
+describe("memprobe.export.prometheus(), every family against fixture numbers", function()
+  after_each(function() memprobe.config{} end)
+  local KiB, page = 1024, tonumber(H.run("getconf PAGESIZE"))
+
+  it("meminfo, free, slab, vmalloc, numa and process families", function()
+    memprobe.config(H.fixture("linux-6.18"))
+    local s, fam = exposition(export.prometheus{ top = 5 })
+    memprobe.config{}
+    local m = H.parse_kv("spec/fixtures/linux-6.18/proc/meminfo")
+    -- meminfo: every key, sizes in bytes and huge page counts
+    local n = 0
+    for k, v in pairs(m) do
+      local family = k:match("^HugePages_") and "memprobe_meminfo_pages" or "memprobe_meminfo_bytes"
+      assert.are.equal(v, s[family .. '{field="' .. k .. '"}'], k)
+      n = n + 1
+    end
+    assert.is_true(n > 40)
+    -- free, as procps computes it from the same file
+    local bc = m.Buffers + m.Cached + m.SReclaimable
+    for kind, v in pairs({ total = m.MemTotal, used = m.MemTotal - m.MemAvailable,
+                           free = m.MemFree, shared = m.Shmem, buff_cache = bc,
+                           available = m.MemAvailable, swap_total = m.SwapTotal,
+                           swap_used = m.SwapTotal - m.SwapFree, swap_free = m.SwapFree }) do
+      assert.are.equal(v, s['memprobe_free_bytes{kind="' .. kind .. '"}'], kind)
+    end
+    -- slab: the five largest caches of the fixture, by size
+    local rows = fixture_slabs()
+    table.sort(rows, function(a, b) return a.size > b.size end)
+    for i = 1, 5 do
+      local r = rows[i]
+      assert.are.equal(r.size * page / 4096, s['memprobe_slab_bytes{cache="' .. r.name .. '"}'],
+        r.name)
+      assert.are.equal(r.active_objs, s['memprobe_slab_active_objects{cache="' .. r.name .. '"}'])
+    end
+    assert.is_nil(s['memprobe_slab_bytes{cache="' .. rows[6].name .. '"}'])
+    -- vmalloc: the largest caller, summed here from the fixture's lines
+    local by = {}
+    for line in H.slurp("spec/fixtures/linux-6.18/proc/vmallocinfo"):gmatch("[^\n]+") do
+      local size, caller = line:match("^%S+%s+(%d+) ([%w_.]+)%+0x")
+      if caller then by[caller] = (by[caller] or 0) + tonumber(size) end
+    end
+    local best, most = nil, -1
+    for k, v in pairs(by) do if v > most then best, most = k, v end end
+    local found
+    for key, v in pairs(s) do
+      if key:match('^memprobe_vmalloc_bytes{caller="' .. best .. '"') then found = v end
+    end
+    assert.are.equal(most, found, best)
+    -- numa: node 0 of the fixture
+    local node = H.slurp("spec/fixtures/linux-6.18/sys/devices/system/node/node0/meminfo")
+    for _, k in ipairs({ "MemTotal", "MemFree", "MemUsed" }) do
+      local kb = tonumber(node:match("Node 0 " .. k .. ":%s+(%d+) kB"))
+      assert.are.equal(kb * KiB, s['memprobe_numa_node_bytes{field="' .. k .. '",node="0"}'], k)
+    end
+    -- the process: the fixture's statm and smaps_rollup
+    assert.are.equal(437 * page, s.memprobe_process_rss_bytes)
+    assert.are.equal(490 * KiB, s.memprobe_process_pss_bytes)
+    assert.are.equal((96 + 112) * KiB, s.memprobe_process_uss_bytes)
+    assert.are.equal(0, s.memprobe_process_swap_bytes)
+    -- the 6.18 cgroup (v1) has no limit: usage only
+    assert.are.equal(23400448, s.memprobe_cgroup_usage_bytes)
+    assert.is_nil(fam.memprobe_cgroup_limit_bytes)
+    for _, f in ipairs({ "meminfo_bytes", "meminfo_pages", "free_bytes", "slab_bytes",
+                         "slab_active_objects", "vmalloc_bytes", "numa_node_bytes",
+                         "process_rss_bytes", "process_pss_bytes", "process_uss_bytes",
+                         "process_swap_bytes", "cgroup_usage_bytes", "lua_heap_bytes" }) do
+      assert.is_true(fam["memprobe_" .. f], f)
+    end
+  end)
+
+  it("cgroup usage and effective limit, Lua heap and modules, with labels", function()
+    memprobe.config(H.fixture("cgroup-v2-nested"))
+    local s = exposition(export.prometheus{ slab = false, vmalloc = false })
+    memprobe.config{}
+    assert.are.equal(268435456, s.memprobe_cgroup_usage_bytes)
+    assert.are.equal(536870912, s.memprobe_cgroup_limit_bytes)  -- app.slice's memory.max
+    -- the Lua heap, bracketed by the collector's count around the call
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count") * KiB
+    local text = export.prometheus{ slab = false, vmalloc = false, labels = { worker = 3 } }
+    local after = collectgarbage("count") * KiB
+    collectgarbage("restart")
+    s = exposition(text)
+    local lua = s['memprobe_lua_heap_bytes{worker="3"}']
+    assert.is_true(lua >= math.floor(before) and lua <= after, lua)
+    assert.is_number(s['memprobe_process_rss_bytes{worker="3"}'])
+    assert.is_nil(s.memprobe_lua_heap_bytes)
+    -- modules: a fixture module's bytes, as requires() measured its load
+    package.path = "spec/fixtures/heapmods/?.lua;" .. package.path
+    memprobe.account_requires()
+    require "hm_closures"
+    memprobe.account_requires(false)
+    local load
+    for _, r in ipairs(memprobe.requires()) do
+      if r.name == "hm_closures" then load = r.retained end
+    end
+    s = exposition(export.prometheus{ slab = false, vmalloc = false, modules = true })
+    local got = s['memprobe_module_bytes{module="hm_closures"}']
+    assert(got and load, "hm_closures missing")
+    assert.is_true(math.abs(got - load) <= 0.1 * load, got .. " vs " .. load)
+    package.loaded.hm_closures = nil
   end)
 end)
 
@@ -239,33 +437,6 @@ describe("operator modules", function()
   end)
 end)
 
--- Runs Lua code in a child interpreter with this tree's modules: what it
--- prints, then "exit N".
-local function child(code)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(code)
-  f:close()
-  local out = H.lua(path)
-  os.remove(path)
-  return out
-end
-
--- The 6.18 fixture's slabinfo, parsed here: { name, active_objs, size }.
-local function fixture_slabs()
-  local rows = {}
-  for line in H.slurp("spec/fixtures/linux-6.18/proc/slabinfo"):gmatch("[^\n]+") do
-    local name, active, num, objsize, perslab, pages, slabs = line:match(
-      "^(%S+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%d+) : tunables.-: slabdata%s+%d+%s+(%d+)")
-    if name then
-      rows[#rows + 1] = { name = name, active_objs = tonumber(active),
-        num_objs = tonumber(num), objsize = tonumber(objsize), perslab = tonumber(perslab),
-        size = tonumber(slabs) * tonumber(pages) * 4096 }
-    end
-  end
-  return rows
-end
-
 describe("memprobe.console, as an operator uses it", function()
   local c
   before_each(function() c = console.new() end)
@@ -283,8 +454,12 @@ describe("memprobe.console, as an operator uses it", function()
   end)
 
   it("answers a 20 KB line of words with a hint (no unpack error)", function()
-    local text = c:run(("x "):rep(10000))
-    assert.matches("too many words", text, 1, true)
+    for _, line in ipairs({ ("x "):rep(10000), "help " .. ("x "):rep(10000),
+                            "json slab " .. ("1 "):rep(10000) }) do
+      local ok, text = pcall(c.run, c, line)
+      assert.is_true(ok, text)
+      assert.matches("too many words", text, 1, true)
+    end
   end)
 
   it("refuses a bare number and a limit below live plus headroom; the host lives", function()
@@ -437,7 +612,13 @@ describe("memprobe.console, as an operator uses it", function()
   it("mem and sys show the fixture's figures", function()
     memprobe.config(H.fixture("linux-6.18"))
     local m = H.parse_kv("spec/fixtures/linux-6.18/proc/meminfo")
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count") * 1024
     local d = c:data("mem")
+    local after = collectgarbage("count") * 1024
+    collectgarbage("restart")
+    assert.is_true(d.gc >= math.floor(before) and d.gc <= after)
     assert.are.equal(m.MemTotal, d.total)
     assert.are.equal(m.MemAvailable, d.available)
     assert.are.equal(m.MemTotal - m.MemAvailable, d.used)

@@ -71,7 +71,7 @@ def("mem", "summary: system, process, Lua heap", function(self)
   local rss = mp.rss and mp.rss()
   local lua = math.floor(collectgarbage("count") * 1024)
   local data = { used = f.used, available = f.available, total = f.total,
-                 rss = rss, lua = lua }
+                 rss = rss, gc = lua }
   local text = string.format("sys used %s of %s (%s available)  rss %s  lua %s",
     size(f.used), size(f.total), size(f.available), size(rss), size(lua))
   return text, data
@@ -348,6 +348,7 @@ end
 -- Words of a line, without a leading 'mem'; nil when there are too many.
 local function words(line)
   local w = {}
+  if type(line) ~= "string" and type(line) ~= "number" then line = "" end
   for word in tostring(line):gmatch("%S+") do
     if #w == MAX_WORDS + 1 then return nil end
     w[#w + 1] = word
