@@ -267,7 +267,7 @@ describe("memprobe.export", function()
     assert.matches("# HELP memprobe_meminfo_bytes ", text, 1, true)
     assert.matches("# TYPE memprobe_meminfo_bytes gauge", text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"} ' .. 24683620 * 1024, text, 1, true)
-    assert.matches('memprobe_meminfo_pages{field="HugePages_Total"} 0', text, 1, true)
+    assert.matches('memprobe_meminfo_hugepages{field="HugePages_Total"} 0', text, 1, true)
     assert.matches('memprobe_meminfo_bytes{field="Active(file)"} ' .. 169800 * 1024, text, 1, true)
   end)
 
@@ -309,7 +309,8 @@ describe("memprobe.export.prometheus(), every family against fixture numbers", f
     -- meminfo: every key, sizes in bytes and huge page counts
     local n = 0
     for k, v in pairs(m) do
-      local family = k:match("^HugePages_") and "memprobe_meminfo_pages" or "memprobe_meminfo_bytes"
+      local family = k:match("^HugePages_") and "memprobe_meminfo_hugepages"
+        or "memprobe_meminfo_bytes"
       assert.are.equal(v, s[family .. '{field="' .. k .. '"}'], k)
       n = n + 1
     end
@@ -320,7 +321,7 @@ describe("memprobe.export.prometheus(), every family against fixture numbers", f
                            free = m.MemFree, shared = m.Shmem, buff_cache = bc,
                            available = m.MemAvailable, swap_total = m.SwapTotal,
                            swap_used = m.SwapTotal - m.SwapFree, swap_free = m.SwapFree }) do
-      assert.are.equal(v, s['memprobe_free_bytes{kind="' .. kind .. '"}'], kind)
+      assert.are.equal(v, s['memprobe_free_bytes{field="' .. kind .. '"}'], kind)
     end
     -- slab: the five largest caches of the fixture, by size
     local rows = fixture_slabs()
@@ -332,11 +333,13 @@ describe("memprobe.export.prometheus(), every family against fixture numbers", f
       assert.are.equal(r.active_objs, s['memprobe_slab_active_objects{cache="' .. r.name .. '"}'])
     end
     assert.is_nil(s['memprobe_slab_bytes{cache="' .. rows[6].name .. '"}'])
-    -- vmalloc: the largest caller, summed here from the fixture's lines
+    -- vmalloc: the caller with the most memory (pages, not address
+    -- space), summed here from the fixture's lines
     local by = {}
     for line in H.slurp("spec/fixtures/linux-6.18/proc/vmallocinfo"):gmatch("[^\n]+") do
-      local size, caller = line:match("^%S+%s+(%d+) ([%w_.]+)%+0x")
-      if caller then by[caller] = (by[caller] or 0) + tonumber(size) end
+      local caller = line:match("^%S+%s+%d+ ([%w_.]+)%+0x")
+      local pages = tonumber(line:match(" pages=(%d+)")) or 0
+      if caller then by[caller] = (by[caller] or 0) + pages * page end
     end
     local best, most = nil, -1
     for k, v in pairs(by) do if v > most then best, most = k, v end end
@@ -359,7 +362,7 @@ describe("memprobe.export.prometheus(), every family against fixture numbers", f
     -- the 6.18 cgroup (v1) has no limit: usage only
     assert.are.equal(23400448, s.memprobe_cgroup_usage_bytes)
     assert.is_nil(fam.memprobe_cgroup_limit_bytes)
-    for _, f in ipairs({ "meminfo_bytes", "meminfo_pages", "free_bytes", "slab_bytes",
+    for _, f in ipairs({ "meminfo_bytes", "meminfo_hugepages", "free_bytes", "slab_bytes",
                          "slab_active_objects", "vmalloc_bytes", "numa_node_bytes",
                          "process_rss_bytes", "process_pss_bytes", "process_uss_bytes",
                          "process_swap_bytes", "cgroup_usage_bytes", "lua_heap_bytes" }) do
