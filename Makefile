@@ -67,7 +67,7 @@ LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
 
 .PHONY: all deps build test demo lint busted rockcheck docs clean \
-        $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker
+        $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker skynet
 
 all: build
 
@@ -130,6 +130,32 @@ tsan: build/tsan/host
 # longer loops than the tracker rows of make bench.
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
+
+# skynet from its release tarball, without jemalloc, and memprobe.core
+# against its 3rd/lua headers: the skynet binary exports its Lua (-Wl,-E),
+# so the module links no liblua. spec/22-skynet_spec.lua drives the node.
+SKYNET_SRC ?= $(CURDIR)/../shared/vendor/skynet-f19d1605.tar.gz
+SKYNET_DIR := build/skynet
+SKYNET_CORE := build/skynet-core/memprobe/core.so
+
+ifneq ($(wildcard $(SKYNET_SRC)),)
+skynet: $(SKYNET_DIR)/skynet $(SKYNET_CORE)
+
+$(SKYNET_DIR)/skynet: $(SKYNET_SRC)
+	@rm -rf $(SKYNET_DIR) && mkdir -p $(SKYNET_DIR)
+	@tar -xzf $(SKYNET_SRC) -C $(SKYNET_DIR) --strip-components=1
+	@echo "== skynet from $(notdir $(SKYNET_SRC)) (log in $(SKYNET_DIR).log)"
+	@$(MAKE) -C $(SKYNET_DIR) linux MALLOC_STATICLIB= \
+	  SKYNET_DEFINES=-DNOUSE_JEMALLOC >$(SKYNET_DIR).log 2>&1 || \
+	  { tail -n 20 $(SKYNET_DIR).log; exit 1; }
+
+$(SKYNET_CORE): $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(SKYNET_DIR)/skynet
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(SKYNET_DIR)/3rd/lua -Icsrc $(SRCS) -o $@ $(LDFLAGS)
+else
+skynet:
+	@echo "SKIPPED (no skynet source: set SKYNET_SRC)"
+endif
 
 test: deps build lint docs rockcheck embed tsan asan-quick fuzz-smoke busted
 

@@ -245,6 +245,8 @@ MP_API void memprobe_open_tracker (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_ledger (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_process (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_cgroup (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_clock (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_pids (lua_State *L, mp_ctx *c);
 
 /*
 ** blocktab.c: block address -> tag, an open-addressing hash kept in the C

@@ -27,6 +27,7 @@ build = {
       sources = {
         "csrc/blocktab.c",
         "csrc/cgroup.c",
+        "csrc/clock.c",
         "csrc/compat.c",
         "csrc/core.c",
         "csrc/dropcaches.c",
@@ -39,8 +40,10 @@ build = {
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",
+        "csrc/pids.c",
         "csrc/process.c",
         "csrc/procfs.c",
+        "csrc/sharedcode.c",
         "csrc/sysvm.c",
         "csrc/tracker.c",
         "csrc/zones.c",
@@ -60,6 +63,7 @@ build = {
     ["memprobe.requires"] = "lua/memprobe/requires.lua",
     ["memprobe.heap"] = "lua/memprobe/heap.lua",
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
+    ["memprobe.options"] = "lua/memprobe/options.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },
