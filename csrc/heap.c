@@ -487,8 +487,10 @@ static void setpath (lua_State *L, const snap *s, uint32_t r) {
   lua_setfield(L, -2, "path");
 }
 
+/* The walk's own objects and the code the host shares are not the
+** state's: no view counts them, and shared code gets its own row. */
 static int counted (const hobj *o) {
-  return !(o->flags & F_IGNORE);
+  return !(o->flags & (F_IGNORE | F_HOST));
 }
 
 /* Pushes { [type] = { count, bytes } } for the types of n[] with a count. */
@@ -502,6 +504,29 @@ static void push_bytype (lua_State *L, const double *n, const double *b) {
     setnum(L, "bytes", b[t]);
     lua_setfield(L, -2, tnames[t]);
   }
+}
+
+/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
+** top: the objects the host shares between states (sharedcode.c). */
+static void set_sharedcode (lua_State *L, const snap *s) {
+  double count = 0, bytes = 0, n[T_NTYPES], b[T_NTYPES];
+  uint32_t i;
+  memset(n, 0, sizeof(n));
+  memset(b, 0, sizeof(b));
+  for (i = 0; i < s->obj.n; i++) {
+    const hobj *o = REC(s, i);
+    if (!(o->flags & F_HOST)) continue;
+    count++;
+    bytes += o->size;
+    n[o->type]++;
+    b[o->type] += o->size;
+  }
+  lua_createtable(L, 0, 3);
+  setnum(L, "count", count);
+  setnum(L, "bytes", bytes);
+  push_bytype(L, n, b);
+  lua_setfield(L, -2, "by_type");
+  lua_setfield(L, -2, "shared_code");
 }
 
 /* Counts and bytes by a key (a name or prototype number + 1), in an
@@ -547,8 +572,9 @@ static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
 
 /*
 ** snap:census(top) -> { by_type, userdata, functions, largest, total,
-** objects }: the raw census memprobe.heap() dresses. One pass over the
-** records adds up in C; tables are made per type, name and prototype.
+** objects, shared_code }: the raw census memprobe.heap() dresses. One
+** pass over the records adds up in C; tables are made per type, name and
+** prototype.
 */
 static int l_census (lua_State *L) {
   snap *s = checksnap(L, 1);
@@ -646,14 +672,16 @@ static int l_census (lua_State *L) {
   lua_setfield(L, -2, "largest");
   setnum(L, "total", total);
   setnum(L, "objects", objects);
+  set_sharedcode(L, s);
   return 1;
 }
 
 /*
 ** snap:rows(model_roots) -> { [label] = { exclusive, shared, objects,
-** by_type } }. Exclusive bytes are those of objects only one root
-** reaches; the shared bytes of a row come from a second, cheaper walk
-** per root over the shared objects it reaches (roots at 2).
+** by_type }, shared_code = { count, bytes, by_type } }. Exclusive bytes
+** are those of objects only one root reaches; the shared bytes of a row
+** come from a second, cheaper walk per root over the shared objects it
+** reaches (roots at 2).
 */
 int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
@@ -731,6 +759,7 @@ int memprobe_l_rows (lua_State *L) {
     lua_setfield(L, -2, "by_type");
     lua_rawseti(L, -2, row <= s->nroots ? row : SHARED);
   }
+  set_sharedcode(L, s);
   return 1;
 }
 

@@ -27,8 +27,9 @@ enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };
 enum { E_ROOT, E_FIELD, E_INDEX, E_NUMKEY, E_OBJKEY, E_KEY, E_MT, E_UPVAL,
        E_UPIDX, E_UVALUE, E_ENV, E_LOCAL, E_FRAME, E_STACK, E_PROTO };
 
-/* Record flags. */
-enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8 };
+/* Record flags. F_HOST: an object the host shares between states
+** (skynet's code cache), outside this state's heap; its own row. */
+enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8, F_HOST = 16 };
 
 #define SHARED  (-1)        /* label of an object reached from two roots */
 
@@ -239,6 +240,10 @@ MP_API int memprobe_budget (walker *w);
 MP_API int memprobe_run (walker *w);
 MP_API int memprobe_settle (walker *w);
 MP_API int memprobe_sort_protos (walker *w);
+
+/* sharedcode.c: what the host shares between states (skynet) */
+MP_API int memprobe_shared_proto (lua_State *L, int fi);
+MP_API int memprobe_shared_object (lua_State *L, int i, int t);
 
 /* heapmodel.c: the model memprobe.heap calibrated (the table at index t) */
 MP_API double memprobe_getnum (lua_State *L, int t, const char *k);

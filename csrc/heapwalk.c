@@ -422,6 +422,7 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   o->edge = (uint8_t)edge;
   o->name = name;
   o->label = label;
+  if (memprobe_shared_object(L, vi, t)) o->flags |= F_HOST;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
     o->size = (uint32_t)stringsize(&s->m, len);
@@ -508,6 +509,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   REC(s, r)->name = memprobe_intern(L, s, ar->short_src,
                                     strlen(ar->short_src));
   REC(s, r)->edge = E_PROTO;
+  if (memprobe_shared_proto(L, fi)) REC(s, r)->flags |= F_HOST;
   return r;
 }
 
@@ -776,7 +778,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
     lua_pop(L, 1);
   }
   if (!mp_testudata(L, ui, SNAP_MT)) lua_pop(L, 1);
-#if LUA_VERSION_NUM != 504
+#if LUA_VERSION_NUM < 504
   n = 1;  /* the environment or the one user value is part of the block */
 #endif
   o = REC(s, r);

@@ -166,14 +166,14 @@ describe("a walk against a hostile program", function()
 
   it("survives close() from a finalizer that runs inside step()", function()
     local world = {}
-    for i = 1, 50000 do world[i] = { i } end
+    for i = 1, 100000 do world[i] = { i } end
     package.loaded.spec_fin = world
     local cg = collectgarbage
     pcall(cg, "incremental")
     cg("setpause", 50); cg("setstepmul", 400)  -- finalizers run often
     local stepping, victim  -- the snapshot in a step; the one closed in it
     for _ = 1, 200 do
-      local s = memprobe.snapshot{ max_units = 2000 }
+      local s = memprobe.snapshot{ max_units = 4000 }
       local function arm()
         local f = function()
           if stepping == s and not victim then victim = s; s:close() end
@@ -186,10 +186,10 @@ describe("a walk against a hostile program", function()
         end
       end
       while victim ~= s do
-        arm()
+        for _ = 1, 8 do arm() end
         for _ = 1, 20 do local _ = { 1, 2, 3 } end
         stepping = s
-        local ok, done = pcall(s.step, s, nil, 2000)
+        local ok, done = pcall(s.step, s, nil, 4000)
         stepping = nil
         if not ok or done then break end
       end

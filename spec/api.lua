@@ -139,6 +139,10 @@ local rows = {
                 volatile = true, fault = false },
   path = { ok = { A({}) }, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
            arity = 2, extra = "ignored", volatile = true, fault = false },
+  clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true },
+  -- lists the proc root's directory names: it reads no file to fail on
+  pids = { ok = { A() }, bad = { { 1, A(5) }, { 1, A({}) }, { 2, A(nil, 5) } },
+           arity = 0, extra = "raises", volatile = true },
   -- scope(tag, fn, ...) passes the rest on to fn: no "extra" row. It
   -- installs the tracker when none is there: out of the fault sweep.
   scope = { ok = { A("spec", function() return 1 end) }, fault = false,

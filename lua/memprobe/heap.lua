@@ -275,7 +275,10 @@ end
 -- @treturn table `{ by_type = {[type] = {count, bytes}}, userdata =
 -- {[__name] = {count, bytes}}, functions = {["src:line"] = {count, bytes,
 -- proto}}, largest = {{path, bytes, entries, type}}, total, objects,
--- gc_bytes, unexplained }`
+-- gc_bytes, unexplained, shared_code = {count, bytes, by_type}}`;
+-- `shared_code` is what the host shares between states (skynet's code
+-- cache: prototypes and their strings; shared tables), outside this
+-- state's heap and not in `total`
 function M.heap(opts)
   opts = opts or {}
   local gc_bytes = gc_live()
@@ -321,6 +324,12 @@ local function modules_of(snap, names, roots, gc_bytes)
                       objects = sh.objects, by_type = sh.by_type }
     total = total + sh.exclusive
   end
+  local code = rows.shared_code
+  if code and code.count > 0 then
+    out[#out + 1] = { name = "(shared code)", exclusive = 0,
+                      shared = code.bytes, objects = code.count,
+                      by_type = code.by_type }
+  end
   sort(out, function(a, b)
     if a.exclusive ~= b.exclusive then return a.exclusive > b.exclusive end
     return a.name < b.name
@@ -331,7 +340,9 @@ end
 
 --- Live bytes per `package.loaded` entry, plus rows for the registry,
 -- the running thread's stack and objects shared between roots, so that
--- the `exclusive` column adds up to the census total.
+-- the `exclusive` column adds up to the census total. Code the host
+-- shares between states (skynet's code cache) is outside this state's
+-- heap: a row `(shared code)` whose bytes are all `shared`.
 -- @tparam[opt] table opts `model`, `max_objects`; `max_ms` returns a job
 -- @treturn table rows `{ name, exclusive, shared, objects, by_type, load }`
 -- sorted by exclusive bytes; fields `total` and `gc_bytes`

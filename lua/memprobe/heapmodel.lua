@@ -218,7 +218,7 @@ return function(core, opts)
       m.userdata = measure(live, core.heap_sample, "userdata", 0)
       -- 5.4: a block without user values has a shorter header
       m.userdata_uv, m.userdata_uvbase = 0, m.userdata
-      if _VERSION == "Lua 5.4" then
+      if _VERSION >= "Lua 5.4" then  -- 5.4 and later
         local uv1 = measure(live, function()
           return core.heap_sample("userdata", 0, 1)
         end)
