@@ -246,13 +246,10 @@ static int scratch_setup (lua_State *S) {
   lua_pushcfunction(co, memprobe_l_dumpsize);
   lua_setfield(co, -2, "heap_dumpsize");
   lua_createtable(co, 0, 1);  /* opts */
-#if LUA_VERSION_NUM >= 502 || defined(MP_LUAJIT)
-  /* PUC 5.1 cannot yield across the calibration's pcall: one step */
   lua_getglobal(co, "coroutine");
   lua_getfield(co, -1, "yield");
   lua_setfield(co, -3, "pause");
   lua_pop(co, 1);
-#endif
   return 1;  /* the thread */
 }
 
