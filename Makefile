@@ -94,7 +94,7 @@ $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 lint:
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
-busted: build testalloc
+busted: build testalloc skynet
 	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r))=$(call busted_of,$(r)))
 
 $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
