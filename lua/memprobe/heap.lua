@@ -250,6 +250,9 @@ function Job:close()
   if self.snap then self.snap:close(); self.snap = nil end
 end
 
+--- The census, module rows, snapshots, paths and diffs.
+-- @section walks
+
 -- A call that returns its result, or with max_ms a job that builds it.
 local function run(snap, opts, gc_bytes, finish_fn)
   local j = job(snap, gc_bytes, opts.max_ms, finish_fn)
