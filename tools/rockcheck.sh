@@ -1,6 +1,6 @@
 #!/bin/sh
-# The rock as a user gets it, offline: checks that the scm rockspec is the
-# versioned one apart from version and source, then, for every Lua version
+# The rock as a user gets it, offline: keeps the versioned rockspec the scm
+# one apart from version and source, then, for every Lua version
 # luarocks knows, runs `luarocks make` of the versioned rockspec on a copy
 # of the sources under build/rock (never in the checkout) into a tree
 # there, requires the module from each interpreter (the 5.1 tree also
@@ -10,13 +10,20 @@ set -e
 rockspec=$1
 top=$(cd "$(dirname "$0")/.." && pwd)
 scm=$top/rockspec/memprobe-scm-1.rockspec
-strip() { sed -e '/^version = /d' -e '/^source = {/,/^}/d' "$1"; }
+# The versioned rockspec is the scm one with its own version and source:
+# when the scm one changed (a source added), it is rewritten to match and
+# the change is shown (commit it).
+pre() { sed -n '/^version = /q;p' "$1"; }    # up to the version line
+own() { sed -n '/^version = /,/^}/p' "$1"; }   # version and source
+post() { sed '1,/^source = {/d' "$1" | sed '1,/^}/d'; }
 mkdir -p "$top/build"
-strip "$top/$rockspec" >"$top/build/rock.a"
-strip "$scm" >"$top/build/rock.b"
-diff -u "$top/build/rock.a" "$top/build/rock.b" ||
-  { echo "rockcheck: $rockspec and $scm differ beyond version and source"; exit 1; }
-rm -f "$top/build/rock.a" "$top/build/rock.b"
+{ pre "$top/$rockspec"; own "$top/$rockspec"; post "$scm"; } >"$top/build/rock.gen"
+if ! cmp -s "$top/build/rock.gen" "$top/$rockspec"; then
+  diff -u "$top/$rockspec" "$top/build/rock.gen" || true
+  cp "$top/build/rock.gen" "$top/$rockspec"
+  echo "rockcheck: $rockspec rewritten from $(basename "$scm") (commit it)"
+fi
+rm -f "$top/build/rock.gen"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$top/$rockspec")
 work=$top/build/rock
 rm -rf "$work"
