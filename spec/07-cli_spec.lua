@@ -297,11 +297,26 @@ describe("bin/memprobe, as an operator uses it", function()
                             "watch --samples 1e999", "vmalloc --top -1", "proc x",
                             "top --sort bogus", "report --pid 0", "prometheus --pid x",
                             "free --watch 1e999", "cgroup extra", "proc 1 2",
-                            "modules --timeout 1e999 x.lua" }) do
+                            "modules --timeout 1e999 x.lua",
+                            -- past the readers' own limits, in another base
+                            "slab --top 2147483647", "slab --top 0x10", "proc 1e3",
+                            "proc 4194304", "drop 1e0", "drop 0x1",
+                            -- what would describe memprobe itself
+                            "watch --sources lua", "watch --sources meminfo,process",
+                            -- options that would do nothing
+                            "free --count 2", "--version extra",
+                            "modules --bogus x.lua", "modules --lua a --lua b x.lua" }) do
       local out, code = cli(args)
       assert.are.equal(2, code, args)
       assert.matches("^memprobe: [^\n]+\n$", out)
+      assert.is_nil(out:find("bad argument", 1, true), out)
     end
+  end)
+
+  it("prometheus --pid of a process that is gone exits 1", function()
+    local out, code = cli618("prometheus --pid 4402")
+    assert.are.equal(1, code)
+    assert.matches("^memprobe: [^\n]*4402[^\n]*\n$", out)
   end)
 
   it("takes slabtop's -s c", function()
@@ -398,9 +413,21 @@ describe("bin/memprobe, as an operator uses it", function()
     assert.are.equal(0, code, out)
     assert.matches("running Lua " .. other, out, 1, true)
     out, code = cli("modules --lua /nonexistent/lua " .. script)
+    assert.are.equal(1, code)
+    assert.matches("cannot run /nonexistent/lua", out, 1, true)
+    -- '--' ends memprobe's options; what follows SCRIPT is the script's
+    out, code = cli("modules -- " .. script .. " --lua x")
+    assert.are.equal(0, code, out)
+    out, code = cli("modules --help")
+    assert.are.equal(0, code)
+    assert.matches("^usage: memprobe COMMAND", out)
+    f = assert(io.open(script, "w"))
+    f:write("os.exit(3)\n")
+    f:close()
+    out, code = cli("modules " .. script)
     os.remove(script)
     assert.are.equal(1, code)
-    assert.matches("did not report", out, 1, true)
+    assert.matches("(exit 3): did " .. script .. " call os.exit", out, 1, true)
   end)
 
   it("watch exits 1 when no source could be read", function()
