@@ -44,9 +44,6 @@ BUSTED_5.5 := $(LUA55_DIR)/bin/busted
 HOSTINC_5.5 := -I$(INC_5.5)
 HOSTLIB_5.5 := $(LUA55_DIR)/lib/liblua.a -lm -ldl -Wl,-E
 busted_of = $(or $(BUSTED_$(1)),$(BUSTED))
-# The runtimes the spec suite runs on: 5.5 joins once the tracker is safe
-# with its external strings.
-SPEC_RUNTIMES := $(filter-out 5.5,$(RUNTIMES))
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -97,8 +94,8 @@ $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 lint:
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
-busted: build testalloc
-	@sh tools/busted-all.sh $(foreach r,$(SPEC_RUNTIMES),$(r)=$(LUA_$(r))=$(call busted_of,$(r)))
+busted: build testalloc skynet
+	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r))=$(call busted_of,$(r)))
 
 $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
                                    build/%/memprobe_testalloc.so
@@ -186,7 +183,7 @@ CLANG        ?= clang-14
 SAN          := -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
 ASAN_RT       = $(shell $(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
-ASAN_RUNTIMES := 5.4 jit $(filter 5.5,$(SPEC_RUNTIMES))
+ASAN_RUNTIMES := 5.4 jit $(filter 5.5,$(RUNTIMES))
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE   ?= 3
 FUZZ_BINS    := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
@@ -202,16 +199,17 @@ VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
 
 .PHONY: testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
 
-# The specs' own C: the failing allocator of the fault-injection spec and
-# a host that makes an unprotected call under a limit. Never in the rockspec.
+# The specs' own C: the failing allocator of the fault-injection spec, a
+# host that makes an unprotected call under a limit and one that reads its
+# allocator ud back. Never in the rockspec.
 testalloc: $(LUA55_SKIP) $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so \
-                                   build/$(r)/panic_host)
+                                   build/$(r)/panic_host build/$(r)/ud_host)
 
 define harden_rule
 build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) $$< -o $$@ $$(LDFLAGS) -ldl
-build/$(1)/panic_host: spec/c/panic_host.c Makefile $(DEP_$(1))
+build/$(1)/panic_host build/$(1)/ud_host: build/$(1)/%: spec/c/%.c Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CC) $$(OPT) $$(WARN) \
 	  $(or $(HOSTINC_$(1)),$$$$(pkg-config --cflags $(PKG_$(1)))) $$< -o $$@ \
@@ -241,7 +239,7 @@ asan: testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
 	  $(call asan_run,$(r),$(call gc_aggressive,$(r)));)
 
-VALGRIND_RUNTIMES := 5.4 jit $(filter 5.5,$(SPEC_RUNTIMES))
+VALGRIND_RUNTIMES := 5.4 jit $(filter 5.5,$(RUNTIMES))
 valgrind: build testalloc
 	@sh tools/valgrind.sh $(foreach r,$(VALGRIND_RUNTIMES),\
 	  '$(r)=$(LUA_$(r))=$(call busted_of,$(r))=$(call gc_aggressive,$(r))')

@@ -36,6 +36,7 @@ build = {
         "csrc/heapbook.c",
         "csrc/heapmodel.c",
         "csrc/heapwalk.c",
+        "csrc/hookcell.c",
         "csrc/ledger.c",
         "csrc/meminfo.c",
         "csrc/parse.c",

@@ -66,7 +66,9 @@ describe("memprobe.report()", function()
     local t = memprobe.track()
     local r = memprobe.report()
     if not had then t:untrack() end
-    assert.are.equal(r.lua.gc, r.lua.tracked)
+    -- on 5.5 the tracker also counts the external strings alive
+    assert.are.equal(r.lua.gc + r.lua.uncounted, r.lua.tracked)
+    if not H.since("5.5") then assert.are.equal(0, r.lua.uncounted) end
   end)
 
   it("keeps a level's error instead of failing", function()

@@ -109,17 +109,20 @@ local function cheap(mp, proc)
   }
 end
 
+-- The Lua heap: the collector's count, and when a tracker is installed
+-- the allocator's own bytes (on 5.5 they include external strings, which
+-- the collector does not count: 'uncounted').
 local function luaheap(mp, c)
   local tracker = mp.tracker and mp.tracker()
-  local gc, tracked = math.floor(collectgarbage("count") * 1024), nil
+  local gc, tracked, uncounted = math.floor(collectgarbage("count") * 1024), nil, nil
   if tracker then  -- both read at the same instant
     local s = tracker:stats()
-    gc, tracked = s.gc, s.live
+    gc, tracked, uncounted = s.gc, s.live, s.uncounted
   end
   return {
-    gc = gc, tracked = tracked,
+    gc = gc, tracked = tracked, uncounted = uncounted,
     -- C heap that the Lua state did not allocate
-    unexplained = minus(c.in_use, gc),
+    unexplained = minus(c.in_use, tracked or gc),
   }
 end
 
