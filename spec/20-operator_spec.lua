@@ -486,7 +486,8 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("\nlimit off\n", out)
   end)
 
-  it("at the cap: 'limit off' however spaced, in run() and data(); a mark is whole or none", function()
+  it("at the cap: 'limit off' however spaced, in run() and data(); a mark whole or none",
+     function()
     local out = child([[
       -- LuaJIT 2.1's trace compiler can crash when its allocations fail
       if jit then jit.off() end
