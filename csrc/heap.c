@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "heap.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,23 +32,101 @@
 
 static snap *checksnap (lua_State *L, int i) {
   snap *s = (snap *)luaL_checkudata(L, i, SNAP_MT);
-  luaL_argcheck(L, !s->closed, i, "snapshot is closed");
+  luaL_argcheck(L, !s->closed && !s->closing, i, "snapshot is closed");
+  luaL_argcheck(L, !s->busy, i, "snapshot is busy (inside its own step)");
   return s;
 }
 
+/* The __gc, close() and __close: during a step (a finalizer that the
+** step's allocations ran), the buffers go when the step is over. */
 static int snap_gc (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  memprobe_snap_free(s);
+  if (s->busy) s->closing = 1;
+  else memprobe_snap_free(s);
   return 0;
 }
 
+/* Pre-registers the value at vi as a root with a name and a label. */
+static void addroot (walker *w, int vi, const char *name, int32_t label) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int t = lua_type(L, vi);
+  int64_t r;
+  const void *p;
+  if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
+    return;
+  if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
+  r = memprobe_discover(w, vi, 0, E_ROOT,
+                        memprobe_intern(L, s, name, strlen(name)), label);
+  if (r >= 0) REC(s, r)->flags |= F_ROOT;
+}
+
+/*
+** The first phase of a walk: the size model, while its job (Q_MODEL)
+** measures it in a scratch state. Returns 0 when the step's time ran out
+** first.
+*/
+static int await_model (walker *w) {
+  lua_State *L = w->L;
+  int done;
+  lua_rawgeti(L, w->W, Q_MODEL);
+  done = memprobe_model_step(L, -1, w->deadline);
+  if (done) {
+    mp_getuv(L, -1, 1);
+    memprobe_readmodel(L, lua_gettop(L), &w->s->m);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, w->W, Q_MODEL);
+    w->s->needmodel = 0;
+  }
+  lua_pop(L, 1);
+  return done;
+}
+
+/*
+** The second phase: every root of Q_ROOTS ({ value, name, label } each)
+** registered, one per unit, before anything is expanded, so that no root
+** is first reached as another root's object. Returns 1 when done.
+*/
+static int add_roots (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int n;
+  lua_rawgeti(L, w->W, Q_ROOTS);
+  n = (int)mp_rawlen(L, -1);
+  for (; s->nextroot <= (uint32_t)n; s->nextroot++) {
+    lua_Integer label;
+    if (!memprobe_budget(w)) { lua_pop(L, 1); return 0; }
+    lua_rawgeti(L, -1, (int)s->nextroot);
+    if (!lua_istable(L, -1))
+      luaL_error(L, "heap walk: roots are {value, name, label}");
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    label = lua_tointeger(L, -1);
+    if (label < 0 || label > 0x7ffffff0)
+      luaL_error(L, "heap walk: root label out of range");
+    addroot(w, -3, lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
+            (int32_t)label);
+    if (label > s->nroots) s->nroots = (int)label;
+    lua_pop(L, 4);
+  }
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_rawseti(L, w->W, Q_ROOTS);
+  return 1;
+}
+
 /* Protected body of a step: snapshot at 1, its start time at 2, ms at
-** 3, units at 4. */
+** 3, units at 4. The phases: the model, the roots, the walk, the final
+** settling of the indexes and sort of the prototypes. */
 int memprobe_step_body (lua_State *L) {
   walker w;
   snap *s = (snap *)lua_touserdata(L, 1);
   lua_settop(L, 4);
   mp_getuv(L, 1, 1);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "heap walk: its queue is gone");
   memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
   if (lua_isnumber(L, 4)) w.limit = (uint64_t)lua_tonumber(L, 4);
   if (lua_isnumber(L, 3)) {
@@ -55,8 +134,11 @@ int memprobe_step_body (lua_State *L) {
     w.deadline = w.last + lua_tonumber(L, 3) / 1000;
     w.maxgap = lua_tonumber(L, 3) / 4000;
   }
-  if (!s->walked) s->walked = memprobe_run(&w);
-  if (s->walked) s->done = memprobe_settle(&w) && memprobe_sort_protos(&w);
+  if ((!s->needmodel || await_model(&w)) && (s->nextroot == 0 || add_roots(&w))) {
+    s->nextroot = 0;
+    if (!s->walked) s->walked = memprobe_run(&w);
+    if (s->walked) s->done = memprobe_settle(&w) && memprobe_sort_protos(&w);
+  }
   s->gap = w.gap;
   s->units += (double)w.units;
   s->steps++;
@@ -77,13 +159,17 @@ static void finish (lua_State *L, int ud, snap *s) {
 ** Runs one step of the walk, which began at 'start', under lua_pcall.
 ** When the program changed a table between steps so that lua_next no
 ** longer knows the saved key, that table's expansion starts over (what it
-** already found stays found). Any other error frees the buffers and is
-** raised again.
+** already found stays found); the second time the same table does so, it
+** is expanded in one go, so that a program that rebuilds a table between
+** every two steps cannot keep the walk from finishing. Any other error
+** frees the buffers and is raised again. A close() that a finalizer runs
+** during the step takes effect when the step is over.
 */
 static void step (lua_State *L, int ud, double start, double ms,
                   double units) {
   snap *s = (snap *)lua_touserdata(L, ud);
-  int tries;
+  int tries, status = 0;
+  s->busy = 1;
   for (tries = 0; tries < 4; tries++) {
     /* made once per state: on 5.1 and LuaJIT every lua_pushcfunction
     ** allocates a closure, garbage the walk must not make */
@@ -92,38 +178,27 @@ static void step (lua_State *L, int ud, double start, double ms,
     lua_pushnumber(L, start);
     if (ms > 0) lua_pushnumber(L, ms); else lua_pushnil(L);
     if (units > 0) lua_pushnumber(L, units); else lua_pushnil(L);
-    if (lua_pcall(L, 4, 0, 0) == 0) {
-      if (s->done) finish(L, ud, s);
-      return;
-    }
-    if (!s->in_next) break;
+    status = lua_pcall(L, 4, 0, 0);
+    if (status == 0 || !s->in_next) break;
     lua_pop(L, 1);
     s->in_next = 0;
     s->started = 0;
     s->keysaved = 0;
     s->restarts++;
+    s->atomic = s->qhead == s->restarted && s->restarts > 1;
+    s->restarted = s->qhead;
     mp_getuv(L, ud, 1);
     lua_pushnil(L);
-    lua_rawseti(L, -2, -1);
+    lua_rawseti(L, -2, Q_KEY);
     lua_pop(L, 1);
   }
-  memprobe_snap_free(s);
-  lua_error(L);
-}
-
-/* Pre-registers the value at vi as a root with a name and a label. */
-static void addroot (walker *w, int vi, const char *name, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  int t = lua_type(L, vi);
-  int64_t r;
-  const void *p;
-  if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
+  s->busy = 0;
+  if (status == 0 && !s->closing) {
+    if (s->done) finish(L, ud, s);
     return;
-  if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
-  r = memprobe_discover(w, vi, 0, E_ROOT,
-                        memprobe_intern(L, s, name, strlen(name)), label);
-  if (r >= 0) REC(s, r)->flags |= F_ROOT;
+  }
+  memprobe_snap_free(s);
+  if (status != 0) lua_error(L);
 }
 
 static void ignore (walker *w, int vi) {
@@ -135,54 +210,42 @@ static void ignore (walker *w, int vi) {
   REC(s, r)->flags |= F_IGNORE;
 }
 
-/***
-The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
-starts a `memprobe.Snapshot` over the given roots with the given size
-model, and runs its first step within the budgets. Methods: `step([ms [,
-units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
-`added(older [, top])`, `close()`.
-@function heap_snapshot
-@tparam table model the size model (`memprobe.heap.model()`)
-@tparam table roots array of `{ value, name, label }`
-@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
-(functions whose frames on the walking thread are not roots), `started`
-(a `heap_clock()` reading the first slice counts from)
-@treturn userdata the snapshot
-*/
-/*
-** snapshot(model, roots, opts) -> snapshot. roots is an array of
-** { value, name, label }; label 0 gives each root its own row. Runs the
-** first step within opts.max_ms / opts.max_units (all of it without).
-*/
-int memprobe_l_snapshot (lua_State *L) {
-  double start = memprobe_now(), ms, units, started;
-  mp_ctx *c = memprobe_ctx(L);
-  snap *s;
-  walker w;
-  int i, n, ud;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  s = (snap *)mp_newuserdata(L, sizeof(snap));
-  memset(s, 0, sizeof(*s));
-  s->closed = 1;
-  luaL_getmetatable(L, SNAP_MT);
-  lua_setmetatable(L, -2);
-  ud = lua_gettop(L);
-  s->ctx = c;
-  s->book.total = &c->heap_bytes;
-  s->closed = 0;
-  memprobe_readmodel(L, 1, &s->m);
-  lua_getfield(L, 3, "max_objects");
-  s->max_objects = lua_isnumber(L, -1) ? (uint32_t)lua_tonumber(L, -1)
-                                       : 0xfffffff0u;
-  lua_getfield(L, 3, "fail_after");
+/* A count option: absent (dflt), or an integer in 1..max. */
+static double countopt (lua_State *L, int t, const char *k, double max,
+                        double dflt) {
+  double v;
+  lua_getfield(L, t, k);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return dflt; }
+  v = lua_tonumber(L, -1);
+  if (!lua_isnumber(L, -1) || !(v >= 1 && v <= max) || v != floor(v))
+    luaL_error(L, "bad option '%s' (an integer in 1..%.0f expected)", k, max);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* A time option: absent (0) or a number of milliseconds > 0. */
+static double msopt (lua_State *L, double v, int given, const char *k) {
+  if (!given) return 0;
+  if (!(v > 0 && v <= 1e9))
+    luaL_error(L, "bad option '%s' (milliseconds > 0 expected)", k);
+  return v;
+}
+
+/* Reads the options of heap_snapshot (a table at index o). */
+static void readopts (lua_State *L, snap *s, int o, double *ms,
+                      double *units, double *started) {
+  int i;
+  s->max_objects = (uint32_t)countopt(L, o, "max_objects", MAXOBJECTS,
+                                      MAXOBJECTS);
+  *units = countopt(L, o, "max_units", 9007199254740992.0, 0);
+  lua_getfield(L, o, "max_ms");
+  *ms = msopt(L, lua_tonumber(L, -1), !lua_isnil(L, -1), "max_ms");
+  lua_getfield(L, o, "fail_after");
   s->failafter = (int)lua_tointeger(L, -1);
-  lua_getfield(L, 3, "target");
+  lua_getfield(L, o, "target");
   if (memprobe_collectable(lua_type(L, -1)))
     s->target = memprobe_ident(L, -1, lua_type(L, -1));
-  lua_getfield(L, 3, "own");
+  lua_getfield(L, o, "own");
   if (lua_istable(L, -1)) {
     for (i = 1; i <= NOWN; i++) {
       lua_rawgeti(L, -1, i);
@@ -190,33 +253,14 @@ int memprobe_l_snapshot (lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  lua_getfield(L, 3, "max_ms");
-  ms = lua_tonumber(L, -1);
-  lua_getfield(L, 3, "max_units");
-  units = lua_tonumber(L, -1);
-  lua_getfield(L, 3, "started");
-  started = lua_tonumber(L, -1);
-  if (started > 0 && started < start) start = started;
-  lua_settop(L, ud);
-  if (!memprobe_index_init(&s->book, &s->index, 1024) ||
-      !memprobe_index_init(&s->book, &s->pindex, 256) ||
-      !memprobe_index_init(&s->book, &s->nindex, 256))
-    memprobe_nomem(L);
-  /* the queue: array slots plus -1 (a saved key), -2 (ephemerons) */
-  lua_createtable(L, 0, 2);
-  lua_newtable(L);
-  lua_rawseti(L, -2, -2);
-  lua_pushvalue(L, -1);
-  mp_setuv(L, ud);
-  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
-  ignore(&w, ud);
-  ignore(&w, w.W);
-  ignore(&w, 2);  /* the roots and options tables are the caller's */
-  ignore(&w, 3);
-  lua_rawgeti(L, w.W, -2);
-  ignore(&w, -1);
-  lua_pop(L, 1);
-  /* registry tables by name, for userdata without __name */
+  lua_getfield(L, o, "started");
+  *started = lua_tonumber(L, -1);
+  lua_pop(L, 5);
+}
+
+/* The registry's tables by name: the names of the types of userdata
+** whose metatable has no __name (luaL_newmetatable stores it there). */
+static void scan_registry (lua_State *L, snap *s) {
   lua_pushnil(L);
   while (lua_next(L, LUA_REGISTRYINDEX)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
@@ -232,17 +276,78 @@ int memprobe_l_snapshot (lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  n = (int)mp_rawlen(L, 2);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    luaL_argcheck(L, lua_istable(L, -1), 2, "roots are {value, name, label}");
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    lua_rawgeti(L, -3, 3);
-    addroot(&w, -3, luaL_optstring(L, -2, "?"), (int32_t)lua_tointeger(L, -1));
-    if (lua_tointeger(L, -1) > s->nroots) s->nroots = (int)lua_tointeger(L, -1);
-    lua_pop(L, 4);
+}
+
+/***
+The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
+starts a `memprobe.Snapshot` over the given roots with the given size
+model, and runs its first step within the budgets. Methods: `step([ms [,
+units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
+`added(older [, top])`, `close()`.
+@function heap_snapshot
+@param model the size model (a table, or the job measuring it)
+@tparam table roots array of `{ value, name, label }`
+@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
+(functions whose frames on the walking thread are not roots), `started`
+(a `heap_clock()` reading the first slice counts from)
+@treturn userdata the snapshot
+*/
+/*
+** snapshot(model, roots, opts) -> snapshot. roots is an array of
+** { value, name, label }; label 0 gives each root its own row. Runs the
+** first step within opts.max_ms / opts.max_units (all of it without).
+** The model may be the job measuring it: the first steps wait for it.
+*/
+int memprobe_l_snapshot (lua_State *L) {
+  double start = memprobe_now(), ms, units, started;
+  mp_ctx *c = memprobe_ctx(L);
+  snap *s;
+  walker w;
+  int ud;
+  if (!mp_testudata(L, 1, MODELJOB_MT)) luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  s = (snap *)mp_newuserdata(L, sizeof(snap));
+  memset(s, 0, sizeof(*s));
+  s->closed = 1;
+  luaL_getmetatable(L, SNAP_MT);
+  lua_setmetatable(L, -2);
+  ud = lua_gettop(L);
+  s->ctx = c;
+  s->book.total = &c->heap_bytes;
+  s->closed = 0;
+  readopts(L, s, 3, &ms, &units, &started);
+  if (started > 0 && started < start) start = started;
+  if (lua_istable(L, 1)) memprobe_readmodel(L, 1, &s->m);
+  else s->needmodel = 1;
+  if (!memprobe_index_init(&s->book, &s->index, 1024) ||
+      !memprobe_index_init(&s->book, &s->pindex, 256) ||
+      !memprobe_index_init(&s->book, &s->nindex, 256))
+    memprobe_nomem(L);
+  lua_createtable(L, 0, 4);  /* the queue */
+  lua_newtable(L);
+  lua_rawseti(L, -2, Q_EPHEMERONS);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, Q_ROOTS);
+  s->nextroot = 1;
+  if (s->needmodel) {
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, Q_MODEL);
   }
+  lua_pushvalue(L, -1);
+  mp_setuv(L, ud);
+  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
+  /* the walk's own objects are not the program's */
+  ignore(&w, ud);
+  ignore(&w, w.W);
+  ignore(&w, 1);
+  ignore(&w, 2);
+  ignore(&w, 3);
+  lua_rawgeti(L, w.W, Q_EPHEMERONS);
+  ignore(&w, -1);
+  lua_pop(L, 1);
+  scan_registry(L, s);
   lua_settop(L, ud);
   step(L, ud, start, ms, units);
   lua_settop(L, ud);
@@ -253,18 +358,18 @@ int memprobe_l_snapshot (lua_State *L) {
 int memprobe_l_step (lua_State *L) {
   double start = memprobe_now();
   snap *s = checksnap(L, 1);
-  double ms = luaL_optnumber(L, 2, 0), units = luaL_optnumber(L, 3, 0);
+  double ms = msopt(L, luaL_optnumber(L, 2, 0), !lua_isnoneornil(L, 2), "ms");
+  double units = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, lua_isnoneornil(L, 3) ||
+                (units > 0 && units <= 9007199254740992.0), 3,
+                "units must be > 0");
+  units = ceil(units);
   lua_settop(L, 1);
   if (!s->done) step(L, 1, start, ms, units);
   lua_pushboolean(L, s->done);
   return 1;
 }
 
-static int l_close (lua_State *L) {
-  snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  memprobe_snap_free(s);
-  return 0;
-}
 
 static int l_tostring (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
@@ -814,6 +919,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
     { "heap_clock",        memprobe_l_clock },
     { "heap_dumpsize",     memprobe_l_dumpsize },
+    { "heap_model_job",    memprobe_l_model_job },
     { "heap_sample",       memprobe_l_sample },
     { "heap_snapshot",     memprobe_l_snapshot },
     { "heap_thread",       memprobe_l_thread },
@@ -823,7 +929,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg methods[] = {
     { "added",     l_added },
     { "census",    l_census },
-    { "close",     l_close },
+    { "close",     snap_gc },
     { "referrers", l_referrers },
     { "rows",      memprobe_l_rows },
     { "stats",     l_stats },
@@ -849,6 +955,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
 #endif
   }
   lua_pop(L, 1);
+  memprobe_open_model(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);

@@ -14,9 +14,11 @@
 #include <math.h>
 
 #define SNAP_MT   "memprobe.Snapshot"
+#define MODELJOB_MT "memprobe.ModelJob"
 #define NCAL      24        /* calibrated powers of two, arrays and hashes */
 #define NAMEMAX   60        /* longest edge name kept */
 #define NOWN      8         /* functions whose frames are the walk's own */
+#define MAXOBJECTS 4294967280.0  /* records a walk may keep (uint32) */
 
 /* Types beyond lua.h: LuaJIT's cdata, and two parts of a function. */
 enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };
@@ -65,6 +67,15 @@ typedef struct model {
 ** of chunk pointers.
 */
 #define SEGBITS  10
+
+/* The queue table's slots besides its segments W[1], W[2] ... */
+enum {
+  Q_SPARE = 0,          /* a segment the head left, for the tail to reuse */
+  Q_KEY = -1,           /* the key lua_next resumes from in the head table */
+  Q_EPHEMERONS = -2,    /* set of the ephemeron tables met, to expand again */
+  Q_MODEL = -3,         /* the size model's job, until the model is known */
+  Q_ROOTS = -4          /* the roots, until all are registered */
+};
 #define SEG      (1u << SEGBITS)
 
 typedef struct qchunk {
@@ -95,8 +106,13 @@ typedef struct snap {
   uint32_t *regname;
   uint32_t nreg;
   model m;
+  int needmodel;            /* m waits for the job at Q_MODEL */
+  uint32_t nextroot;        /* the next of Q_ROOTS to register, from 1 */
   uint32_t max_objects;
   int truncated, walked, done, closed, in_next, mode, ephpass, nroots;
+  int busy, closing;        /* in a step; close() asked for meanwhile */
+  int atomic;               /* the head table is expanded in one go */
+  uint32_t restarted;       /* queue position of the last restart */
   uint32_t ephseen;         /* objects when the ephemerons were requeued */
   /* after the walk: the prototypes sorted, a bounded stretch per unit */
   uint32_t *perm, *ptmp;    /* prototype numbers, and the merge target */
@@ -220,6 +236,7 @@ MP_API int64_t memprobe_discover (walker *w, int vi, uint32_t parent,
 MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
                                   void *ud);
 MP_API double memprobe_now (void);
+MP_API int memprobe_budget (walker *w);
 MP_API int memprobe_run (walker *w);
 MP_API int memprobe_settle (walker *w);
 MP_API int memprobe_sort_protos (walker *w);
@@ -238,6 +255,11 @@ MP_API int memprobe_l_dumpsize (lua_State *L);
 MP_API int memprobe_l_thread (lua_State *L);
 MP_API int memprobe_l_clock (lua_State *L);
 MP_API int memprobe_l_walk_buffers (lua_State *L);
+
+/* heapmodel.c: the model measured in a scratch state, as a job */
+MP_API int memprobe_l_model_job (lua_State *L);
+MP_API int memprobe_model_step (lua_State *L, int ji, double deadline);
+MP_API void memprobe_open_model (lua_State *L);
 
 /* heap.c: the C functions that run the walk, whose frames are its own */
 MP_API int memprobe_step_body (lua_State *L);
