@@ -112,8 +112,10 @@ static int add_roots (walker *w) {
     lua_pop(L, 4);
   }
   lua_pop(L, 1);
-  lua_pushnil(L);
-  lua_rawseti(L, w->W, Q_ROOTS);
+  if (!s->t.rows) {  /* the second pass of modules() walks from them again */
+    lua_pushnil(L);
+    lua_rawseti(L, w->W, Q_ROOTS);
+  }
   return 1;
 }
 
@@ -137,7 +139,9 @@ int memprobe_step_body (lua_State *L) {
   if ((!s->needmodel || await_model(&w)) && (s->nextroot == 0 || add_roots(&w))) {
     s->nextroot = 0;
     if (!s->walked) s->walked = memprobe_run(&w);
-    if (s->walked) s->done = memprobe_settle(&w) && memprobe_sort_protos(&w);
+    if (s->walked)
+      s->done = memprobe_settle(&w) && memprobe_sort_protos(&w) &&
+                memprobe_after_walk(&w);
   }
   s->gap = w.gap;
   s->units += (double)w.units;
@@ -256,6 +260,18 @@ static void readopts (lua_State *L, snap *s, int o, double *ms,
   lua_getfield(L, o, "started");
   *started = lua_tonumber(L, -1);
   lua_pop(L, 5);
+  /* the tally the walk ends with: census(top), or rows */
+  s->t.top = -1;
+  lua_getfield(L, o, "census");
+  if (lua_isnumber(L, -1)) {
+    double top = lua_tonumber(L, -1);
+    if (!(top >= 0 && top <= 1000))
+      luaL_error(L, "bad option 'census' (top must be 0..1000)");
+    s->t.top = (int)top;
+  }
+  lua_getfield(L, o, "rows");
+  s->t.rows = lua_toboolean(L, -1);
+  lua_pop(L, 2);
 }
 
 /* The registry's tables by name: the names of the types of userdata
@@ -381,8 +397,15 @@ static int l_tostring (lua_State *L) {
   return 1;
 }
 
+/* Sets field k of the table on top to v: an integer on 5.3+ when whole,
+** as sizes and counts are. */
 static void setnum (lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
+#if LUA_VERSION_NUM >= 503
+  if (v == floor(v) && fabs(v) < 9007199254740992.0)
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+#endif
+    lua_pushnumber(L, v);
   lua_setfield(L, -2, k);
 }
 
@@ -506,41 +529,11 @@ static void push_bytype (lua_State *L, const double *n, const double *b) {
   }
 }
 
-/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
-** top: the objects the host shares between states (sharedcode.c). */
-static void set_sharedcode (lua_State *L, const snap *s) {
-  double count = 0, bytes = 0, n[T_NTYPES], b[T_NTYPES];
-  uint32_t i;
-  memset(n, 0, sizeof(n));
-  memset(b, 0, sizeof(b));
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    if (!(o->flags & F_HOST)) continue;
-    count++;
-    bytes += o->size;
-    n[o->type]++;
-    b[o->type] += o->size;
-  }
-  lua_createtable(L, 0, 3);
-  setnum(L, "count", count);
-  setnum(L, "bytes", bytes);
-  push_bytype(L, n, b);
-  lua_setfield(L, -2, "by_type");
-  lua_setfield(L, -2, "shared_code");
-}
-
-/* Counts and bytes by a key (a name or prototype number + 1), in an
-** open-addressing table in a Lua userdata held at a stack slot. */
-typedef struct acc { uint32_t key; double count, bytes; } acc;
-typedef struct acctab { acc *a; uint32_t mask, n; int slot; } acctab;
-
-static void acc_init (lua_State *L, acctab *t, uint32_t cap) {
-  t->a = (acc *)lua_newuserdata(L, cap * sizeof(acc));
-  memset(t->a, 0, cap * sizeof(acc));
-  t->mask = cap - 1;
-  t->n = 0;
-  lua_replace(L, t->slot);
-}
+/*
+** {======================================================
+** The tally and the second pass of modules()
+** =======================================================
+*/
 
 static acc *acc_slot (const acctab *t, uint32_t key) {
   uint32_t i;
@@ -549,18 +542,33 @@ static acc *acc_slot (const acctab *t, uint32_t key) {
   return &t->a[i];
 }
 
-static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
+static void acc_init (lua_State *L, snap *s, acctab *t, uint32_t cap) {
+  t->a = (acc *)memprobe_xrealloc(L, s, NULL, 0, cap * sizeof(acc));
+  memset(t->a, 0, cap * sizeof(acc));
+  t->mask = cap - 1;
+  t->n = 0;
+}
+
+static void acc_free (snap *s, acctab *t) {
+  if (t->a != NULL)
+    memprobe_book_alloc(&s->book, t->a, ((size_t)t->mask + 1) * sizeof(acc), 0);
+  t->a = NULL;
+}
+
+/* Adds to key's entry; at load 1/2 the table doubles (its keys are
+** names and prototypes, far fewer than the records). */
+static void acc_add (lua_State *L, snap *s, acctab *t, uint32_t key,
+                     double bytes) {
   acc *e = acc_slot(t, key);
   if (e->key == 0) {
-    if ((t->n + 1) * 2 > t->mask + 1) {  /* load 1/2: twice the size */
+    if ((t->n + 1) * 2 > t->mask + 1) {
       acctab old = *t;
       uint32_t i;
-      lua_pushvalue(L, t->slot);  /* keeps the old one until copied */
-      acc_init(L, t, (old.mask + 1) * 2);
+      acc_init(L, s, t, (old.mask + 1) * 2);
       for (i = 0; i <= old.mask; i++)
         if (old.a[i].key != 0) *acc_slot(t, old.a[i].key) = old.a[i];
       t->n = old.n;
-      lua_pop(L, 1);
+      acc_free(s, &old);
       e = acc_slot(t, key);
     }
     e->key = key;
@@ -570,69 +578,242 @@ static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
   e->bytes += bytes;
 }
 
+void memprobe_tally_free (snap *s) {
+  tally *t = &s->t;
+  acc_free(s, &t->uds);
+  acc_free(s, &t->fns);
+  if (t->big != NULL)
+    memprobe_book_alloc(&s->book, t->big, ((size_t)t->top + 1) * 4, 0);
+  if (t->sum != NULL)
+    memprobe_book_alloc(&s->book, t->sum, t->nsum * sizeof(double), 0);
+  memset(t, 0, sizeof(*t));
+}
+
+/* Row of a label in the sums: rows 1..nroots, SHARED at nroots + 1, the
+** host's shared code at nroots + 2; -1 for none. */
+static int64_t sumrow (const snap *s, const hobj *o) {
+  if (o->flags & F_IGNORE) return -1;
+  if (o->flags & F_HOST) return s->nroots + 2;
+  if (o->label == SHARED) return s->nroots + 1;
+  if (o->label <= 0 || o->label > s->nroots) return -1;
+  return o->label;
+}
+
+/* One record into the census: by type, type name, prototype, and the
+** short sorted list of the largest containers. */
+static void census_add (lua_State *L, snap *s, uint32_t i) {
+  tally *t = &s->t;
+  const hobj *o = REC(s, i);
+  int k;
+  if (!counted(o)) return;
+  t->n[o->type]++;
+  t->b[o->type] += o->size;
+  t->total += o->size;
+  t->objects++;
+  if (o->type == LUA_TUSERDATA)
+    acc_add(L, s, &t->uds, o->aux, o->size);
+  else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
+    acc_add(L, s, &t->fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
+            o->size);
+  if (t->top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
+      (t->nbig < t->top || o->size > REC(s, t->big[t->nbig - 1])->size)) {
+    k = t->nbig < t->top ? t->nbig++ : t->nbig - 1;
+    while (k > 0 && REC(s, t->big[k - 1])->size < o->size) {
+      t->big[k] = t->big[k - 1];
+      k--;
+    }
+    t->big[k] = i;
+  }
+}
+
 /*
-** snap:census(top) -> { by_type, userdata, functions, largest, total,
-** objects, shared_code }: the raw census memprobe.heap() dresses. One
-** pass over the records adds up in C; tables are made per type, name and
-** prototype.
+** The tally phase: every record once, a unit each. With t->rows it adds
+** up by row and type (modules()), else the census (heap()). Returns 1
+** when done.
 */
-static int l_census (lua_State *L) {
-  snap *s = checksnap(L, 1);
-  int top = (int)luaL_optinteger(L, 2, 10), k, nbig = 0;
-  uint32_t i, *big;
-  double total = 0, objects = 0, n[T_NTYPES], b[T_NTYPES];
-  acctab uds, fns;
-  luaL_argcheck(L, s->done, 1, "walk not finished");
-  luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
-  lua_settop(L, 2);
-  big = (uint32_t *)lua_newuserdata(L, sizeof(uint32_t) * (size_t)(top + 1));
-  lua_pushnil(L);
-  uds.slot = lua_gettop(L);
-  acc_init(L, &uds, 16);
-  lua_pushnil(L);
-  fns.slot = lua_gettop(L);
-  acc_init(L, &fns, 64);
+static int run_tally (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  tally *t = &s->t;
+  if (!t->started) {
+    if (t->rows) {
+      t->nsum = ((size_t)s->nroots + 3) * T_NTYPES * 2;
+      t->sum = (double *)memprobe_xrealloc(L, s, NULL, 0,
+                                           t->nsum * sizeof(double));
+      memset(t->sum, 0, t->nsum * sizeof(double));
+    }
+    else {
+      acc_init(L, s, &t->uds, 16);
+      acc_init(L, s, &t->fns, 64);
+      t->big = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0,
+                                             ((size_t)t->top + 1) * 4);
+    }
+    t->started = 1;
+  }
+  for (; t->at < s->obj.n; t->at++) {
+    if (!memprobe_budget(w)) return 0;
+    if (t->rows) {
+      const hobj *o = REC(s, t->at);
+      int64_t row = sumrow(s, o);
+      if (row >= 0) {
+        size_t at = ((size_t)row * T_NTYPES + o->type) * 2;
+        t->sum[at]++;
+        t->sum[at + 1] += o->size;
+      }
+    }
+    else
+      census_add(L, s, t->at);
+  }
+  t->done = 1;
+  return 1;
+}
+
+/*
+** The second pass of modules(), a phase of its walk: for each row in
+** turn, from its roots (Q_ROOTS, in label order: one pass over them), the
+** objects of that row and the shared ones it reaches, each once per row
+** (seen), adding the shared ones' bytes to the row. Returns 1 when done.
+*/
+static int second_pass (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int n;
+  if (s->seen == NULL) {
+    s->nseen = s->obj.n + 1;
+    s->seen = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0,
+                                            (size_t)s->nseen * 4);
+    memset(s->seen, 0, (size_t)s->nseen * 4);
+    s->rowshared =
+      (double *)memprobe_xrealloc(L, s, NULL, 0,
+                                  (size_t)(s->nroots + 1) * sizeof(double));
+    memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
+    s->rootj = 1;
+    s->curlabel = 0;
+  }
+  s->mode = 1;
+  lua_rawgeti(L, w->W, Q_ROOTS);
+  n = (int)mp_rawlen(L, -1);
+  for (;;) {
+    lua_Integer row;
+    if (s->rowopen) {
+      if (!memprobe_run(w)) { lua_pop(L, 1); return 0; }
+      s->rowopen = 0;
+    }
+    if (s->rootj > (uint32_t)n) break;
+    lua_rawgeti(L, -1, (int)s->rootj);
+    lua_rawgeti(L, -1, 3);
+    row = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (row < s->curlabel)
+      luaL_error(L, "heap walk: roots are not in label order");
+    s->curlabel = (int32_t)row;
+    /* the row's roots, consecutive */
+    for (; s->rootj <= (uint32_t)n; s->rootj++) {
+      int64_t r;
+      int t;
+      lua_rawgeti(L, -1, (int)s->rootj);
+      lua_rawgeti(L, -1, 3);
+      if (lua_tointeger(L, -1) != row) { lua_pop(L, 2); break; }
+      lua_rawgeti(L, -2, 1);
+      t = lua_type(L, -1);
+      if (row > 0 && memprobe_collectable(t) && t != LUA_TSTRING &&
+          (r = memprobe_lookup(s, memprobe_ident(L, -1, t))) >= 0 &&
+          REC(s, r)->label == row) {
+        s->seen[r] = (uint32_t)row;
+        memprobe_enqueue(w, -1, (uint32_t)r, (int32_t)row);
+      }
+      lua_pop(L, 3);
+    }
+    s->rowopen = 1;
+  }
+  lua_pop(L, 1);
+  s->mode = 0;
+  s->passed = 1;
+  return 1;
+}
+
+/* The phases after the walk, for what the snapshot was asked for. */
+int memprobe_after_walk (walker *w) {
+  snap *s = w->s;
+  if (s->t.rows && !s->passed && !second_pass(w)) return 0;
+  if ((s->t.rows || s->t.top >= 0) && !s->t.done && !run_tally(w)) return 0;
+  return 1;
+}
+
+/* Runs the phases after the walk of a finished snapshot to their end, in
+** one go (for census() and rows() on a snapshot walked without them). */
+static void tally_now (lua_State *L, int ud, int rows, int top) {
+  snap *s = (snap *)lua_touserdata(L, ud);
+  walker w;
+  if (s->t.done && s->t.rows == rows && (rows || s->t.top == top)) return;
+  memprobe_tally_free(s);
+  s->t.rows = rows;
+  s->t.top = rows ? -1 : top;
+  mp_getuv(L, ud, 1);
+  if (!lua_istable(L, -1))
+    luaL_error(L, "heap walk: its queue was changed from outside");
+  if (rows && !s->passed) {  /* the queue's Q_ROOTS is gone: from arg 2 */
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, Q_ROOTS);
+  }
+  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
+  s->busy = 1;
+  memprobe_after_walk(&w);
+  s->busy = 0;
+  memprobe_queue_free(s);
+  lua_settop(L, ud);
+}
+
+/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
+** top: the objects the host shares between states (sharedcode.c). */
+static void set_sharedcode (lua_State *L, const double *n, const double *b) {
+  double count = 0, bytes = 0;
+  int t;
+  for (t = 0; t < T_NTYPES; t++) { count += n[t]; bytes += b[t]; }
+  lua_createtable(L, 0, 3);
+  setnum(L, "count", count);
+  setnum(L, "bytes", bytes);
+  push_bytype(L, n, b);
+  lua_setfield(L, -2, "by_type");
+  lua_setfield(L, -2, "shared_code");
+}
+
+/* The census's shared code: the host's objects, which it does not count. */
+static void census_sharedcode (lua_State *L, const snap *s) {
+  double n[T_NTYPES], b[T_NTYPES];
+  uint32_t i;
   memset(n, 0, sizeof(n));
   memset(b, 0, sizeof(b));
   for (i = 0; i < s->obj.n; i++) {
     const hobj *o = REC(s, i);
-    if (!counted(o)) continue;
-    n[o->type]++;
-    b[o->type] += o->size;
-    total += o->size;
-    objects++;
-    if (o->type == LUA_TUSERDATA)
-      acc_add(L, &uds, o->aux, o->size);
-    else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
-      acc_add(L, &fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
-              o->size);
-    if (top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
-        (nbig < top || o->size > REC(s, big[nbig - 1])->size)) {
-      /* the largest containers: insertion into a short sorted list */
-      k = nbig < top ? nbig++ : nbig - 1;
-      while (k > 0 && REC(s, big[k - 1])->size < o->size) {
-        big[k] = big[k - 1];
-        k--;
-      }
-      big[k] = i;
+    if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
+      n[o->type]++;
+      b[o->type] += o->size;
     }
   }
-  lua_createtable(L, 0, 6);
-  push_bytype(L, n, b);
-  lua_setfield(L, -2, "by_type");
-  lua_newtable(L);  /* userdata by type name */
-  for (i = 0; i <= uds.mask; i++) {
-    const acc *e = &uds.a[i];
+  set_sharedcode(L, n, b);
+}
+
+/* Pushes { [key] = { count, bytes } } for the type names of t. */
+static void push_byname (lua_State *L, const snap *s, const acctab *t) {
+  uint32_t i;
+  lua_newtable(L);
+  for (i = 0; i <= t->mask; i++) {
+    const acc *e = &t->a[i];
     if (e->key == 0) continue;
     lua_createtable(L, 0, 2);
     setnum(L, "count", e->count);
     setnum(L, "bytes", e->bytes);
     lua_setfield(L, -2, memprobe_name_of(s, e->key));
   }
-  lua_setfield(L, -2, "userdata");
-  lua_newtable(L);  /* functions by "source:line" */
-  for (i = 0; i <= fns.mask; i++) {
-    const acc *e = &fns.a[i];
+}
+
+/* Pushes { ["source:line"] = { count, bytes, proto } } for t. */
+static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
+  uint32_t i;
+  lua_newtable(L);
+  for (i = 0; i <= t->mask; i++) {
+    const acc *e = &t->a[i];
     char key[NAMEMAX + 32];
     const hobj *pr = NULL;
     if (e->key == 0) continue;
@@ -657,91 +838,63 @@ static int l_census (lua_State *L) {
     setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
     lua_pop(L, 1);
   }
+}
+
+/*
+** snap:census(top) -> { by_type, userdata, functions, largest, total,
+** objects, shared_code }: the raw census memprobe.heap() dresses, from the
+** tally (the walk's last phase when it was asked for, else now).
+*/
+static int l_census (lua_State *L) {
+  snap *s = checksnap(L, 1);
+  int top = (int)luaL_optinteger(L, 2, 10), k;
+  const tally *t = &s->t;
+  luaL_argcheck(L, s->done, 1, "walk not finished");
+  luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
+  lua_settop(L, 2);
+  tally_now(L, 1, 0, top);
+  lua_createtable(L, 0, 7);
+  push_bytype(L, t->n, t->b);
+  lua_setfield(L, -2, "by_type");
+  push_byname(L, s, &t->uds);
+  lua_setfield(L, -2, "userdata");
+  push_byproto(L, s, &t->fns);
   lua_setfield(L, -2, "functions");
-  lua_createtable(L, nbig, 0);
-  for (k = 0; k < nbig; k++) {
-    const hobj *o = REC(s, big[k]);
+  lua_createtable(L, t->nbig, 0);
+  for (k = 0; k < t->nbig; k++) {
+    const hobj *o = REC(s, t->big[k]);
     lua_createtable(L, 0, 5);
     setnum(L, "bytes", o->size);
     setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
     lua_pushstring(L, tnames[o->type]);
     lua_setfield(L, -2, "type");
-    setpath(L, s, big[k]);
+    setpath(L, s, t->big[k]);
     lua_rawseti(L, -2, k + 1);
   }
   lua_setfield(L, -2, "largest");
-  setnum(L, "total", total);
-  setnum(L, "objects", objects);
-  set_sharedcode(L, s);
+  setnum(L, "total", t->total);
+  setnum(L, "objects", t->objects);
+  census_sharedcode(L, s);
   return 1;
 }
 
 /*
-** snap:rows(model_roots) -> { [label] = { exclusive, shared, objects,
-** by_type }, shared_code = { count, bytes, by_type } }. Exclusive bytes
-** are those of objects only one root reaches; the shared bytes of a row
-** come from a second, cheaper walk per root over the shared objects it
-** reaches (roots at 2).
+** snap:rows(roots) -> { [label] = { exclusive, shared, objects, by_type
+** }, shared_code = { count, bytes, by_type } }. Exclusive bytes are those
+** of objects only one root reaches; the shared bytes of a row come from
+** the second pass (roots at 2, as given to heap_snapshot).
 */
 int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
-  uint32_t i;
   int row;
-  size_t nrows;
-  double *sum;
+  const double *sum;
   luaL_argcheck(L, s->done, 1, "walk not finished");
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  if (s->seen == NULL) {
-    s->seen = (uint16_t *)memprobe_xrealloc(L, s, NULL, 0,
-                                            (size_t)s->obj.n * 2 + 2);
-    memset(s->seen, 0, (size_t)s->obj.n * 2 + 2);
-    s->rowshared =
-      (double *)memprobe_xrealloc(L, s, NULL, 0,
-                                  (size_t)(s->nroots + 1) * sizeof(double));
-    memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
-    s->mode = 1;
-    for (row = 1; row <= s->nroots && row < 0xffff; row++) {
-      int j, n = (int)mp_rawlen(L, 2);
-      walker w;
-      mp_getuv(L, 1, 1);
-      memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
-      s->curlabel = row;
-      for (j = 1; j <= n; j++) {
-        int64_t r;
-        lua_rawgeti(L, 2, j);
-        lua_rawgeti(L, -1, 3);
-        lua_rawgeti(L, -2, 1);
-        if (lua_tointeger(L, -2) == row &&
-            memprobe_collectable(lua_type(L, -1)) &&
-            (r = memprobe_lookup(s, memprobe_ident(L, -1,
-                                                   lua_type(L, -1)))) >= 0 &&
-            REC(s, r)->label == row && lua_type(L, -1) != LUA_TSTRING) {
-          s->seen[r] = (uint16_t)row;
-          memprobe_enqueue(&w, -1, (uint32_t)r, row);
-        }
-        lua_pop(L, 3);
-      }
-      memprobe_run(&w);
-      lua_settop(L, 2);
-    }
-    s->mode = 0;
-  }
-  /* counts and bytes by row (SHARED last) and type */
-  nrows = (size_t)s->nroots + 2;
-  sum = (double *)lua_newuserdata(L, nrows * T_NTYPES * 2 * sizeof(double));
-  memset(sum, 0, nrows * T_NTYPES * 2 * sizeof(double));
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    int32_t l = o->label;
-    size_t at;
-    if (!counted(o) || l == 0 || l < SHARED || l > s->nroots) continue;
-    at = ((size_t)(l == SHARED ? s->nroots + 1 : l) * T_NTYPES + o->type) * 2;
-    sum[at]++;
-    sum[at + 1] += o->size;
-  }
+  tally_now(L, 1, 1, -1);
+  sum = s->t.sum;
   lua_newtable(L);
-  for (row = 1; row <= s->nroots + 1; row++) {
+  for (row = 1; row <= s->nroots + 2; row++) {
     double n[T_NTYPES], b[T_NTYPES], bytes = 0, objects = 0;
     int t;
     for (t = 0; t < T_NTYPES; t++) {
@@ -750,7 +903,8 @@ int memprobe_l_rows (lua_State *L) {
       objects += n[t];
       bytes += b[t];
     }
-    if (row > s->nroots && objects == 0) break;  /* nothing shared */
+    if (row == s->nroots + 2) { set_sharedcode(L, n, b); break; }
+    if (row > s->nroots && objects == 0) continue;  /* nothing shared */
     lua_createtable(L, 0, 4);
     setnum(L, "exclusive", bytes);
     setnum(L, "objects", objects);
@@ -759,9 +913,10 @@ int memprobe_l_rows (lua_State *L) {
     lua_setfield(L, -2, "by_type");
     lua_rawseti(L, -2, row <= s->nroots ? row : SHARED);
   }
-  set_sharedcode(L, s);
   return 1;
 }
+
+/* }====================================================== */
 
 /*
 ** snap:referrers() -> array of { path, wide } ending with the edge to the

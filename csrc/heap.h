@@ -83,6 +83,27 @@ typedef struct qchunk {
   int32_t label[SEG];
 } qchunk;
 
+/* Counts and bytes by a key (a name, or a prototype number + 1), in an
+** open-addressing table (key 0 is empty). */
+typedef struct acc { uint32_t key; double count, bytes; } acc;
+typedef struct acctab { acc *a; uint32_t mask, n; } acctab;
+
+/*
+** The tally of a finished walk: a pass over the records, a unit each, so
+** that a job's last steps are bounded like the walk's. The census adds up
+** by type, userdata type name and prototype, and keeps the 'top' largest
+** containers; the row sums add up by row (SHARED last) and type.
+*/
+typedef struct tally {
+  uint32_t at;              /* next record */
+  int top, nbig, rows, started, done;
+  double n[T_NTYPES], b[T_NTYPES], total, objects;
+  acctab uds, fns;
+  uint32_t *big;            /* top + 1 record numbers, largest first */
+  double *sum;              /* rows: [(row * T_NTYPES + type) * 2] count, bytes */
+  size_t nsum;
+} tally;
+
 typedef struct snap {
   mp_ctx *ctx;
   mp_book book;             /* C bytes held, also counted in ctx */
@@ -117,9 +138,15 @@ typedef struct snap {
   /* after the walk: the prototypes sorted, a bounded stretch per unit */
   uint32_t *perm, *ptmp;    /* prototype numbers, and the merge target */
   uint32_t sw, slo, si, sj, sk, scur;
-  int32_t curlabel;         /* second pass of modules(): the row walked */
-  uint16_t *seen;           /* second pass: last row that reached each */
-  double *rowshared;
+  /* the second pass of modules(): from each row's roots, over the shared
+  ** objects, the shared bytes each row reaches */
+  int32_t curlabel;         /* the row walked */
+  uint32_t *seen, nseen;    /* last row that reached each record */
+  double *rowshared;        /* shared bytes by row */
+  uint32_t rootj;           /* next root of Q_ROOTS to enqueue, from 1 */
+  int rowopen, passed;      /* a row walks; the pass is over */
+  /* the tally: census and row sums, one pass over the records */
+  tally t;
   /* statistics */
   double units, steps, maxunits, restarts;
   double gap;               /* the last step's longest stretch between
@@ -240,6 +267,10 @@ MP_API int memprobe_budget (walker *w);
 MP_API int memprobe_run (walker *w);
 MP_API int memprobe_settle (walker *w);
 MP_API int memprobe_sort_protos (walker *w);
+MP_API void memprobe_tally_free (snap *s);
+
+/* heap.c: the tally and second pass after the walk */
+MP_API int memprobe_after_walk (walker *w);
 
 /* sharedcode.c: what the host shares between states (skynet) */
 MP_API int memprobe_shared_proto (lua_State *L, int fi);

@@ -73,7 +73,8 @@ void memprobe_snap_free (snap *s) {
   memprobe_queue_free(s);
   memprobe_book_alloc(b, s->perm, (size_t)s->proto.n * 4, 0);
   memprobe_book_alloc(b, s->ptmp, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->seen, (size_t)s->obj.n * 2 + 2, 0);
+  memprobe_book_alloc(b, s->seen, (size_t)s->nseen * 4, 0);
+  memprobe_tally_free(s);
   memprobe_book_alloc(b, s->rowshared,
                       (size_t)(s->nroots + 1) * sizeof(double), 0);
   memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
@@ -392,9 +393,9 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
     o = REC(s, found);
     if ((o->flags & (F_IGNORE | F_ROOT)) ||
         (o->label != s->curlabel && o->label != SHARED) ||
-        s->seen[found] == (uint16_t)s->curlabel)
+        s->seen[found] == (uint32_t)s->curlabel)
       return found;
-    s->seen[found] = (uint16_t)s->curlabel;
+    s->seen[found] = (uint32_t)s->curlabel;
     if (o->label == SHARED) s->rowshared[s->curlabel] += o->size;
     if (t != LUA_TSTRING && t != T_CDATA)
       memprobe_enqueue(w, vi, (uint32_t)found, label);
@@ -443,8 +444,8 @@ int64_t memprobe_discover (walker *w, int vi, uint32_t parent, int edge,
 static void reach_part (snap *s, uint32_t r, int32_t label) {
   hobj *o = REC(s, r);
   if (s->mode == 1) {
-    if (o->label == SHARED && s->seen[r] != (uint16_t)s->curlabel) {
-      s->seen[r] = (uint16_t)s->curlabel;
+    if (o->label == SHARED && s->seen[r] != (uint32_t)s->curlabel) {
+      s->seen[r] = (uint32_t)s->curlabel;
       s->rowshared[s->curlabel] += o->size;
     }
     return;

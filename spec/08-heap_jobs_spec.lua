@@ -228,6 +228,22 @@ describe("a walk against a hostile program", function()
     assert.matches("queue was changed", err, 1, true)
   end)
 
+  it("gives 70000 package.loaded entries their rows in one pass over the roots", function()
+    local common = { "shared by the last two" }
+    for i = 1, 70000 do package.loaded[("spec_m%05d"):format(i)] = { i } end
+    package.loaded.spec_m69999 = { common }
+    package.loaded.spec_m70000 = { common }
+    local t0 = os.clock()
+    local rows = memprobe.modules()
+    local dt = os.clock() - t0
+    for i = 1, 70000 do package.loaded[("spec_m%05d"):format(i)] = nil end
+    local last
+    for _, r in ipairs(rows) do if r.name == "spec_m70000" then last = r end end
+    -- before: rows past 65534 had shared = 0, and the pass took minutes
+    assert.is_true(last.shared > 0)
+    assert.is_true(dt < 30, dt)
+  end)
+
   it("does not ask the program's __pairs, ipairs or string methods", function()
     local loaded_mt = getmetatable(package.loaded)
     local called = false

@@ -169,7 +169,7 @@ local function checkbudget(fname, opts)
   end
 end
 
-local function walk(opts, label_each, target, fname)
+local function walk(opts, label_each, target, fname, tally)
   opts = opts or {}
   -- a timed walk's first slice counts from here
   local started = opts.max_ms and core.heap_clock()
@@ -180,7 +180,8 @@ local function walk(opts, label_each, target, fname)
   end
   local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
               max_units = opts.max_units, fail_after = opts.fail_after,
-              target = target, own = own, started = started }
+              target = target, own = own, started = started,
+              census = tally and tally.census, rows = tally and tally.rows }
   return core.heap_snapshot(model_or_job(opts), roots, o), names, roots
 end
 
@@ -283,7 +284,7 @@ function M.heap(opts)
   opts = opts or {}
   local gc_bytes = gc_live()
   local top = opts.top or 10
-  local snap = walk(opts, false, nil, "heap")
+  local snap = walk(opts, false, nil, "heap", { census = top })
   return run(snap, opts, gc_bytes, function(s)
     return census_of(s, top, gc_bytes)
   end)
@@ -349,7 +350,7 @@ end
 function M.modules(opts)
   opts = opts or {}
   local gc_bytes = gc_live()
-  local snap, names, roots = walk(opts, true, nil, "modules")
+  local snap, names, roots = walk(opts, true, nil, "modules", { rows = true })
   return run(snap, opts, gc_bytes, function(s)
     return modules_of(s, names, roots, gc_bytes)
   end)
