@@ -1,4 +1,5 @@
 local H = require "spec.helper"
+local format = require "memprobe.format"
 
 -- Runs bin/memprobe with this tree's modules; returns output and exit code.
 local function cli(args)
@@ -229,14 +230,65 @@ describe("bin/memprobe, as an operator uses it", function()
       assert.are.equal(0, code, flags)
       assert.are.same(row(div), mem(out), flags)
     end
+    -- procps free -h on this meminfo (bind-mounted over /proc/meminfo)
     local out = cli618("free -h")
-    assert.are.same({ "24Gi", "337Mi", "23Gi", "8.7Mi", "887Mi", "23Gi" }, mem(out))
+    assert.are.same({ "23Gi", "336Mi", "22Gi", "8.7Mi", "886Mi", "23Gi" }, mem(out))
+    out = cli618("free -h --si")
+    assert.are.same({ "25G", "353M", "24G", "9.2M", "930M", "24G" }, mem(out))
+    for flags, div in pairs({ ["--kilo"] = 1e3, ["--mega"] = 1e6, ["--giga"] = 1e9,
+                              ["--tebi"] = KiB ^ 4, ["--pebi"] = KiB ^ 5 }) do
+      local text, code = cli618("free " .. flags)
+      assert.are.equal(0, code, flags)
+      assert.are.same(row(div), mem(text), flags)
+    end
+    -- grouped short flags and the Total line, as procps takes them
+    out = cli618("free -hwt")
+    assert.matches("^%s+total%s+used%s+free%s+shared%s+buffers%s+cache%s+available\n", out)
+    assert.matches("\nTotal:%s+23Gi%s+336Mi%s+22Gi\n$", out)
+    out = cli618("free -mt")
+    assert.matches(("\nTotal:%%s+%d%%s+%d%%s+%d\n$"):format(math.floor(m.MemTotal / KiB ^ 2),
+      math.floor(used / KiB ^ 2), math.floor(m.MemFree / KiB ^ 2)), out)
     out = cli618("free -w")
     assert.matches("^%s+total%s+used%s+free%s+shared%s+buffers%s+cache%s+available\n", out)
-    for _, bad in ipairs({ "free -m -g", "free --bogus", "free 3", "free -x" }) do
+    for _, bad in ipairs({ "free -m -g", "free --bogus", "free 3", "free -x", "free -hx",
+                           "free -s 1", "free --mega -g" }) do
       local text, code = cli618(bad)
       assert.are.equal(2, code, bad)
       assert.matches("^memprobe: [^\n]+\n$", text)
+    end
+  end)
+
+  it("free -h rounds and truncates as procps does", function()
+    -- MemTotal in kB, then procps 4.0.2's free -h and free -h --si
+    for _, case in ipairs({ { 0, "0B", "0B" }, { 1, "1.0Ki", "1.0K" }, { 9, "9.0Ki", "9.2K" },
+                            { 10, "10Ki", "10K" }, { 999, "999Ki", "1.0M" },
+                            { 1000, "1.0Mi", "1.0M" }, { 1023, "1.0Mi", "1.0M" },
+                            { 10199, "9Mi", "10M" }, { 24683620, "23Gi", "25G" } }) do
+      local f = { total = case[1] * KiB }
+      assert.are.equal(case[2], format.free(f, true):match("\nMem:%s+(%S+)"), case[1])
+      assert.are.equal(case[3], format.free(f, { unit = "h", si = true })
+        :match("\nMem:%s+(%S+)"), case[1])
+    end
+  end)
+
+  it("free agrees with procps free on the same meminfo, for every flag (root)", function()
+    if not H.is_root() or not H.run("command -v unshare") then
+      pending("needs root and unshare") return
+    end
+    local file = "spec/fixtures/linux-6.18/proc/meminfo"
+    for _, flags in ipairs({ "", "-b", "-k", "-m", "-g", "-h", "--si", "-h --si", "-w",
+                             "-h -w", "-t", "-ht", "--mega", "--giga", "--kilo -w" }) do
+      local theirs = H.run(("unshare -m sh -c 'mount --bind %s /proc/meminfo && free %s'")
+        :format(file, flags))
+      if not theirs then pending("cannot bind-mount over /proc/meminfo here") return end
+      local ours = cli618("free " .. flags)
+      for _, name in ipairs({ "Mem:", "Swap:", "Total:" }) do
+        local function fields(s)
+          local rest = s:match("\n" .. name .. "([^\n]*)")
+          return rest and (rest:gsub("%s+", " "))
+        end
+        assert.are.equal(fields(theirs), fields(ours), "free " .. flags .. " " .. name)
+      end
     end
   end)
 
@@ -245,11 +297,26 @@ describe("bin/memprobe, as an operator uses it", function()
                             "watch --samples 1e999", "vmalloc --top -1", "proc x",
                             "top --sort bogus", "report --pid 0", "prometheus --pid x",
                             "free --watch 1e999", "cgroup extra", "proc 1 2",
-                            "modules --timeout 1e999 x.lua" }) do
+                            "modules --timeout 1e999 x.lua",
+                            -- past the readers' own limits, in another base
+                            "slab --top 2147483647", "slab --top 0x10", "proc 1e3",
+                            "proc 4194304", "drop 1e0", "drop 0x1",
+                            -- what would describe memprobe itself
+                            "watch --sources lua", "watch --sources meminfo,process",
+                            -- options that would do nothing
+                            "free --count 2", "--version extra",
+                            "modules --bogus x.lua", "modules --lua a --lua b x.lua" }) do
       local out, code = cli(args)
       assert.are.equal(2, code, args)
       assert.matches("^memprobe: [^\n]+\n$", out)
+      assert.is_nil(out:find("bad argument", 1, true), out)
     end
+  end)
+
+  it("prometheus --pid of a process that is gone exits 1", function()
+    local out, code = cli618("prometheus --pid 4402")
+    assert.are.equal(1, code)
+    assert.matches("^memprobe: [^\n]*4402[^\n]*\n$", out)
   end)
 
   it("takes slabtop's -s c", function()
@@ -346,9 +413,21 @@ describe("bin/memprobe, as an operator uses it", function()
     assert.are.equal(0, code, out)
     assert.matches("running Lua " .. other, out, 1, true)
     out, code = cli("modules --lua /nonexistent/lua " .. script)
+    assert.are.equal(1, code)
+    assert.matches("cannot run /nonexistent/lua", out, 1, true)
+    -- '--' ends memprobe's options; what follows SCRIPT is the script's
+    out, code = cli("modules -- " .. script .. " --lua x")
+    assert.are.equal(0, code, out)
+    out, code = cli("modules --help")
+    assert.are.equal(0, code)
+    assert.matches("^usage: memprobe COMMAND", out)
+    f = assert(io.open(script, "w"))
+    f:write("os.exit(3)\n")
+    f:close()
+    out, code = cli("modules " .. script)
     os.remove(script)
     assert.are.equal(1, code)
-    assert.matches("did not report", out, 1, true)
+    assert.matches("(exit 3): did " .. script .. " call os.exit", out, 1, true)
   end)
 
   it("watch exits 1 when no source could be read", function()

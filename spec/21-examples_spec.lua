@@ -152,12 +152,17 @@ describe("examples/leak_probe.lua", function()
     out = example("leak_probe.lua --bogus")
     assert.matches("usage: leak_probe.lua", out, 1, true)
     assert.matches("exit 2\n$", out)
+    out = example("leak_probe.lua --help")
+    assert.matches("^usage: leak_probe.lua", out)
+    assert.matches("exit 0\n$", out)
   end)
 
   it("never says healthy when it could not check", function()
     -- a mistyped option, or a bad value, is bad usage
     for _, args in ipairs({ "--max-rs 100", "--samples 0", "--samples 1.5", "--interval x",
-                            "--max-rss", "--max-rss lots", "extra" }) do
+                            "--max-rss", "--max-rss lots", "extra",
+                            "--min-available 99999999999999999999G", "--max-rss 1e300",
+                            "--samples 1 --samples 2" }) do
       local out = example("leak_probe.lua --interval 0 " .. args)
       assert.matches("exit 2\n$", out, 1, false)
       assert.is_nil(out:find("traceback", 1, true), out)
