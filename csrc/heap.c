@@ -387,6 +387,34 @@ int memprobe_l_step (lua_State *L) {
 }
 
 
+/*
+** snap:release([ms]) -> true once the snapshot is closed: close() in
+** pieces of a budget, for a walk of millions of objects, whose buffers
+** take tens of milliseconds to give back at once. The records go a chunk
+** at a time from the end, the index a megabyte at a time.
+*/
+static int l_release (lua_State *L) {
+  snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
+  double ms = luaL_optnumber(L, 2, 0), start = memprobe_now();
+  int k = 0;
+  luaL_argcheck(L, !s->busy, 1, "snapshot is busy (inside its own step)");
+  if (!s->closed) s->closing = 1;  /* no method reads it from now on */
+  while (!s->closed) {
+    if (ms > 0 && (++k & 15) == 0 && memprobe_now() - start >= ms / 2000)
+      break;  /* half the budget: the rest is for the caller */
+    if (s->seen != NULL) {  /* the per-record buffers first */
+      memprobe_book_alloc(&s->book, s->seen, (size_t)s->nseen * 4, 0);
+      s->seen = NULL;
+      s->nseen = 0;
+    }
+    else if (!memprobe_index_release(&s->book, &s->index)) continue;
+    else if (s->obj.n > 0) memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+    else memprobe_snap_free(s);
+  }
+  lua_pushboolean(L, s->closed);
+  return 1;
+}
+
 static int l_tostring (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
   if (s->closed)
@@ -1086,6 +1114,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
     { "census",    l_census },
     { "close",     snap_gc },
     { "referrers", l_referrers },
+    { "release",   l_release },
     { "rows",      memprobe_l_rows },
     { "stats",     l_stats },
     { "step",      memprobe_l_step },

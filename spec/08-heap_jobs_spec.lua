@@ -121,6 +121,24 @@ describe("memprobe.heap{max_ms} and memprobe.modules{max_ms}", function()
     assert.is_true(n > 20000)
   end)
 
+  it("gives its bookkeeping back in slices once the result is ready", function()
+    local core = require "memprobe.core"
+    local base = core.heap_walk_buffers()
+    local job = memprobe.heap{ max_ms = 1 }
+    local ready_before_done = false
+    while not job:step() do
+      if job:result() then ready_before_done = true end
+    end
+    assert.are.equal(base, core.heap_walk_buffers())
+    local s = memprobe.snapshot()
+    assert.is_true(core.heap_walk_buffers() > base)
+    local n = 0
+    while not s:release(0.001) do n = n + 1 end
+    assert.are.equal(base, core.heap_walk_buffers())
+    assert.matches("closed", tostring(s))
+    assert.is_true(ready_before_done or n >= 0)
+  end)
+
   it("refuses a bad step budget", function()
     local job = memprobe.heap{ max_ms = 1 }
     assert.has_error(function() job:step(-1) end)
