@@ -313,6 +313,25 @@ describe("bin/memprobe, as an operator uses it", function()
     end
   end)
 
+  it("vmalloc --json shows by_kind as an object, empty or not", function()
+    local dir = H.tmpdir{ ["proc/vmallocinfo"] = "" }
+    local out, code = H.lua("-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' " ..
+      "bin/memprobe vmalloc --json"):match("^(.-)exit (%d+)\n$")
+    H.rmdir(dir)
+    assert.are.equal("0", code, out)
+    assert.matches('"by_kind":{}', out, 1, true)
+    assert.matches('"by_caller":[]', out, 1, true)
+    out = cli618("vmalloc --json --by kind")
+    assert.matches('"by_kind":{"', out, 1, true)
+    local c = require("memprobe.console").new()
+    dir = H.tmpdir{ ["proc/vmallocinfo"] = "" }
+    require("memprobe").config{ proc = dir .. "/proc" }
+    out = c:run("json vmalloc")
+    require("memprobe").config{}
+    H.rmdir(dir)
+    assert.matches('"by_kind":{}', out, 1, true)
+  end)
+
   it("prometheus --pid of a process that is gone exits 1", function()
     local out, code = cli618("prometheus --pid 4402")
     assert.are.equal(1, code)

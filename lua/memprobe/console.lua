@@ -130,6 +130,7 @@ def("vmalloc", "[N] [caller|module|kind]: vmalloc use summed", function(self, ..
     else error({ hint = "vmalloc [N] [caller|module|kind]; got '" .. shown(a, 20) .. "'" }, 0) end
   end
   local v = need(self.mp.vmallocinfo{ top = n or 10 })
+  json.map(v.by_kind)  -- a map: {} when empty, as when not
   return format.vmalloc(v, by or "caller"), v
 end)
 
