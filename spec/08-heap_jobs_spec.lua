@@ -289,6 +289,22 @@ describe("a walk against a hostile program", function()
     s:close()
   end)
 
+  it("sizes an object past 4 GiB", function()
+    local core = require "memprobe.core"
+    -- 5 GiB of address space, never touched
+    local ok, big = pcall(core.heap_sample, "bigdata", 5 * 1024)
+    if not ok then pending("no 5 GiB of address space: " .. tostring(big)) return end
+    package.loaded.spec_bigdata = big
+    local c = memprobe.heap()
+    package.loaded.spec_bigdata = nil
+    big = nil  -- luacheck: ignore 311
+    collectgarbage("collect")
+    -- before: sized modulo 2^32, 1 GiB
+    local want = 5 * 2 ^ 30
+    assert.is_true(math.abs(c.largest[1].bytes - want) < 8192, c.largest[1].bytes)
+    assert.is_true(c.total > want)
+  end)
+
   it("does not ask the program's __pairs, ipairs or string methods", function()
     local loaded_mt = getmetatable(package.loaded)
     local called = false
