@@ -382,6 +382,17 @@ describe("bin/memprobe, as an operator uses it", function()
                     { rows[1].pid, rows[1].name, rows[1].rss, rows[1].pss, rows[1].uss })
     out = cli618("top --sort pss")
     assert.matches("^PID%s+NAME%s+RSS%s+PSS%s+USS%s+SWAP\n4401%s+cat%s+1.6MiB%s+490KiB", out)
+    assert.is_nil(out:find("not readable", 1, true))
+    -- a process whose smaps_rollup cannot be read: '-', and why
+    local dir = H.tmpdir{
+      ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
+      ["proc/4401/status"] = H.slurp("spec/fixtures/linux-6.18/proc/4401/status"),
+      ["proc/4401/statm"] = H.slurp("spec/fixtures/linux-6.18/proc/4401/statm") }
+    out = H.lua("-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' " ..
+      "bin/memprobe top")
+    H.rmdir(dir)
+    assert.matches("\n4401%s+cat%s+1.6MiB%s+%-%s+%-", out)
+    assert.matches("\n%-: smaps_rollup not readable", out)
     -- on this machine: sorted, and this very process among them
     out, code = cli("top --sort rss --top 500 --json")
     assert.are.equal(0, code)

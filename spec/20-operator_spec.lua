@@ -650,6 +650,18 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("too many words", c:run("mem help" .. (" x"):rep(15)), 1, true)
   end)
 
+  it("data() says what failed, not 'not enough memory' for every failure", function()
+    local text
+    c.mp = setmetatable({ free = function() error("disk on fire") end }, { __index = memprobe })
+    text = select(2, c:data("sys"))
+    assert.are.equal("failed: disk on fire", text)
+    -- called with a dot: one line all the same
+    local d, msg = console.new().data(nil, "lua")
+    assert.is_nil(d)
+    assert.is_nil(msg:find("not enough memory", 1, true), msg)
+    assert.matches("^failed: ", msg)
+  end)
+
   it("quotes what was typed without control bytes or half a character", function()
     local text = c:run("\27]0;pwned\7")
     assert.is_nil(text:find("%c"), text)
