@@ -338,6 +338,27 @@ describe("bin/memprobe, as an operator uses it", function()
     assert.matches("^memprobe: [^\n]*4402[^\n]*\n$", out)
   end)
 
+  it("takes --name=value as --name value", function()
+    for long, short in pairs({ ["slab --sort=a --top=3 --json"] = "slab --sort a --top 3 --json",
+                               ["top --sort=pss --json"] = "top --sort pss --json",
+                               ["proc --pid=4401 --json"] = "proc --pid 4401 --json" }) do
+      local a, code = cli618(long)
+      assert.are.equal(0, code, long .. ": " .. a)
+      assert.are.same(H.json_decode(cli618(short)), H.json_decode(a), long)
+    end
+    local out, code = cli618("free --watch=0.1 --count=2")
+    assert.are.equal(0, code, out)
+    local n = 0
+    for _ in out:gmatch("\nMem:") do n = n + 1 end
+    assert.are.equal(2, n)
+    for _, bad in ipairs({ "slab --top=", "report --pid=x", "modules --lua= x.lua",
+                           "modules --timeout=0 x.lua" }) do
+      local text
+      text, code = cli618(bad)
+      assert.are.equal(2, code, bad .. ": " .. text)
+    end
+  end)
+
   it("takes slabtop's -s c", function()
     local out, code = cli618("slab -s c --top 3 --json")
     assert.are.equal(0, code, out)
