@@ -133,6 +133,7 @@ typedef struct snap {
   int truncated, walked, done, closed, in_next, mode, ephpass, nroots;
   int busy, closing;        /* in a step; close() asked for meanwhile */
   int atomic;               /* the head table is expanded in one go */
+  int tlevel;               /* the head thread's next stack level */
   uint32_t restarted;       /* queue position of the last restart */
   uint32_t ephseen;         /* objects when the ephemerons were requeued */
   /* after the walk: the prototypes sorted, a bounded stretch per unit */

@@ -814,13 +814,22 @@ static int own_frame (walker *w, int vi) {
 ** returns, and counting them would make every diff report them as added
 ** and freed (and let a new object that reuses one's address pass for it).
 */
-static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
+static int expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   lua_State *L = w->L;
+  snap *s = w->s;
   lua_State *co = lua_tothread(L, ti);
   lua_Debug ar;
-  int level, i;
+  int level, i, k;
   const char *name;
-  for (level = 0; lua_getstack(co, level, &ar); level++) {
+  /* lua_getstack walks from the top, so level n costs n: a deep stack is
+  ** expanded over several steps, from the level saved in s->tlevel, and
+  ** each level costs units in proportion to its depth */
+  for (level = s->tlevel; lua_getstack(co, level, &ar); level++) {
+    for (k = 0; k <= (level >> 10); k++)
+      if (!memprobe_budget(w) && level > s->tlevel) {
+        s->tlevel = level;
+        return 0;
+      }
     if (!lua_checkstack(co, 2)) break;
     lua_getinfo(co, "f", &ar);
     lua_xmove(co, L, 1);
@@ -837,6 +846,7 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
       lua_pop(L, 1);
     }
   }
+  s->tlevel = 0;
   if (co != L) {
     int top = lua_gettop(co);
     for (i = 1; i <= top && lua_checkstack(co, 1); i++) {
@@ -853,6 +863,7 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
 #endif
   REC(w->s, r)->size = (uint32_t)w->s->m.thread;
   REC(w->s, r)->flags |= F_SIZED;
+  return 1;
 }
 
 /*
@@ -905,7 +916,7 @@ int memprobe_run (walker *w) {
       case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
       case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
       case LUA_TUSERDATA: expand_userdata(w, base + 1, r, label); break;
-      case LUA_TTHREAD: expand_thread(w, base + 1, r, label); break;
+      case LUA_TTHREAD: done = expand_thread(w, base + 1, r, label); break;
       default: break;
     }
     lua_settop(L, base);

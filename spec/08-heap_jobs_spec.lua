@@ -267,6 +267,28 @@ describe("a walk against a hostile program", function()
     assert.is_true(tonumber(dt) < 30, out)
   end)
 
+  it("walks a coroutine 15000 frames deep in bounded slices", function()
+    local function dive(n)
+      if n == 0 then coroutine.yield() else local x = { n }; dive(n - 1); return x end
+    end
+    local co = coroutine.create(dive)
+    assert(coroutine.resume(co, 15000))
+    package.loaded.spec_deep = co
+    local s = memprobe.snapshot{ max_ms = 2 }
+    local worst = 0
+    while true do
+      local t0 = os.clock()
+      local done = s:step(2)
+      worst = math.max(worst, os.clock() - t0)
+      if done then break end
+    end
+    package.loaded.spec_deep = nil
+    -- before: the thread was one unit, lua_getstack per level O(depth^2)
+    assert.is_true(worst < 0.06, worst)
+    assert.is_true(s:stats().objects > 15000)
+    s:close()
+  end)
+
   it("does not ask the program's __pairs, ipairs or string methods", function()
     local loaded_mt = getmetatable(package.loaded)
     local called = false
