@@ -712,6 +712,15 @@ describe("memprobe.console, as an operator uses it", function()
     assert.are.same({}, r.series)
     assert.has_error(function() memprobe.watch{ sources = { "lua", "lua" } } end,
       "bad argument #1 to 'watch' (source 'lua' given twice)")
+    -- misuse raises, and leaves the watcher as it was
+    H.assert_raises({
+      { function() w:sample("x") end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:sample(0 / 0) end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:report(5) end, "bad argument #1 to 'report' (table expected" },
+      { function() w:report{ top = "x" } end, "bad argument #1 to 'report' (top must be" },
+      { function() w:report{ nope = 1 } end, "bad argument #1 to 'report' (unknown option" },
+    })
+    assert.are.equal(2, w:report().samples)
   end)
 
   it("times watch samples on the core's monotonic clock", function()
