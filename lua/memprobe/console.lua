@@ -446,7 +446,10 @@ local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the ca
 function Console:data(line)
   if limit_off(self, line) then return LIMIT_OFF end
   local ok, text, data = pcall(answer, self, line)
-  if not ok then return nil, "failed: not enough memory" end
+  if not ok then
+    local ok2, msg = pcall(oneline, text)
+    return nil, ok2 and msg or "failed: not enough memory"
+  end
   if data == nil then return nil, text end
   return data
 end
