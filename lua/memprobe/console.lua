@@ -173,7 +173,7 @@ end, 0)
 local function millions(n)
   if n >= 1e6 then return ("%.1fM"):format(n / 1e6) end
   if n >= 1e4 then return ("%.0fk"):format(n / 1e3) end
-  return ("%d"):format(n)
+  return ("%d"):format(math.floor(n))
 end
 
 -- The result of heap() or modules(): at once, or with opts.budget_ms from
