@@ -388,6 +388,34 @@ int memprobe_l_step (lua_State *L) {
 }
 
 
+/*
+** snap:release([ms]) -> true once the snapshot is closed: close() in
+** pieces of a budget, for a walk of millions of objects, whose buffers
+** take tens of milliseconds to give back at once. The records go a chunk
+** at a time from the end, the index a megabyte at a time.
+*/
+static int l_release (lua_State *L) {
+  snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
+  double ms = luaL_optnumber(L, 2, 0), start = memprobe_now();
+  int k = 0;
+  luaL_argcheck(L, !s->busy, 1, "snapshot is busy (inside its own step)");
+  if (!s->closed) s->closing = 1;  /* no method reads it from now on */
+  while (!s->closed) {
+    if (ms > 0 && (++k & 15) == 0 && memprobe_now() - start >= ms / 2000)
+      break;  /* half the budget: the rest is for the caller */
+    if (s->seen != NULL) {  /* the per-record buffers first */
+      memprobe_book_alloc(&s->book, s->seen, (size_t)s->nseen * 4, 0);
+      s->seen = NULL;
+      s->nseen = 0;
+    }
+    else if (!memprobe_index_release(&s->book, &s->index)) continue;
+    else if (s->obj.n > 0) memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+    else memprobe_snap_free(s);
+  }
+  lua_pushboolean(L, s->closed);
+  return 1;
+}
+
 static int l_tostring (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
   if (s->closed)
@@ -608,18 +636,18 @@ static void census_add (lua_State *L, snap *s, uint32_t i) {
   int k;
   if (!counted(o)) return;
   t->n[o->type]++;
-  t->b[o->type] += o->size;
-  t->total += o->size;
+  t->b[o->type] += SIZE(o);
+  t->total += SIZE(o);
   t->objects++;
   if (o->type == LUA_TUSERDATA)
-    acc_add(L, s, &t->uds, o->aux, o->size);
+    acc_add(L, s, &t->uds, o->aux, SIZE(o));
   else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
     acc_add(L, s, &t->fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
-            o->size);
+            SIZE(o));
   if (t->top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
-      (t->nbig < t->top || o->size > REC(s, t->big[t->nbig - 1])->size)) {
+      (t->nbig < t->top || SIZE(o) > SIZE(REC(s, t->big[t->nbig - 1])))) {
     k = t->nbig < t->top ? t->nbig++ : t->nbig - 1;
-    while (k > 0 && REC(s, t->big[k - 1])->size < o->size) {
+    while (k > 0 && SIZE(REC(s, t->big[k - 1])) < SIZE(o)) {
       t->big[k] = t->big[k - 1];
       k--;
     }
@@ -659,7 +687,7 @@ static int run_tally (walker *w) {
       if (row >= 0) {
         size_t at = ((size_t)row * T_NTYPES + o->type) * 2;
         t->sum[at]++;
-        t->sum[at + 1] += o->size;
+        t->sum[at + 1] += SIZE(o);
       }
     }
     else
@@ -789,7 +817,7 @@ static void census_sharedcode (lua_State *L, const snap *s) {
     const hobj *o = REC(s, i);
     if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
       n[o->type]++;
-      b[o->type] += o->size;
+      b[o->type] += SIZE(o);
     }
   }
   set_sharedcode(L, n, b);
@@ -833,7 +861,7 @@ static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
       lua_setfield(L, -3, key);
       setnum(L, "count", 0);
       setnum(L, "bytes", 0);
-      if (pr != NULL) setnum(L, "proto", pr->size);
+      if (pr != NULL) setnum(L, "proto", SIZE(pr));
     }
     setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
     setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
@@ -865,7 +893,7 @@ static int l_census (lua_State *L) {
   for (k = 0; k < t->nbig; k++) {
     const hobj *o = REC(s, t->big[k]);
     lua_createtable(L, 0, 5);
-    setnum(L, "bytes", o->size);
+    setnum(L, "bytes", SIZE(o));
     setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
     lua_pushstring(L, tnames[o->type]);
     lua_setfield(L, -2, "type");
@@ -1025,7 +1053,7 @@ static int l_added (lua_State *L) {
     else
       topof[i] = t;
     g[topof[i]].count++;
-    g[topof[i]].bytes += o->size;
+    g[topof[i]].bytes += SIZE(o);
   }
   lua_createtable(L, (int)ng, 0);
   for (i = 0; i < ng; i++) {
@@ -1061,7 +1089,7 @@ static int l_added (lua_State *L) {
     setnum(L, "before", REC(b, j)->aux);
     setnum(L, "after", o->aux);
     setnum(L, "entries", (double)o->aux - REC(b, j)->aux);
-    setnum(L, "bytes", (double)o->size - REC(b, j)->size);
+    setnum(L, "bytes", SIZE(o) - SIZE(REC(b, j)));
     setpath(L, a, i);
     lua_rawseti(L, -2, ++k);
   }
@@ -1087,6 +1115,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
     { "census",    l_census },
     { "close",     snap_gc },
     { "referrers", l_referrers },
+    { "release",   l_release },
     { "rows",      memprobe_l_rows },
     { "stats",     l_stats },
     { "step",      memprobe_l_step },

@@ -67,3 +67,9 @@
 -- rather than at collection. Idempotent.
 -- @function Snapshot:close
 -- @return nothing
+
+--- Frees the bookkeeping in slices of at most `ms` milliseconds (a big
+-- snapshot's index), for a host that cannot stop for `close()`.
+-- @function Snapshot:release
+-- @tparam[opt] number ms the time budget of this slice
+-- @treturn boolean true once the snapshot is closed

@@ -214,17 +214,20 @@ function Job:step(ms)
     error(format("bad argument #1 to 'step' (milliseconds > 0 expected, got %s)",
       tostring(ms)), 2)
   end
+  ms = ms or self.ms
   local snap = self.snap
-  local done = snap:step(ms or self.ms)
-  self.objects = snap:stats().objects
-  if done then
+  if self.res == nil then
+    local walked = snap:step(ms)
+    self.objects = snap:stats().objects
+    if not walked then return false end
     local ok, r = pcall(self.finish, snap)
-    snap:close()
-    self.snap = nil
-    if not ok then error(r, 0) end
+    if not ok then snap:close(); self.snap = nil; error(r, 0) end
     if self.gc_bytes > 0 then density = self.objects / self.gc_bytes end
-    self.res, self.done = r, true
+    self.res = r
   end
+  -- the bookkeeping of millions of objects goes back in slices too
+  self.done = snap:release(ms)
+  if self.done then self.snap = nil end
   return self.done
 end
 
@@ -238,7 +241,7 @@ end
 -- heap's size and the last walk's objects per byte), a fraction in 0..1.
 -- @treturn number objects, number total, number fraction
 function Job:progress()
-  if self.done then return self.objects, self.objects, 1 end
+  if self.res ~= nil then return self.objects, self.objects, 1 end
   local total = self.gc_bytes * density
   if total < self.objects * 1.01 then total = self.objects * 1.01 end
   if total < 1 then total = 1 end
