@@ -511,7 +511,7 @@ own cgroup), else at /sys/fs/cgroup.
 @treturn table the figures, or nil, message, errno when the process is
 in no memory cgroup
 */
-static int l_cgroup (lua_State *L) {
+MP_READER(l_cgroup) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;

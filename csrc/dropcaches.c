@@ -108,7 +108,7 @@ a message saying so, and EACCES, EROFS or EINVAL.
 @treturn boolean true
 @treturn table `{ level, before, after, freed, confirmed }`
 */
-static int l_drop_caches (lua_State *L) {
+static int drop_caches (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   lua_Number v = lua_tonumber(L, 1);
   int level, err, t, want;
@@ -161,6 +161,10 @@ static int l_drop_caches (lua_State *L) {
 ** drop_caches keeps free() as its second upvalue, so meminfo.c must have
 ** registered it first (core.c opens this file after it).
 */
+static int l_drop_caches (lua_State *L) {
+  return memprobe_leased(L, drop_caches, 2);
+}
+
 void memprobe_open_dropcaches (lua_State *L, mp_ctx *c) {
   (void)c;
   lua_pushvalue(L, -1);

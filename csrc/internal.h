@@ -36,6 +36,12 @@ typedef struct mp_slot {
   char path[MP_PATHMAX];    /* full path, the key */
 } mp_slot;
 
+/* A read buffer: malloc'ed, off the Lua heap, grown by reads. */
+typedef struct mp_buf {
+  char *p;
+  size_t cap;
+} mp_buf;
+
 /*
 ** Per-state context: one per lua_State, reached as upvalue 1 of every
 ** function in memprobe.core, so two states never share mutable C data.
@@ -45,8 +51,11 @@ typedef struct mp_ctx {
   pid_t pid;                 /* owner of the kept fds (/proc/self!) */
   unsigned next;             /* round-robin victim when slots are full */
   mp_slot slot[MP_NSLOTS];
-  char *buf;                 /* read buffer, grows; malloc'ed, off the Lua heap */
-  size_t cap;
+  mp_buf *bufs;              /* bufs[i]: the buffer of the reader at depth i */
+  unsigned nbufs;
+  unsigned depth;            /* readers running (memprobe_leased) */
+  uintptr_t outer;           /* the frame of the outermost of them */
+  int down;                  /* the C stack grows towards lower addresses */
   long pagesize;
   size_t heap_bytes;         /* C buffers held by heap walks (heap.c) */
 } mp_ctx;
@@ -57,7 +66,19 @@ typedef struct mp_ctx {
 MP_API mp_ctx *memprobe_ctx (lua_State *L);
 MP_API void memprobe_register (lua_State *L, const luaL_Reg *l);
 
-/* procfs.c: reading */
+/* procfs.c: reading. A reader runs through memprobe_leased, which lends
+** it a buffer of its own for the whole call; memprobe_read fills it. */
+#define MP_ENOTREG   (-1)  /* not a regular file, nor a procfs/sysfs one */
+#define MP_ENOTPROC  (-2)  /* a write target that is not a procfs file */
+MP_API int memprobe_leased (lua_State *L, lua_CFunction f, int nup);
+/* Defines the Lua function 'name' (upvalue: the context) as its body,
+** name_, run through memprobe_leased: MP_READER(l_meminfo) { ... } */
+#define MP_READER(name) \
+  static int name##_ (lua_State *L); \
+  static int name (lua_State *L) { return memprobe_leased(L, name##_, 1); } \
+  static int name##_ (lua_State *L)
+MP_API void memprobe_freebufs (mp_ctx *c);
+MP_API int memprobe_stack_down (void);
 MP_API int memprobe_read (mp_ctx *c, int root, const char *rel,
                           const char **data, size_t *len);
 MP_API int memprobe_read_nocache (mp_ctx *c, int root,

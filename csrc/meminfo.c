@@ -51,7 +51,7 @@ are skipped.
 @tparam[opt] table into a table to refill: no garbage once warm
 @treturn table the fields, or nil, message, errno
 */
-static int l_meminfo (lua_State *L) {
+MP_READER(l_meminfo) {
   return read_into(L, "meminfo", memprobe_parse_kv);
 }
 
@@ -62,7 +62,7 @@ counts them; `pgpgin`/`pgpgout` are KiB).
 @tparam[opt] table into a table to refill
 @treturn table the counters, or nil, message, errno
 */
-static int l_vmstat (lua_State *L) {
+MP_READER(l_vmstat) {
   return read_into(L, "vmstat", memprobe_parse_pairs);
 }
 
@@ -212,7 +212,7 @@ estimated from the zones' low watermarks).
 @tparam[opt] table into a table to refill
 @treturn table the summary, or nil, message, errno
 */
-static int l_free (lua_State *L) {
+MP_READER(l_free) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;

@@ -198,7 +198,7 @@ once warm, so it can be polled from a game loop.
 @function rss
 @treturn integer bytes, or nil, message, errno
 */
-static int l_rss (lua_State *L) {
+MP_READER(l_rss) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -240,7 +240,7 @@ included) allocates nothing once warm; `process(into)` reads self.
 @treturn table the fields, or nil, message, errno (ENOENT or ESRCH when
 the process does not exist)
 */
-static int l_process (lua_State *L) {
+MP_READER(l_process) {
   static const char *const statm_names[] = {
     "size", "resident", "shared", "text", NULL, "data"
   };
@@ -333,7 +333,7 @@ Another user's process needs CAP_SYS_PTRACE.
 @tparam[opt] integer pid a positive pid; this process when absent
 @treturn table the fields, or nil, message, errno
 */
-static int l_smaps (lua_State *L) {
+MP_READER(l_smaps) {
   mp_ctx *c = memprobe_ctx(L);
   char pid[16], rel[48];
   const char *data;

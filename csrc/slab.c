@@ -293,7 +293,7 @@ s u; larger first, n by name); `top`: keep the first N caches
 @treturn table `{ version, caches, totals [, skipped] }`, or nil, message,
 errno (a 1.x file gives nil and a message)
 */
-static int l_slabinfo (lua_State *L) {
+MP_READER(l_slabinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len, i;
@@ -518,7 +518,7 @@ counted under another name in /proc/slabinfo can be found.
 @tparam string name a cache name (no '/', not '.' or '..')
 @treturn table the numbers, or nil, message, errno
 */
-static int l_slab_detail (lua_State *L) {
+MP_READER(l_slab_detail) {
   mp_ctx *c = memprobe_ctx(L);
   size_t nlen;
   const char *name = luaL_checklstring(L, 1, &nlen);

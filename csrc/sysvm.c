@@ -262,7 +262,7 @@ sizes in bytes (the file says KiB); filename with the kernel's \040
 escapes decoded. No swap: an empty list.
 @function swaps
 */
-static int l_swaps (lua_State *L) {
+MP_READER(l_swaps) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   int r;
@@ -336,7 +336,7 @@ unsigned longs: the 64-bit default 2^64 - 2^24 - 1 does not fit
 int64 and comes back as a float (>= 2^63: no limit in practice).
 @function shm
 */
-static int l_shm (lua_State *L) {
+MP_READER(l_shm) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   uint64_t all;
@@ -390,7 +390,7 @@ commit_limit - committed_as, negative when overcommitted, and binding
 only in mode 2 ("never").
 @function overcommit
 */
-static int l_overcommit (lua_State *L) {
+MP_READER(l_overcommit) {
   static const char rel[] = "sys/vm/overcommit_memory";
   mp_ctx *c = memprobe_ctx(L);
   const char *data;

@@ -392,7 +392,7 @@ callers and modules), `areas` (true adds every area: `start end size caller
 func module pages phys kind vpages`)
 @treturn table the sums, or nil, message, errno
 */
-static int l_vmallocinfo (lua_State *L) {
+MP_READER(l_vmallocinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len, i;
@@ -554,7 +554,7 @@ line, module, func, accurate }`, and `totals` `{ bytes, calls, sites }`.
 @treturn table `{ version, sites, totals [, skipped] }`, or nil, message,
 errno
 */
-static int l_allocinfo (lua_State *L) {
+MP_READER(l_allocinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data, *eol, *v;
   size_t len, i;

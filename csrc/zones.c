@@ -418,7 +418,7 @@ list, in pages), populated (present > 0) and node_stats, the node's
 counters, one table shared by the zones of a node (4.8+).
 @function zoneinfo
 */
-static int l_zoneinfo (lua_State *L) {
+MP_READER(l_zoneinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -517,7 +517,7 @@ buddyinfo(): a list of { node, zone, counts, free_pages, free_bytes };
 counts[k + 1] is the number of free blocks of order k (2^k pages).
 @function buddyinfo
 */
-static int l_buddyinfo (lua_State *L) {
+MP_READER(l_buddyinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -627,7 +627,7 @@ node, in order. meminfo has the keys of /proc/meminfo (kB as bytes);
 a file the node does not have leaves its field nil.
 @function numa
 */
-static int l_numa (lua_State *L) {
+MP_READER(l_numa) {
   mp_ctx *c = memprobe_ctx(L);
   int err, i, n;
   memprobe_noargs(L);
