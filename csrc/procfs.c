@@ -52,6 +52,8 @@ static const struct hint {
     "run on the host" },
   { MP_PROC, "sys/vm/drop_caches", EINVAL,
     "the kernel refused the value" },
+  { MP_PROC, "sys/vm/drop_caches", MP_ENOTPROC,
+    "only the kernel's drop_caches is written; symlinks are not followed" },
   { MP_SYS, "kernel/slab", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
   { MP_SYS, "kernel/slab", ENOENT, "no such cache, or kernel without SLUB" },
   { MP_PROC, "sysvipc/shm", ENOENT, "kernel built without CONFIG_SYSVIPC" },
@@ -89,8 +91,12 @@ int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
   if (err == ENOSYS)
     lua_pushliteral(L, "not supported on this platform");
   else if (err == MP_ENOTREG || err == MP_ENOTPROC) {
-    lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, err == MP_ENOTREG
-                    ? "not a regular file" : "not a procfs file");
+    const char *why = err == MP_ENOTREG ? "not a regular file"
+                                        : "not a procfs file";
+    if (hint != NULL)
+      lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, why, hint);
+    else
+      lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, why);
     err = 0;  /* no system call failed: the file is not the kernel's */
   }
   else if (hint != NULL)

@@ -284,3 +284,119 @@ describe("memprobe on a /proc file that changes between reads", function()
     assert(ok, err)
   end)
 end)
+
+-- A config{} root is any directory: the readers must not block on a FIFO,
+-- read a device forever, serve a replaced file from a kept fd, or keep a
+-- huge buffer after one huge file.
+describe("readers under a hostile config{} root", function()
+  after_each(function() memprobe.config{} end)
+
+  -- the reader calls each file of a tree feeds
+  local calls = {
+    { "meminfo", "meminfo" }, { "vmstat", "vmstat" }, { "free", "meminfo" },
+    { "slabinfo", "slabinfo" }, { "vmallocinfo", "vmallocinfo" },
+    { "zoneinfo", "zoneinfo" }, { "buddyinfo", "buddyinfo" }, { "swaps", "swaps" },
+    { "process", "self/status" }, { "rss", "self/statm" },
+    { "smaps", "self/smaps_rollup" }, { "shm", "sysvipc/shm" },
+  }
+
+  it("refuse a FIFO at once with 'not a regular file' instead of blocking", function()
+    -- in a child under timeout: a reader that blocks in open() never returns
+    local roots = tree("fifo", function(s) return s end)
+    for _, c in ipairs(calls) do os.remove(roots.proc .. "/" .. c[2]) end
+    for _, c in ipairs(calls) do
+      os.execute("[ -p '" .. roots.proc .. "/" .. c[2] .. "' ] || mkfifo '" ..
+                 roots.proc .. "/" .. c[2] .. "'")
+    end
+    local code = ("local m = require('memprobe') m.config{ proc = %q, sys = %q } "
+      .. "for _, c in ipairs{ %s } do print(c, select(2, m[c]())) end")
+      :format(roots.proc, roots.sys, ("%q, "):rep(#calls):format(
+        (function() local t = {} for i, c in ipairs(calls) do t[i] = c[1] end
+                    return (table.unpack or unpack)(t) end)()))
+    local out = H.run("timeout 20 " .. H.lua_cmd("-e " .. ("%q"):format(code)))
+    local want = {}
+    for _, c in ipairs(calls) do
+      want[#want + 1] = ("%s\t%s/%s: not a regular file\t0\n"):format(c[1], roots.proc, c[2])
+    end
+    assert.are.equal(table.concat(want), out)
+  end)
+
+  it("refuse a device, a directory and a symlink to a device", function()
+    local roots = tree("devices", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    for _, make in ipairs{ "ln -s /dev/zero %s", "ln -s /dev/urandom %s", "mkdir %s" } do
+      os.remove(m)
+      assert(os.execute(make:format(m)))
+      memprobe.config(roots)
+      local r, msg, errno = memprobe.meminfo()
+      assert.is_nil(r, make)
+      assert.are.equal(m .. ": not a regular file", msg, make)
+      assert.are.equal(0, errno, make)
+      os.execute("rm -rf '" .. m .. "'")
+    end
+  end)
+
+  it("read a replaced, deleted or rewritten file afresh every time", function()
+    local roots = tree("replaced", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    local function put(text)
+      local f = assert(io.open(m .. ".new", "wb"))
+      f:write(text)
+      f:close()
+      assert(os.rename(m .. ".new", m))
+    end
+    memprobe.config(roots)
+    put("MemTotal: 1 kB\n")
+    assert.are.equal(1024, memprobe.meminfo().MemTotal)
+    put("MemTotal: 2 kB\n")
+    assert.are.equal(2048, memprobe.meminfo().MemTotal)
+    os.remove(m)
+    local r, msg, errno = memprobe.meminfo()
+    assert.is_nil(r)
+    assert.are.equal(m .. ": No such file or directory", msg)
+    assert.are.equal(2, errno)
+    assert(os.execute("mkdir '" .. m .. "'"))
+    assert.are.equal(m .. ": not a regular file", select(2, memprobe.meminfo()))
+    os.execute("rmdir '" .. m .. "'")
+    put("MemTotal: 3 kB\n")
+    assert.are.equal(3072, memprobe.meminfo().MemTotal)
+  end)
+
+  it("keep fds of the kernel's files, which stay current", function()
+    local a = memprobe.rss()
+    local big = {}
+    for i = 1, 200000 do big[i] = { i } end
+    assert.is_true(memprobe.rss() > a)
+    big = nil  -- luacheck: ignore
+  end)
+
+  -- The cap was said to be 64 MiB and was 128; the buffer then stayed.
+  it("read up to 64 MiB exactly, and give a large buffer back", function()
+    local roots = tree("huge", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    local cap = 64 * 1024 * 1024
+    memprobe.config(roots)
+    local function sized(n)
+      assert(os.execute(("truncate -s 0 '%s' && truncate -s %d '%s'"):format(m, n, m)))
+    end
+    local function held()
+      local mi = memprobe.mallinfo()
+      return mi and mi.hblkhd + mi.uordblks
+    end
+    sized(cap + 1)
+    local r, msg, errno = memprobe.meminfo()
+    assert.is_nil(r)
+    assert.are.equal(m .. ": File too large", msg)
+    assert.are.equal(27, errno)
+    local before = held()
+    sized(cap)
+    assert.are.same({}, memprobe.meminfo())
+    local after = held()
+    if before and not H.asan and not H.valgrind then
+      assert.is_true(after - before < 16 * 1024 * 1024, (after - before) .. " bytes kept")
+    end
+    sized(0)
+    assert(os.execute(("printf 'MemTotal: 5 kB\\n' > '%s'"):format(m)))
+    assert.are.equal(5 * 1024, memprobe.meminfo().MemTotal)
+  end)
+end)
