@@ -383,12 +383,12 @@ describe("readers under a hostile config{} root", function()
       local mi = memprobe.mallinfo()
       return mi and mi.hblkhd + mi.uordblks
     end
+    local before = held()
     sized(cap + 1)
     local r, msg, errno = memprobe.meminfo()
     assert.is_nil(r)
     assert.are.equal(m .. ": File too large", msg)
     assert.are.equal(27, errno)
-    local before = held()
     sized(cap)
     assert.are.same({}, memprobe.meminfo())
     local after = held()
