@@ -110,6 +110,10 @@ MP_API size_t memprobe_countlines (const char *s, size_t len);
 MP_API const char *memprobe_skipspace (const char *s, const char *end);
 MP_API const char *memprobe_int64 (const char *s, const char *end,
                                    int64_t *v);
+/* Sizes as bytes, held to +-MP_BYTES_MAX (2^53): the one overflow rule. */
+#define MP_BYTES_MAX  ((int64_t)1 << 53)
+MP_API int64_t memprobe_bytes (int64_t n, int64_t unit);
+MP_API int64_t memprobe_add (int64_t a, int64_t b);
 
 /* zones.c: zoneinfo, buddyinfo and the NUMA node files */
 enum {
@@ -227,10 +231,10 @@ MP_API void memprobe_cgroup_reldir (const char *path, const char *root,
 ** very code the binding runs. Feed meminfo to memprobe_free_meminfo; when
 ** it returns 1 (no MemAvailable) feed zoneinfo to memprobe_free_zoneinfo;
 ** then memprobe_free_finish fills out[] and 'have' (a bit per field in
-** memprobe_free_names order). Values are clamped to +-MP_BYTES_MAX, far
-** above any machine and exact in a double, so the sums cannot overflow.
+** memprobe_free_names order). Values are held to +-MP_BYTES_MAX, far
+** above any machine and exact in a double, so the sums cannot overflow;
+** memprobe_free_finish returns -1 when MemTotal or MemFree is at the cap.
 */
-#define MP_BYTES_MAX  ((int64_t)1 << 53)
 #define MP_FREE_NIN   11
 #define MP_FREE_NOUT  12
 typedef struct mp_free {
@@ -243,8 +247,6 @@ typedef struct mp_free {
   int estimated;              /* available was estimated */
 } mp_free;
 MP_API extern const char *const memprobe_free_names[MP_FREE_NOUT];
-MP_API int64_t memprobe_clamp (int64_t v, int kb);
-MP_API int64_t memprobe_mul (int64_t a, int64_t b);
 MP_API int memprobe_free_meminfo (mp_free *f, const char *s, size_t len);
 MP_API void memprobe_free_zoneinfo (mp_free *f, const char *s, size_t len);
 MP_API int memprobe_free_finish (mp_free *f, int64_t pagesize);

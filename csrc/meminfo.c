@@ -20,7 +20,7 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
   lua_pushlstring(s->L, key, klen);
-  mp_pushint(s->L, kb ? memprobe_clamp(v, 1) : v);
+  mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
 
@@ -83,35 +83,13 @@ const char *const memprobe_free_names[MP_FREE_NOUT] = {
   "buff_cache", "available", "swap_total", "swap_free", "swap_used"
 };
 
-/* A kernel value in bytes (or a count), held to +-MP_BYTES_MAX. */
-int64_t memprobe_clamp (int64_t v, int kb) {
-  int64_t lim = kb ? MP_BYTES_MAX / 1024 : MP_BYTES_MAX;
-  if (v > lim) v = lim;
-  if (v < -lim) v = -lim;
-  return kb ? v * 1024 : v;
-}
-
-/* a * b for sizes read from the kernel (pages * page size ...), held to
-** +-MP_BYTES_MAX like memprobe_clamp, so that garbage cannot overflow. */
-int64_t memprobe_mul (int64_t a, int64_t b) {
-  int neg;
-  a = memprobe_clamp(a, 0);
-  b = memprobe_clamp(b, 0);
-  neg = (a < 0) != (b < 0);
-  if (a < 0) a = -a;
-  if (b < 0) b = -b;
-  if (a != 0 && b > MP_BYTES_MAX / a)
-    return neg ? -MP_BYTES_MAX : MP_BYTES_MAX;
-  return neg ? -(a * b) : a * b;
-}
-
 static void pick_field (void *ud, const char *key, size_t klen, int64_t v,
                         int kb) {
   mp_free *f = (mp_free *)ud;
   int i;
   for (i = 0; i < MP_FREE_NIN; i++)
     if (strlen(fieldname[i]) == klen && memcmp(fieldname[i], key, klen) == 0) {
-      f->in[i] = memprobe_clamp(v, kb);
+      f->in[i] = memprobe_bytes(v, kb ? 1024 : 1);
       f->seen |= 1u << i;
       return;
     }
@@ -122,7 +100,7 @@ static void sum_low (void *ud, const char *key, size_t klen, int64_t v,
   mp_free *f = (mp_free *)ud;
   (void)kb;
   if (klen == 3 && memcmp(key, "low", 3) == 0) {
-    f->low = memprobe_clamp(f->low + memprobe_clamp(v, 0), 0);
+    f->low = memprobe_add(f->low, v);
     f->zones++;
   }
 }
@@ -170,7 +148,8 @@ static void put (mp_free *f, int i, int ok, int64_t v) {
 ** The summary procps >= 4.0.1 prints. 'used' is total - available
 ** (procps 4, psutil 7.1); 'used_classic' is the older
 ** total - free - buffers - cache. 'cache' includes SReclaimable, as
-** procps counts it. Returns 0 when meminfo had no MemTotal or MemFree.
+** procps counts it. Returns 0 when meminfo had no MemTotal or MemFree,
+** -1 when one of them is out of range (8 PiB or more).
 */
 int memprobe_free_finish (mp_free *f, int64_t pagesize) {
   const int64_t *v = f->in;
@@ -180,6 +159,8 @@ int memprobe_free_finish (mp_free *f, int64_t pagesize) {
   f->estimated = 0;
   if (!has(f, TOTAL) || !has(f, MFREE))
     return 0;
+  if (v[TOTAL] >= MP_BYTES_MAX || v[MFREE] >= MP_BYTES_MAX)
+    return -1;
   if (!has(f, AVAIL) || avail == 0) {
     f->estimated = 1;
     avail = f->zones > 0 ? estimate_available(f, pagesize) : v[MFREE];
@@ -228,10 +209,11 @@ MP_READER(l_free) {
     else if (err == ENOMEM)
       return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
   }
-  if (!memprobe_free_finish(&f, c->pagesize)) {
+  if ((i = memprobe_free_finish(&f, c->pagesize)) != 1) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s/meminfo: no MemTotal or MemFree line",
-                    c->root[MP_PROC]);
+    lua_pushfstring(L, i == 0 ? "%s/meminfo: no MemTotal or MemFree line"
+                    : "%s/meminfo: MemTotal or MemFree out of range "
+                    "(8 PiB or more)", c->root[MP_PROC]);
     lua_pushinteger(L, 0);
     return 3;
   }

@@ -81,6 +81,45 @@ const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
   return s;
 }
 
+/*
+** An unsigned decimal, as the kernel prints sizes and counters: no sign
+** (a line with one does not parse), and a value beyond INT64_MAX is held
+** there instead of failing, so that memprobe_bytes can report it as out
+** of range rather than the line going missing.
+*/
+static const char *size_value (const char *s, const char *end, int64_t *v) {
+  const char *start = s;
+  int64_t acc = 0;
+  while (s < end && *s >= '0' && *s <= '9') {
+    int d = *s++ - '0';
+    acc = acc > (INT64_MAX - d) / 10 ? INT64_MAX : acc * 10 + d;
+  }
+  if (s == start)
+    return NULL;
+  *v = acc;
+  return s;
+}
+
+/*
+** The one rule for sizes: n units (1 for bytes and counts, 1024 for kB,
+** the page size for pages) as bytes, held to +-MP_BYTES_MAX (8 PiB, exact
+** in a double) instead of overflowing. Sums go through memprobe_add.
+*/
+int64_t memprobe_bytes (int64_t n, int64_t unit) {
+  int neg = (n < 0) != (unit < 0);
+  uint64_t a = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+  uint64_t b = unit < 0 ? 0 - (uint64_t)unit : (uint64_t)unit;
+  uint64_t max = (uint64_t)MP_BYTES_MAX;
+  uint64_t p = (b != 0 && a > max / b) ? max : a * b;
+  if (p > max)
+    p = max;
+  return neg ? -(int64_t)p : (int64_t)p;
+}
+
+int64_t memprobe_add (int64_t a, int64_t b) {
+  return memprobe_bytes(memprobe_bytes(a, 1) + memprobe_bytes(b, 1), 1);
+}
+
 static int is_eol (const char *s, const char *end) {
   return s == end || *s == '\n';
 }
@@ -89,8 +128,9 @@ static int is_eol (const char *s, const char *end) {
 ** "Key:   value [kB]" lines (meminfo, status, smaps_rollup). The key runs
 ** to the colon and may hold spaces and parentheses ("Active(file)");
 ** whitespace after the colon is optional. Lines with more than one number
-** (2.4-style "Mem: total used free") or with anything but "kB" after the
-** number are skipped. Returns the number of fields reported.
+** (2.4-style "Mem: total used free"), with anything but "kB" after the
+** number, or with a signed number (sizes are unsigned) are skipped.
+** Returns the number of fields reported.
 */
 int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
@@ -103,7 +143,7 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
     colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL || colon == line || colon - line > 64)
       continue;
-    p = memprobe_int64(memprobe_skipspace(colon + 1, eol), eol, &v);
+    p = size_value(memprobe_skipspace(colon + 1, eol), eol, &v);
     if (p == NULL)
       continue;
     p = memprobe_skipspace(p, eol);
@@ -122,7 +162,7 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
 /*
 ** "key value" lines (vmstat, memory.stat, memory.events, numastat,
 ** zoneinfo's indented counters). Leading whitespace is allowed; a line
-** whose second word is not a bare integer is skipped.
+** whose second word is not an unsigned integer is skipped.
 */
 int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
@@ -136,7 +176,7 @@ int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
       k++;
     if (k == key || k == eol || k - key > 64)
       continue;
-    p = memprobe_int64(memprobe_skipspace(k, eol), eol, &v);
+    p = size_value(memprobe_skipspace(k, eol), eol, &v);
     if (p == NULL || !is_eol(memprobe_skipspace(p, eol), eol))
       continue;
     cb(ud, key, (size_t)(k - key), v, 0);

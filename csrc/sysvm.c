@@ -368,13 +368,13 @@ typedef struct commit { int64_t limit, as; int seen; } commit;
 static void pick_commit (void *ud, const char *key, size_t klen, int64_t v,
                          int kb) {
   commit *m = (commit *)ud;
-  if (kb && v >= 0 && v <= INT64_MAX / 1024) {
+  if (kb) {
     if (klen == 11 && memcmp(key, "CommitLimit", 11) == 0) {
-      m->limit = v * 1024;
+      m->limit = memprobe_bytes(v, 1024);
       m->seen |= 1;
     }
     else if (klen == 12 && memcmp(key, "Committed_AS", 12) == 0) {
-      m->as = v * 1024;
+      m->as = memprobe_bytes(v, 1024);
       m->seen |= 2;
     }
   }

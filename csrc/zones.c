@@ -553,12 +553,7 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
   lua_pushlstring(s->L, key, klen);
-  if (kb && v <= INT64_MAX / 1024 && v >= INT64_MIN / 1024)
-    mp_pushint(s->L, v * 1024);
-  else if (kb)
-    lua_pushnumber(s->L, (lua_Number)v * 1024);
-  else
-    mp_pushint(s->L, v);
+  mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
 

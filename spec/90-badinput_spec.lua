@@ -364,10 +364,9 @@ describe("readers under a hostile config{} root", function()
 
   it("keep fds of the kernel's files, which stay current", function()
     local a = memprobe.rss()
-    local big = {}
-    for i = 1, 200000 do big[i] = { i } end
-    assert.is_true(memprobe.rss() > a)
-    big = nil  -- luacheck: ignore
+    local big = ("x"):rep(48 * 1024 * 1024)
+    assert.is_true(memprobe.rss() > a + 32 * 1024 * 1024)
+    assert.are.equal(48 * 1024 * 1024, #big)
   end)
 
   -- The cap was said to be 64 MiB and was 128; the buffer then stayed.
@@ -398,5 +397,74 @@ describe("readers under a hostile config{} root", function()
     sized(0)
     assert(os.execute(("printf 'MemTotal: 5 kB\\n' > '%s'"):format(m)))
     assert.are.equal(5 * 1024, memprobe.meminfo().MemTotal)
+  end)
+end)
+
+-- One rule for sizes: unsigned decimals (a signed one does not parse),
+-- converted and summed through one helper that holds them to 2^53 bytes
+-- (8 PiB, exact in a double) instead of overflowing.
+describe("sizes out of range", function()
+  local max = 2 ^ 53
+  after_each(function() memprobe.config{} end)
+
+  local function root(files)
+    local dir = H.tmpdir(files)
+    memprobe.config{ proc = dir .. "/proc", sys = dir .. "/sys" }
+    return dir
+  end
+
+  it("refuse a negative size like a line that does not parse", function()
+    local dir = root{ ["proc/meminfo"] = "MemTotal: -1000 kB\nMemFree: 5 kB\nBuffers: +3 kB\n" }
+    local m = memprobe.meminfo()
+    assert.is_nil(m.MemTotal)
+    assert.is_nil(m.Buffers)
+    assert.are.equal(5 * 1024, m.MemFree)
+    local r, msg = memprobe.free()
+    assert.is_nil(r)
+    assert.are.equal(dir .. "/proc/meminfo: no MemTotal or MemFree line", msg)
+    H.rmdir(dir)
+  end)
+
+  it("hold an overflowing MemTotal at 8 PiB and say free() cannot use it", function()
+    local dir = root{ ["proc/meminfo"] =
+      "MemTotal: 99999999999999999999 kB\nMemFree: 9007199254740993 kB\nCached: 5 kB\n" }
+    local m = memprobe.meminfo()
+    assert.are.equal(max, m.MemTotal)
+    assert.are.equal(max, m.MemFree)
+    assert.are.equal(5 * 1024, m.Cached)
+    local r, msg, errno = memprobe.free()
+    assert.is_nil(r)
+    assert.are.equal(dir .. "/proc/meminfo: MemTotal or MemFree out of range (8 PiB or more)", msg)
+    assert.are.equal(0, errno)
+    H.rmdir(dir)
+  end)
+
+  it("saturate slabinfo products and totals instead of overflowing", function()
+    local huge = "9223372036854775807"
+    local line = ("big %s %s 4096 1 %s : tunables 0 0 0 : slabdata %s %s 0\n")
+      :format(huge, huge, huge, huge, huge)
+    local dir = root{ ["proc/slabinfo"] = "slabinfo - version: 2.1\n" .. line .. line }
+    local r = assert(memprobe.slabinfo())
+    local c = r.caches[1]
+    assert.are.equal(max, c.active_size)
+    assert.are.equal(max, c.size)
+    assert.are.equal(100, c.use)
+    assert.are.equal(max, r.totals.active_size)
+    assert.are.equal(max, r.totals.total_size)
+    assert.are.equal(max, r.totals.size)
+    assert.are.equal(max, r.totals.active_objs)
+    H.rmdir(dir)
+  end)
+
+  it("saturate the vmallocinfo sums instead of overflowing", function()
+    local area = "0xffffb000-0xffffc000 9223372036854775807 f+0x1/0x2 pages=9223372036854775807 vmalloc\n"
+    local dir = root{ ["proc/vmallocinfo"] = area .. area }
+    local r = assert(memprobe.vmallocinfo())
+    assert.are.equal(2, r.totals.count)
+    assert.are.equal(max, r.totals.size)
+    assert.are.equal(max, r.totals.pages)
+    assert.are.equal(max, r.totals.bytes)
+    assert.are.equal(max, r.by_caller[1].size)
+    H.rmdir(dir)
   end)
 end)
