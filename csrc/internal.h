@@ -110,10 +110,25 @@ MP_API size_t memprobe_countlines (const char *s, size_t len);
 MP_API const char *memprobe_skipspace (const char *s, const char *end);
 MP_API const char *memprobe_int64 (const char *s, const char *end,
                                    int64_t *v);
-/* Sizes as bytes, held to +-MP_BYTES_MAX (2^53): the one overflow rule. */
+/*
+** The one rule for sizes: n units (1 for bytes and counts, 1024 for kB,
+** the page size for pages) as bytes, held to +-MP_BYTES_MAX (8 PiB, exact
+** in a double) instead of overflowing; sums through memprobe_add. Inline:
+** the hot readers convert every field.
+*/
 #define MP_BYTES_MAX  ((int64_t)1 << 53)
-MP_API int64_t memprobe_bytes (int64_t n, int64_t unit);
-MP_API int64_t memprobe_add (int64_t a, int64_t b);
+static inline int64_t memprobe_bytes (int64_t n, int64_t unit) {
+  const uint64_t max = (uint64_t)MP_BYTES_MAX;
+  uint64_t a = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+  uint64_t b = unit < 0 ? 0 - (uint64_t)unit : (uint64_t)unit;
+  uint64_t p = (b != 0 && a > max / b) ? max : a * b;
+  if (p > max)
+    p = max;
+  return ((n < 0) != (unit < 0)) ? -(int64_t)p : (int64_t)p;
+}
+static inline int64_t memprobe_add (int64_t a, int64_t b) {
+  return memprobe_bytes(memprobe_bytes(a, 1) + memprobe_bytes(b, 1), 1);
+}
 
 /* zones.c: zoneinfo, buddyinfo and the NUMA node files */
 enum {

@@ -12,14 +12,33 @@
 #include <string.h>
 
 
-/* Sets table[key] = value (kB become bytes) at the index in ud. Pushing an
-** existing short string does not allocate, so refilling a table doesn't. */
-typedef struct setter { lua_State *L; int t; } setter;
+/*
+** Sets table[key] = value (kB become bytes). The key strings are kept in
+** a table by line number (upvalue 2) and reused while the line still
+** holds the same key, which is every call once warm: interning the ~60
+** keys of meminfo was most of a call's cost. So refilling a table does
+** not allocate.
+*/
+typedef struct setter { lua_State *L; int t, keys, n; } setter;
+
+static void push_key (setter *s, const char *key, size_t klen) {
+  lua_State *L = s->L;
+  const char *k;
+  size_t n;
+  lua_rawgeti(L, s->keys, ++s->n);  /* a string or nil */
+  k = lua_tolstring(L, -1, &n);
+  if (k != NULL && n == klen && memcmp(k, key, klen) == 0)
+    return;
+  lua_pop(L, 1);
+  lua_pushlstring(L, key, klen);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, s->keys, s->n);
+}
 
 static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
-  lua_pushlstring(s->L, key, klen);
+  push_key(s, key, klen);
   mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
@@ -35,6 +54,8 @@ static int read_into (lua_State *L, const char *rel,
   int err;
   s.L = L;
   s.t = memprobe_into(L, 1);
+  s.keys = lua_upvalueindex(2);
+  s.n = 0;
   if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   p(data, len, set_field, &s);
@@ -51,8 +72,12 @@ are skipped.
 @tparam[opt] table into a table to refill: no garbage once warm
 @treturn table the fields, or nil, message, errno
 */
-MP_READER(l_meminfo) {
+static int meminfo (lua_State *L) {
   return read_into(L, "meminfo", memprobe_parse_kv);
+}
+
+static int l_meminfo (lua_State *L) {
+  return memprobe_leased(L, meminfo, 2);
 }
 
 /***
@@ -62,8 +87,12 @@ counts them; `pgpgin`/`pgpgout` are KiB).
 @tparam[opt] table into a table to refill
 @treturn table the counters, or nil, message, errno
 */
-MP_READER(l_vmstat) {
+static int vmstat (lua_State *L) {
   return read_into(L, "vmstat", memprobe_parse_pairs);
+}
+
+static int l_vmstat (lua_State *L) {
+  return memprobe_leased(L, vmstat, 2);
 }
 
 /* The meminfo fields free() needs, in mp_free.in[] order. */
@@ -230,13 +259,25 @@ MP_READER(l_free) {
   return 1;
 }
 
+/* Module table at -2, context at -1. meminfo and vmstat have a second
+** upvalue each: the table of their key strings by line. */
 void memprobe_open_meminfo (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
     { "free",    l_free },
+    { NULL, NULL }
+  };
+  static const luaL_Reg keyed[] = {
     { "meminfo", l_meminfo },
     { "vmstat",  l_vmstat },
     { NULL, NULL }
   };
+  int i;
   (void)c;
   memprobe_register(L, funcs);
+  for (i = 0; keyed[i].name != NULL; i++) {
+    lua_pushvalue(L, -1);
+    lua_createtable(L, 64, 0);
+    lua_pushcclosure(L, keyed[i].func, 2);
+    lua_setfield(L, -3, keyed[i].name);
+  }
 }

@@ -51,7 +51,11 @@ size_t memprobe_countlines (const char *s, size_t len) {
   return n;
 }
 
+/* Blanks, eight at a time first: meminfo pads every value to a column. */
 const char *memprobe_skipspace (const char *s, const char *end) {
+  static const char blanks[8] = { ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ' };
+  while (end - s >= 8 && memcmp(s, blanks, 8) == 0)
+    s += 8;
   while (s < end && (*s == ' ' || *s == '\t'))
     s++;
   return s;
@@ -90,34 +94,19 @@ const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
 static const char *size_value (const char *s, const char *end, int64_t *v) {
   const char *start = s;
   int64_t acc = 0;
-  while (s < end && *s >= '0' && *s <= '9') {
-    int d = *s++ - '0';
-    acc = acc > (INT64_MAX - d) / 10 ? INT64_MAX : acc * 10 + d;
+  unsigned d;
+  while (s < end && (d = (unsigned)((unsigned char)*s - '0')) <= 9) {
+    s++;
+    if (acc < INT64_MAX / 10 - 1)
+      acc = acc * 10 + (int64_t)d;
+    else
+      acc = acc > (INT64_MAX - (int64_t)d) / 10 ? INT64_MAX
+                                                : acc * 10 + (int64_t)d;
   }
   if (s == start)
     return NULL;
   *v = acc;
   return s;
-}
-
-/*
-** The one rule for sizes: n units (1 for bytes and counts, 1024 for kB,
-** the page size for pages) as bytes, held to +-MP_BYTES_MAX (8 PiB, exact
-** in a double) instead of overflowing. Sums go through memprobe_add.
-*/
-int64_t memprobe_bytes (int64_t n, int64_t unit) {
-  int neg = (n < 0) != (unit < 0);
-  uint64_t a = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
-  uint64_t b = unit < 0 ? 0 - (uint64_t)unit : (uint64_t)unit;
-  uint64_t max = (uint64_t)MP_BYTES_MAX;
-  uint64_t p = (b != 0 && a > max / b) ? max : a * b;
-  if (p > max)
-    p = max;
-  return neg ? -(int64_t)p : (int64_t)p;
-}
-
-int64_t memprobe_add (int64_t a, int64_t b) {
-  return memprobe_bytes(memprobe_bytes(a, 1) + memprobe_bytes(b, 1), 1);
 }
 
 static int is_eol (const char *s, const char *end) {

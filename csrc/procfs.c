@@ -298,9 +298,15 @@ static int read_all (mp_buf *b, int fd, size_t *len) {
   return 0;
 }
 
+/* root/rel into out (MP_PATHMAX bytes); no snprintf: every read does it. */
 static int fullpath (mp_ctx *c, int root, const char *rel, char *out) {
-  int n = snprintf(out, MP_PATHMAX, "%s/%s", c->root[root], rel);
-  return (n < 0 || n >= MP_PATHMAX) ? ENAMETOOLONG : 0;
+  size_t a = strlen(c->root[root]), b = strlen(rel);
+  if (a + 1 + b >= MP_PATHMAX)
+    return ENAMETOOLONG;
+  memcpy(out, c->root[root], a);
+  out[a] = '/';
+  memcpy(out + a + 1, rel, b + 1);
+  return 0;
 }
 
 /* The buffer of the reader running now. */

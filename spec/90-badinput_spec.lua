@@ -457,7 +457,8 @@ describe("sizes out of range", function()
   end)
 
   it("saturate the vmallocinfo sums instead of overflowing", function()
-    local area = "0xffffb000-0xffffc000 9223372036854775807 f+0x1/0x2 pages=9223372036854775807 vmalloc\n"
+    local area = "0xffffb000-0xffffc000 9223372036854775807 f+0x1/0x2 " ..
+                 "pages=9223372036854775807 vmalloc\n"
     local dir = root{ ["proc/vmallocinfo"] = area .. area }
     local r = assert(memprobe.vmallocinfo())
     assert.are.equal(2, r.totals.count)
