@@ -6,22 +6,44 @@ SRCS     := $(shell grep -o '"csrc/[a-z0-9_]*\.c"' $(ROCKSPEC) | tr -d '"')
 HDRS     := $(wildcard csrc/*.h)
 RUNTIMES := 5.1 5.2 5.3 5.4 jit
 
+# Lua 5.5 (not packaged by Debian 12) is built from its source tarball into
+# build/lua5.5 (tools/lua55.sh); busted's tarballs are taken from the same
+# folder. Without the tarball the 5.5 parts are skipped with one line.
+LUA55_SRC ?= $(CURDIR)/../shared/vendor/lua-5.5.0.tar.gz
+LUA55_DIR := $(CURDIR)/build/lua5.5
+ifneq ($(wildcard $(LUA55_SRC)),)
+RUNTIMES += 5.5
+LUA55_SKIP :=
+else
+LUA55_SKIP := lua55-skip
+endif
+
 # The interpreter and headers of each runtime.
 LUA_5.1 := lua5.1
 LUA_5.2 := lua5.2
 LUA_5.3 := lua5.3
 LUA_5.4 := lua5.4
 LUA_jit := luajit
+LUA_5.5 := $(LUA55_DIR)/bin/lua5.5
 INC_5.1 := /usr/include/lua5.1
 INC_5.2 := /usr/include/lua5.2
 INC_5.3 := /usr/include/lua5.3
 INC_5.4 := /usr/include/lua5.4
 INC_jit := /usr/include/luajit-2.1
+INC_5.5 := $(LUA55_DIR)/include
 PKG_5.1 := lua5.1
 PKG_5.2 := lua5.2
 PKG_5.3 := lua5.3
 PKG_5.4 := lua5.4
 PKG_jit := luajit
+# What a runtime needs before C is compiled against it, the busted runner
+# for it, and how a C host links it (default: pkg-config of PKG_<rt>).
+DEP_5.5 := $(LUA_5.5)
+BUSTED  := /usr/bin/busted
+BUSTED_5.5 := $(LUA55_DIR)/bin/busted
+HOSTINC_5.5 := -I$(INC_5.5)
+HOSTLIB_5.5 := $(LUA55_DIR)/lib/liblua.a -lm -ldl -Wl,-E
+busted_of = $(or $(BUSTED_$(1)),$(BUSTED))
 
 CC      ?= cc
 OPT     ?= -O2 -g
@@ -45,17 +67,25 @@ LUA_PATH_DEV := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 run = LUA_PATH='$(LUA_PATH_DEV)' LUA_CPATH='$(CURDIR)/build/$(1)/?.so;;'
 
 .PHONY: all deps build test demo lint busted rockcheck docs clean \
-        $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker
+        $(addprefix busted-,$(RUNTIMES)) embed tsan bench-tracker skynet
 
 all: build
 
 deps:
 	@sh tools/deps.sh $(PKGS)
 
-build: $(foreach r,$(RUNTIMES),build/$(r)/memprobe/core.so)
+build: $(LUA55_SKIP) $(foreach r,$(RUNTIMES),build/$(r)/memprobe/core.so)
+
+.PHONY: lua55-skip
+lua55-skip:
+	@echo "SKIPPED (no Lua 5.5 source: set LUA55_SRC)"
+
+$(LUA55_DIR)/bin/lua5.5: tools/lua55.sh $(LUA55_SRC)
+	@echo "== building Lua 5.5 and busted for it into build/lua5.5"
+	@sh tools/lua55.sh $(LUA55_SRC) $(LUA55_DIR)
 
 define build_rule
-build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
+build/$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) -Icsrc $$(SRCS) -o $$@ $$(LDFLAGS)
 endef
@@ -64,13 +94,13 @@ $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 lint:
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
-busted: build testalloc
-	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r)))
+busted: build testalloc skynet
+	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r))=$(call busted_of,$(r)))
 
 $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
                                    build/%/memprobe_testalloc.so
 	@echo "== busted on $(LUA_$*)"
-	@$(call run,$*) $(LUA_$*) /usr/bin/busted -o utfTerminal
+	@$(call run,$*) $(LUA_$*) $(call busted_of,$*) -o utfTerminal
 
 rockcheck:
 	@sh tools/rockcheck.sh $(ROCKSPEC)
@@ -101,6 +131,41 @@ tsan: build/tsan/host
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
 
+# The heap walk at scale: 1M and 10M objects (10M is about 1 GB per
+# interpreter), 5.4 and LuaJIT, cold and warm, one interpreter at a time.
+BENCH_SCALE_SIZES ?= 1000000 10000000
+bench-scale: build/5.4/memprobe/core.so build/jit/memprobe/core.so
+	@for n in $(BENCH_SCALE_SIZES); do \
+	  $(call run,5.4) nice lua5.4 bench/heap_scale.lua $$n || exit 1; echo; \
+	  $(call run,jit) nice luajit bench/heap_scale.lua $$n || exit 1; echo; \
+	done
+
+# skynet from its release tarball, without jemalloc, and memprobe.core
+# against its 3rd/lua headers: the skynet binary exports its Lua (-Wl,-E),
+# so the module links no liblua. spec/22-skynet_spec.lua drives the node.
+SKYNET_SRC ?= $(CURDIR)/../shared/vendor/skynet-f19d1605.tar.gz
+SKYNET_DIR := build/skynet
+SKYNET_CORE := build/skynet-core/memprobe/core.so
+
+ifneq ($(wildcard $(SKYNET_SRC)),)
+skynet: $(SKYNET_DIR)/skynet $(SKYNET_CORE)
+
+$(SKYNET_DIR)/skynet: $(SKYNET_SRC)
+	@rm -rf $(SKYNET_DIR) && mkdir -p $(SKYNET_DIR)
+	@tar -xzf $(SKYNET_SRC) -C $(SKYNET_DIR) --strip-components=1
+	@echo "== skynet from $(notdir $(SKYNET_SRC)) (log in $(SKYNET_DIR).log)"
+	@$(MAKE) -C $(SKYNET_DIR) linux MALLOC_STATICLIB= \
+	  SKYNET_DEFINES=-DNOUSE_JEMALLOC >$(SKYNET_DIR).log 2>&1 || \
+	  { tail -n 20 $(SKYNET_DIR).log; exit 1; }
+
+$(SKYNET_CORE): $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(SKYNET_DIR)/skynet
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -I$(SKYNET_DIR)/3rd/lua -Icsrc $(SRCS) -o $@ $(LDFLAGS)
+else
+skynet:
+	@echo "SKIPPED (no skynet source: set SKYNET_SRC)"
+endif
+
 test: deps build lint docs rockcheck embed tsan asan-quick fuzz-smoke busted
 
 demo: deps build
@@ -127,38 +192,42 @@ CLANG        ?= clang-14
 SAN          := -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
 ASAN_RT       = $(shell $(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
-ASAN_RUNTIMES := 5.4 jit
+ASAN_RUNTIMES := 5.4 jit $(filter 5.5,$(RUNTIMES))
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE   ?= 3
 FUZZ_BINS    := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/fuzz_*.c))
 # The aggressive-GC pass: a collection step at every allocation.
 GC_AGGRESSIVE := collectgarbage("setpause", 0)
+GC_AGGRESSIVE_5.5 := collectgarbage("param", "pause", 0)
+gc_aggressive = $(or $(GC_AGGRESSIVE_$(1)),$(GC_AGGRESSIVE))
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0 \
            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
            LD_PRELOAD=$(ASAN_RT) MEMPROBE_ASAN_PRELOAD=$(ASAN_RT)
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
             --errors-for-leak-kinds=definite --show-leak-kinds=definite
 
-.PHONY: testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
+.PHONY: bench-scale testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
 
-# The specs' own C: the failing allocator of the fault-injection spec and
-# a host that makes an unprotected call under a limit. Never in the rockspec.
-testalloc: $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so \
-                                   build/$(r)/panic_host)
+# The specs' own C: the failing allocator of the fault-injection spec, a
+# host that makes an unprotected call under a limit and one that reads its
+# allocator ud back. Never in the rockspec.
+testalloc: $(LUA55_SKIP) $(foreach r,$(RUNTIMES),build/$(r)/memprobe_testalloc.so \
+                                   build/$(r)/panic_host build/$(r)/ud_host)
 
 define harden_rule
-build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+build/$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CC) $$(CFLAGS) -I$(INC_$(1)) $$< -o $$@ $$(LDFLAGS) -ldl
-build/$(1)/panic_host: spec/c/panic_host.c Makefile
+build/$(1)/panic_host build/$(1)/ud_host: build/$(1)/%: spec/c/%.c Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
-	$$(CC) $$(OPT) $$(WARN) $$$$(pkg-config --cflags $(PKG_$(1))) $$< -o $$@ \
-	  $$$$(pkg-config --libs $(PKG_$(1)))
-build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile
+	$$(CC) $$(OPT) $$(WARN) \
+	  $(or $(HOSTINC_$(1)),$$$$(pkg-config --cflags $(PKG_$(1)))) $$< -o $$@ \
+	  $(or $(HOSTLIB_$(1)),$$$$(pkg-config --libs $(PKG_$(1))))
+build/asan-$(1)/memprobe/core.so: $(SRCS) $(HDRS) $(ROCKSPEC) Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
 	  -Icsrc $$(SRCS) -o $$@ -shared
-build/asan-$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile
+build/asan-$(1)/memprobe_testalloc.so: spec/c/testalloc.c Makefile $(DEP_$(1))
 	@mkdir -p $$(@D)
 	$$(CLANG) -O1 -g $$(WARN) -fPIC $$(SAN) -shared-libasan -I$(INC_$(1)) \
 	  $$< -o $$@ -shared -ldl
@@ -168,19 +237,21 @@ $(foreach r,$(RUNTIMES),$(eval $(call harden_rule,$(r))))
 asan_build = build/asan-$(1)/memprobe/core.so build/asan-$(1)/memprobe_testalloc.so
 # $(1) runtime, $(2) Lua prelude (LUA_INIT)
 asan_run = echo "== ASan+UBSan busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
-  LUA_INIT='$(2)' $(ASAN_ENV) $(call run,asan-$(1)) $(LUA_$(1)) /usr/bin/busted
+  LUA_INIT='$(2)' $(ASAN_ENV) $(call run,asan-$(1)) $(LUA_$(1)) $(call busted_of,$(1))
 valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
-  LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) /usr/bin/busted
+  LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) $(call busted_of,$(1))
 
 asan-quick: testalloc $(call asan_build,5.4)
 	@$(call asan_run,5.4,)
 
 asan: testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
-	  $(call asan_run,$(r),$(GC_AGGRESSIVE));)
+	  $(call asan_run,$(r),$(call gc_aggressive,$(r)));)
 
+VALGRIND_RUNTIMES := 5.4 jit $(filter 5.5,$(RUNTIMES))
 valgrind: build testalloc
-	@sh tools/valgrind.sh
+	@sh tools/valgrind.sh $(foreach r,$(VALGRIND_RUNTIMES),\
+	  '$(r)=$(LUA_$(r))=$(call busted_of,$(r))=$(call gc_aggressive,$(r))')
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -1,7 +1,8 @@
 /*
 ** compat.h: the only place that knows the differences between Lua 5.1,
-** 5.2, 5.3, 5.4 and LuaJIT 2.1. The rest of the C core is written against
-** the 5.4 API; every shim carries the memprobe prefix so that it never
+** 5.2, 5.3, 5.4, 5.5 and LuaJIT 2.1. The rest of the C core is written
+** against the 5.4 API; gates compare with >= so that a newer version gets
+** the newer behaviour; every shim carries the memprobe prefix so that it never
 ** collides with a definition the host's headers already provide (LuaJIT
 ** 2.1 ships luaL_setfuncs, luaL_testudata and luaL_newlib).
 */
@@ -23,7 +24,7 @@
 void mp_setfuncs (lua_State *L, const luaL_Reg *l, int nup);
 void *mp_testudata (lua_State *L, int i, const char *tname);
 
-#elif LUA_VERSION_NUM >= 502 && LUA_VERSION_NUM <= 504
+#elif LUA_VERSION_NUM >= 502 && LUA_VERSION_NUM <= 505
 
 #define mp_rawlen(L, i)     lua_rawlen(L, (i))
 #define mp_absindex(L, i)   lua_absindex(L, (i))
@@ -40,6 +41,25 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #define mp_pushint(L, v)    lua_pushinteger(L, (lua_Integer)(v))
 #else
 #define mp_pushint(L, v)    lua_pushnumber(L, (lua_Number)(v))
+#endif
+
+/* 5.5's lua_newstate takes a seed for string hashing as well. */
+#if LUA_VERSION_NUM >= 505
+#define mp_newstate(f, ud)  lua_newstate((f), (ud), luaL_makeseed(NULL))
+#else
+#define mp_newstate(f, ud)  lua_newstate((f), (ud))
+#endif
+
+/*
+** 5.5: a luaL_Buffer result over LUAL_BUFFERSIZE becomes an external
+** string, which keeps the (f, ud) current when it was made and frees its
+** bytes through it when it dies, whatever the allocator is by then. Its
+** bytes come from the allocator but are not in LUA_GCCOUNT.
+*/
+#if LUA_VERSION_NUM >= 505
+#define MP_EXTSTRINGS  1
+#else
+#define MP_EXTSTRINGS  0
 #endif
 
 /* Full userdata: 5.4 takes a count of user values. */
@@ -82,6 +102,16 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #define mp_dump(L, w, d)    lua_dump(L, (w), (d), 0)
 #else
 #define mp_dump(L, w, d)    lua_dump(L, (w), (d))
+#endif
+/* Resumes co with n arguments; its results are on its stack. */
+#if LUA_VERSION_NUM >= 504
+#define mp_resume(co, from, n, nres)  lua_resume(co, from, n, nres)
+#elif LUA_VERSION_NUM >= 502
+#define mp_resume(co, from, n, nres) \
+  (*(nres) = 0, lua_resume(co, from, n))
+#else
+#define mp_resume(co, from, n, nres)  ((void)(from), *(nres) = 0, \
+                                       lua_resume(co, n))
 #endif
 #if LUA_VERSION_NUM >= 504
 #define mp_getuv(L, i, n)   lua_getiuservalue(L, (i), (n))

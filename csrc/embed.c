@@ -2,8 +2,9 @@
 ** embed.c: the C API of memprobe.h for hosts. A state made by
 ** memprobe_newstate has the hook as its allocator from its first block;
 ** its tracker belongs to the host (t->host), so Lua cannot untrack it and
-** the tracker's finalizer leaves it alone: memprobe_close frees it after
-** lua_close has freed the last block through it.
+** the tracker's finalizer leaves it alone: memprobe_close retires it after
+** lua_close has freed the last block through it. The state's ud is the
+** host's, as with track() (see hookcell.c).
 */
 #include "internal.h"
 
@@ -37,15 +38,19 @@ static int panic (lua_State *L) {
 }
 
 lua_State *memprobe_newstate (lua_Alloc f, void *ud) {
-  mp_tracker *t = memprobe_tracker_new(f != NULL ? f : plain_alloc, ud);
+  mp_tracker *t;
   lua_State *L;
-  if (t == NULL)
+  lua_Alloc hf;
+  void *hud;
+  if (f == NULL)
+    f = plain_alloc;
+  if ((t = memprobe_cell_claim(f, ud, NULL, &hf, &hud)) == NULL)
     return NULL;
-  t->host = 1;
-  if ((L = lua_newstate(memprobe_hook, t)) == NULL) {
-    memprobe_tracker_free(t);
+  if ((L = mp_newstate(hf, hud)) == NULL) {
+    memprobe_cell_retire(t->cell, 1);
     return NULL;
   }
+  t->host = 1;
   lua_atpanic(L, panic);
   return L;
 }
@@ -66,6 +71,6 @@ int memprobe_stats (lua_State *L, memprobe_counts *out) {
 void memprobe_close (lua_State *L) {
   mp_tracker *t = memprobe_current(L);
   lua_close(L);
-  if (t != NULL && t->host)
-    memprobe_tracker_free(t);
+  if (t != NULL && t->host)  /* the state is gone: its cell is free */
+    memprobe_cell_retire(t->cell, 1);
 }

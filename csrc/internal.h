@@ -283,6 +283,8 @@ MP_API void memprobe_open_tracker (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_ledger (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_process (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_cgroup (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_clock (lua_State *L, mp_ctx *c);
+MP_API void memprobe_open_pids (lua_State *L, mp_ctx *c);
 
 /*
 ** blocktab.c: block address -> tag, an open-addressing hash kept in the C
@@ -303,10 +305,13 @@ MP_API void memprobe_btab_free (mp_btab *b);
 
 /*
 ** tracker.c: the allocator hook. One mp_tracker per lua_State, malloc'ed
-** (outside the heap it measures) and reached as the allocator's ud.
+** (outside the heap it measures), reached through the state's cell
+** (hookcell.c): the allocator's ud stays the host's.
 */
 #define MP_NCLASS  65   /* histogram: classes 1..64 (2^k bytes) */
 #define MP_NTAGS   16   /* osize type tags, variant bits folded away */
+
+struct mp_cell;
 
 typedef struct mp_tracker {
   lua_Alloc f;            /* the allocator we chain to, and its ud */
@@ -328,14 +333,70 @@ typedef struct mp_tracker {
   uint64_t frees, reallocs, failed;  /* allocs: the sum of hist */
   uint64_t hist[MP_NCLASS];
   uint64_t type_n[MP_NTAGS], type_b[MP_NTAGS];
+  struct mp_cell *cell;   /* the hook's way to this tracker */
 } mp_tracker;
+
+/*
+** hookcell.c: what the hook finds for the ud it is called with: a cell,
+** holding the tracker. Cells live as long as the process: a block made
+** through the hook may come back to it after untrack() (5.5 external
+** strings). A retired cell's tracker has no limit, mark or ledger: it
+** forwards every call, and what it counts then is never read.
+*/
+typedef struct mp_cell {
+  void *key;              /* the ud the hook is called with */
+  lua_Alloc f;            /* what it forwards to */
+  void *ud;
+  mp_tracker *t;          /* &tr while a state tracks with it, else NULL */
+  const void *owner;      /* the state's close sentinel; NULL: a host's */
+  int closed;             /* the owner state is closing or closed */
+  int boxed;              /* installed as the ud itself (key == cell) */
+  unsigned gen;           /* changes at claim, retire and new handle */
+  struct mp_cell *next;   /* the next in its bucket (table cells) */
+  struct mp_cell *all;    /* every cell, for claims */
+  mp_tracker tr;
+} mp_cell;
+
+/*
+** Buckets of cells by ud, a fixed array so that the hook's lookup is a
+** shift, a mask and a load; a bucket's cells are chained through 'next',
+** the newest first. uds are pointers to structs, 16-aligned from malloc:
+** their low bits say nothing, the next ones spread well enough.
+*/
+#define MP_CELLBITS  12
+MP_API extern mp_cell *memprobe_cells[1 << MP_CELLBITS];
+
+static inline mp_cell **memprobe_bucket (const void *ud) {
+  return &memprobe_cells[((uintptr_t)ud >> 4) & ((1 << MP_CELLBITS) - 1)];
+}
+
+/*
+** The hook's lookup, without a lock: the cell whose key is ud. Present by
+** construction (a state calls memprobe_hook with a ud only after its cell
+** was published, and cells never leave their bucket).
+*/
+static inline mp_cell *memprobe_cell_find (void *ud) {
+  mp_cell *c = __atomic_load_n(memprobe_bucket(ud), __ATOMIC_ACQUIRE);
+  while (c->key != ud)
+    c = c->next;
+  return c;
+}
+
+MP_API mp_cell *memprobe_cell_get (void *ud);
+MP_API mp_tracker *memprobe_cell_claim (lua_Alloc f, void *ud,
+                                        const void *owner, lua_Alloc *hf,
+                                        void **hud);
+MP_API void memprobe_cell_retire (mp_cell *c, int closed);
+MP_API void memprobe_cell_closing (const void *owner);
 
 #define MP_TRACKER_MT  "memprobe.Tracker"
 #define MP_TRACKER_REG "memprobe.Tracker.state"
 
 MP_API void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize);
-MP_API mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud);
-MP_API void memprobe_tracker_free (mp_tracker *t);
+MP_API void *memprobe_hook_boxed (void *ud, void *ptr, size_t osize,
+                                  size_t nsize);
+MP_API void memprobe_tracker_init (mp_tracker *t, lua_Alloc f, void *ud);
+MP_API void memprobe_tracker_clear (mp_tracker *t);
 MP_API mp_tracker *memprobe_current (lua_State *L);
 MP_API mp_tracker *memprobe_track (lua_State *L);
 MP_API void memprobe_guard (mp_tracker *t);
@@ -390,5 +451,7 @@ MP_API int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot,
 MP_API int memprobe_index_settle (mp_book *b, mp_index *x, uint32_t count,
                                   mp_rehash rehash, const void *owner);
 MP_API void memprobe_index_free (mp_book *b, mp_index *x);
+MP_API int memprobe_index_release (mp_book *b, mp_index *x);
+MP_API int memprobe_vec_pop_chunk (mp_book *b, mp_vec *v, size_t elsize);
 
 #endif

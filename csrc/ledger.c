@@ -63,7 +63,8 @@ looked up in the address table).
 static int l_scope (lua_State *L) {
   int n = lua_gettop(L), status;
   mp_tracker *t;
-  unsigned id, prev;
+  mp_cell *c;
+  unsigned id, prev, gen;
   luaL_checktype(L, 1, LUA_TSTRING);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   t = memprobe_track(L);
@@ -72,8 +73,12 @@ static int l_scope (lua_State *L) {
   id = tag_id(L, t, 1);
   prev = t->cur;
   t->cur = id;
+  c = t->cell;  /* cells outlive trackers: safe to read after fn */
+  gen = c->gen;
   status = lua_pcall(L, n - 2, LUA_MULTRET, 0);
-  if (memprobe_current(L) == t)  /* fn may have untracked */
+  /* fn may have untracked (t is freed) or even tracked anew (a new
+  ** tracker may sit at t's address): the generation tells */
+  if (c->gen == gen && c->t == t)
     t->cur = prev;
   if (status != 0)
     return lua_error(L);

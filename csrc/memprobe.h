@@ -21,6 +21,23 @@
 #define MEMPROBE_API
 #endif
 
+/*
+** The allocator ud. track() and memprobe_newstate install memprobe's hook
+** as the state's lua_Alloc and keep the host's ud: lua_getallocf(L, &ud)
+** returns the ud the host gave (skynet's service_snlua.c reads it back as
+** its struct snlua), and every call reaches the host's allocator with it.
+** The one exception: two states tracked at the same time with the same ud
+** value (luaL_newstate gives NULL to all), where the later one gets a
+** memprobe pointer as its ud. A host that gives each state its own ud
+** always gets it back. After untrack() the host's (f, ud) is back.
+**
+** The hook finds its counters through a process-wide table keyed by the
+** ud (lock-free reads, O(1)); its entries live until the process ends, so
+** a block made through the hook can come back to it at any time (Lua
+** 5.5's external strings free through the (f, ud) they were made with,
+** after untrack() and in lua_close): it is then forwarded as it is.
+*/
+
 /* Opens memprobe.core: pushes its module table. */
 MEMPROBE_API int luaopen_memprobe_core (lua_State *L);
 
@@ -32,7 +49,8 @@ MEMPROBE_API int luaopen_memprobe_core (lua_State *L);
 ** luaopen_memprobe_core and from any thread: every state has its own
 ** counters. require"memprobe".track() in such a state returns a tracker
 ** over the host's hook (untrack() is refused). Close such a state with
-** memprobe_close, which frees the counters after lua_close.
+** memprobe_close, which frees the counters after lua_close. The state's
+** ud is ud, as above.
 */
 typedef struct memprobe_counts {
   size_t live, peak;                 /* bytes */

@@ -2,7 +2,9 @@
 ** tracker.c: the allocator hook. track() puts memprobe_hook in front of
 ** the state's allocator (lua_getallocf/lua_setallocf); every call is
 ** forwarded to the previous allocator with its own ud, so allocators that
-** hosts install (skynet, OpenResty) keep working under it.
+** hosts install (skynet, OpenResty) keep working under it. The state's ud
+** stays the host's: the hook finds its tracker through the ud's cell
+** (hookcell.c), which outlives the tracker.
 **
 ** The bookkeeping (mp_tracker) comes from malloc, outside the heap it
 ** measures, one per lua_State: no C globals, so states in different
@@ -31,6 +33,8 @@
 #include <string.h>
 
 #define MP_SENTINEL_MT  "memprobe.Sentinel"
+#define MP_CLOSE_MT     "memprobe.CloseSentinel"
+#define MP_CLOSE_REG    "memprobe.Tracker.close"
 
 #if defined(__GNUC__)
 #define mp_unlikely(x)  __builtin_expect(!!(x), 0)
@@ -205,14 +209,16 @@ static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
 }
 
 /*
-** The hook. Its cost is what every program under track() pays: a free
-** is two counters and a tail call to the allocator, a growth below the
-** guard goes to grow(), everything else to slow(). The guard is 0 in
-** ledger mode, which sends every allocation to the slow path; frees of
-** blocks (and reallocs) check the ledger flag themselves.
+** The hook. Its cost is what every program under track() pays: the
+** cell's lookup, then a free is two counters and a tail call to the
+** allocator, a growth below the guard goes to grow(), everything else to
+** slow(). The guard is 0 in ledger mode, which sends every allocation to
+** the slow path; frees of blocks (and reallocs) check the ledger flag
+** themselves. A retired cell's tracker (untracked, or its state closing)
+** has no limit, mark or ledger: it only forwards.
 */
-void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
-  mp_tracker *t = (mp_tracker *)ud;
+static inline void *hook (mp_tracker *t, void *ptr, size_t osize,
+                          size_t nsize) {
   if (nsize != 0)
     return grow(t, ptr, osize, nsize);
   if (ptr != NULL) {  /* free(NULL), which 5.4 does, counts for nothing */
@@ -222,6 +228,16 @@ void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
     t->frees++;
   }
   return t->f(t->ud, ptr, osize, 0);
+}
+
+/* Installed with the host's ud, which is the key of the state's cell. */
+void *memprobe_hook (void *ud, void *ptr, size_t osize, size_t nsize) {
+  return hook(&memprobe_cell_find(ud)->tr, ptr, osize, nsize);
+}
+
+/* Installed with the cell as ud: a second tracked state on the same ud. */
+void *memprobe_hook_boxed (void *ud, void *ptr, size_t osize, size_t nsize) {
+  return hook(&((mp_cell *)ud)->tr, ptr, osize, nsize);
 }
 
 /* Recomputes the guard after limit, mark or ledger changed. */
@@ -240,26 +256,40 @@ uint64_t memprobe_allocs (const mp_tracker *t) {
   return n;
 }
 
-mp_tracker *memprobe_tracker_new (lua_Alloc f, void *ud) {
-  mp_tracker *t = (mp_tracker *)calloc(1, sizeof(mp_tracker));
-  if (t == NULL)
-    return NULL;
+/* A tracker over the allocator (f, ud), counting from zero. */
+void memprobe_tracker_init (mp_tracker *t, lua_Alloc f, void *ud) {
+  memset(t, 0, sizeof(*t));
   t->f = f;
   t->ud = ud;
   t->guard = t->limit = t->mark = SIZE_MAX;
-  return t;
 }
 
-void memprobe_tracker_free (mp_tracker *t) {
+/*
+** Frees what the tracker holds besides itself (it lives in its cell) and
+** leaves it forwarding: no limit, mark or ledger.
+*/
+void memprobe_tracker_clear (mp_tracker *t) {
   memprobe_btab_free(&t->blocks);
   free(t->tag_live);
-  free(t);
+  t->tag_live = NULL;
+  t->ntags = t->tagcap = t->cur = 0;
+  t->ledger = t->marked = t->sentinel = t->host = 0;
+  t->guard = t->limit = t->mark = SIZE_MAX;
 }
 
-/* The state's tracker, or NULL when the hook is not the allocator. */
-mp_tracker *memprobe_current (lua_State *L) {
+/* The state's cell, or NULL when the hook is not the allocator. */
+static mp_cell *current_cell (lua_State *L) {
   void *ud;
-  return (lua_getallocf(L, &ud) == memprobe_hook) ? (mp_tracker *)ud : NULL;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  if (f == memprobe_hook)
+    return memprobe_cell_get(ud);
+  return (f == memprobe_hook_boxed) ? (mp_cell *)ud : NULL;
+}
+
+/* The state's tracker, or NULL when it is not tracked. */
+mp_tracker *memprobe_current (lua_State *L) {
+  mp_cell *c = current_cell(L);
+  return (c != NULL) ? c->t : NULL;
 }
 
 /*
@@ -274,12 +304,64 @@ static void pin_library (void) {
     (void)dlopen(di.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
-static mp_tracker **new_handle (lua_State *L) {
-  mp_tracker **h = (mp_tracker **)mp_newuserdata(L, sizeof(mp_tracker *));
-  *h = NULL;
+/*
+** A handle names a tracker by its cell and the cell's generation: a
+** handle of a tracker that was untracked, or replaced by a newer handle
+** (the registry entry was cleared through debug), no longer matches, and
+** cells never go away, so no handle reaches freed memory.
+*/
+typedef struct mp_handle {
+  mp_cell *cell;          /* NULL until bound */
+  unsigned gen;
+} mp_handle;
+
+static mp_handle *new_handle (lua_State *L) {
+  mp_handle *h = (mp_handle *)mp_newuserdata(L, sizeof(mp_handle));
+  h->cell = NULL;
+  h->gen = 0;
   luaL_getmetatable(L, MP_TRACKER_MT);
   lua_setmetatable(L, -2);
   return h;
+}
+
+/* The handle's tracker, or NULL when the handle is stale. */
+static mp_tracker *handle_tracker (const mp_handle *h) {
+  if (h->cell == NULL || h->cell->gen != h->gen)
+    return NULL;
+  return h->cell->t;
+}
+
+/* Makes h the one handle of t: every older one goes stale. */
+static void bind_handle (mp_handle *h, mp_tracker *t) {
+  t->cell->gen++;
+  h->cell = t->cell;
+  h->gen = t->cell->gen;
+}
+
+/*
+** The state's close sentinel, made once: a userdata kept in the registry
+** whose finalizer runs in lua_close, and whose address names the state
+** to its cells (a cell of a closed state may go to another state).
+*/
+static const void *close_sentinel (lua_State *L) {
+  const void *p;
+  lua_getfield(L, LUA_REGISTRYINDEX, MP_CLOSE_REG);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    mp_newuserdata(L, 1);
+    luaL_getmetatable(L, MP_CLOSE_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, MP_CLOSE_REG);
+  }
+  p = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return p;
+}
+
+static int close_gc (lua_State *L) {
+  memprobe_cell_closing(lua_topointer(L, 1));
+  return 0;
 }
 
 /*
@@ -298,9 +380,10 @@ static void push_state (lua_State *L) {
 */
 mp_tracker *memprobe_track (lua_State *L) {
   mp_tracker *t = memprobe_current(L);
-  mp_tracker **h;
-  void *ud;
-  lua_Alloc f;
+  mp_handle *h;
+  void *ud, *hud;
+  lua_Alloc f, hf;
+  const void *owner;
   push_state(L);
   if (t != NULL && lua_istable(L, -1)) {
     lua_pop(L, 1);
@@ -323,19 +406,20 @@ mp_tracker *memprobe_track (lua_State *L) {
   lua_newtable(L);
   lua_setfield(L, -2, "names");
   if (t == NULL) {  /* not installed by the host: install now */
+    owner = close_sentinel(L);
     f = lua_getallocf(L, &ud);
-    if ((t = memprobe_tracker_new(f, ud)) == NULL)
+    if ((t = memprobe_cell_claim(f, ud, owner, &hf, &hud)) == NULL)
       luaL_error(L, "not enough memory");
     pin_library();
     lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
     t->live = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
               (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
     t->peak = t->live;
-    lua_setallocf(L, memprobe_hook, t);
+    lua_setallocf(L, hf, hud);
   }
   else
     lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
-  *h = t;
+  bind_handle(h, t);
   return t;
 }
 
@@ -347,10 +431,11 @@ static void push_handle (lua_State *L) {
 
 /* Methods work on a tracker that is still installed. */
 static mp_tracker *check_tracker (lua_State *L) {
-  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
-  if (*h == NULL)
+  mp_handle *h = (mp_handle *)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = handle_tracker(h);
+  if (t == NULL)
     luaL_error(L, "tracker was untracked");
-  return *h;
+  return t;
 }
 
 static size_t check_size (lua_State *L, int arg) {
@@ -437,28 +522,24 @@ returns the same tracker). From then on `tracker:stats().live` equals
 */
 static int l_track (lua_State *L) {
   mp_tracker *t;
+  size_t limit = SIZE_MAX;
+  /* Options are read raw, and all of them before the hook goes in: a
+  ** metamethod could run Lua that untracks under our feet. */
   if (!lua_isnoneornil(L, 1)) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_pushnil(L);
     while (lua_next(L, 1)) {
       const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-      lua_pop(L, 1);
       if (strcmp(k, "limit") != 0)
         return luaL_argerror(L, 1, "unknown option (limit)");
+      limit = check_size(L, -1);
+      lua_pop(L, 1);
     }
-    lua_getfield(L, 1, "limit");
-    if (!lua_isnil(L, -1))
-      check_size(L, -1);
-    lua_pop(L, 1);
   }
   t = memprobe_track(L);
-  if (lua_istable(L, 1)) {
-    lua_getfield(L, 1, "limit");
-    if (!lua_isnil(L, -1)) {
-      t->limit = check_size(L, -1);
-      memprobe_guard(t);
-    }
-    lua_pop(L, 1);
+  if (limit != SIZE_MAX) {  /* nothing ran Lua since memprobe_track */
+    t->limit = limit;
+    memprobe_guard(t);
   }
   push_handle(L);
   return 1;
@@ -509,9 +590,14 @@ static int l_stats (lua_State *L) {
   ** from Lua can grow the stack, so a count read there may differ */
   gc = (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
        (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0);
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, 14);
   set_count(L, "live", s.live);
   set_count(L, "gc", gc);
+  /* what live holds that the collector does not count: 5.5's external
+  ** strings and luaL_Buffer boxes in progress (negative when blocks made
+  ** before track() that the collector never counted were freed since) */
+  mp_pushint(L, (int64_t)s.live - (int64_t)gc);
+  lua_setfield(L, -2, "uncounted");
   set_count(L, "peak", s.peak);
   set_count(L, "allocs", memprobe_allocs(&s));
   set_count(L, "frees", s.frees);
@@ -612,14 +698,22 @@ static int l_watermark (lua_State *L) {
 }
 
 /*
+** Ends tracker t: its cell forwards from now on (blocks made through the
+** hook may still come back to it, see hookcell.c).
+*/
+static void retire (mp_tracker *t) {
+  memprobe_cell_retire(t->cell, 0);
+}
+
+/*
 ** untrack(): puts the previous allocator back, and the Lua side of a
 ** tracker it was made over (see memprobe_track). Idempotent. Fails (nil,
 ** message) when the host installed the hook or another hook was chained
 ** over this one: removing it would cut that chain.
 */
 static int l_untrack (lua_State *L) {
-  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
-  mp_tracker *t = *h;
+  mp_handle *h = (mp_handle *)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = handle_tracker(h);
   if (t != NULL) {
     if (t->host) {
       lua_pushnil(L);
@@ -636,8 +730,7 @@ static int l_untrack (lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);
     lua_pop(L, 1);
     lua_setallocf(L, t->f, t->ud);
-    *h = NULL;
-    memprobe_tracker_free(t);
+    retire(t);
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -645,27 +738,29 @@ static int l_untrack (lua_State *L) {
 
 /*
 ** __gc: runs in lua_close before the library is unloaded (see the top of
-** this file). If another hook sits over ours, the tracker must outlive
-** the state, and is left to leak rather than break that chain.
+** this file), or earlier for a handle that is stale. If another hook sits
+** over ours, the hook stays in that chain and its cell forwards.
 */
 static int l_gc (lua_State *L) {
-  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
-  mp_tracker *t = *h;
-  *h = NULL;
-  if (t != NULL && !t->host && memprobe_current(L) == t) {
-    lua_setallocf(L, t->f, t->ud);
-    memprobe_tracker_free(t);
+  mp_handle *h = (mp_handle *)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = handle_tracker(h);
+  h->cell = NULL;
+  if (t != NULL && !t->host) {
+    if (memprobe_current(L) == t)
+      lua_setallocf(L, t->f, t->ud);
+    retire(t);
   }
   return 0;
 }
 
 static int l_tostring (lua_State *L) {
-  mp_tracker **h = (mp_tracker **)luaL_checkudata(L, 1, MP_TRACKER_MT);
-  if (*h == NULL)
+  mp_handle *h = (mp_handle *)luaL_checkudata(L, 1, MP_TRACKER_MT);
+  mp_tracker *t = handle_tracker(h);
+  if (t == NULL)
     lua_pushliteral(L, "memprobe.Tracker (untracked)");
   else
     lua_pushfstring(L, "memprobe.Tracker (%f KiB live)",
-                    (lua_Number)(*h)->live / 1024);
+                    (lua_Number)t->live / 1024);
   return 1;
 }
 
@@ -704,6 +799,11 @@ void memprobe_open_tracker (lua_State *L, mp_ctx *c) {
   lua_pop(L, 1);
   if (luaL_newmetatable(L, MP_SENTINEL_MT)) {
     lua_pushcfunction(L, sentinel_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, MP_CLOSE_MT)) {
+    lua_pushcfunction(L, close_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);

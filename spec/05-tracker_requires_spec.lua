@@ -11,6 +11,13 @@ local function count()
   return collectgarbage("count") * KiB
 end
 
+-- The bytes of a string of length n that the collector does not count:
+-- on 5.5 string.rep's results over 1 KiB are external strings, whose
+-- n + 1 bytes come from the allocator.
+local function external(n)
+  return H.since("5.5") and n + 1 or 0
+end
+
 local function within(want, got, pct, what)
   assert.is_true(math.abs(got - want) <= want * pct / 100,
                  string.format("%s: %d vs %d", what, got, want))
@@ -44,20 +51,21 @@ describe("memprobe.account_requires()", function()
 
   it("charges nested requires to the child and agrees with the collector", function()
     -- The truth: collector deltas around plain requires, once the VM's
-    -- shared caches (string table, LuaJIT's buffers) are warm.
+    -- shared caches (string table, LuaJIT's buffers) are warm, plus the
+    -- external strings the modules keep.
     require "mp_fix_parent"
     forget("mp_fix_leaf", "mp_fix_parent")
     local c0 = count()
     require "mp_fix_leaf"
-    local leaf_plain = count() - c0
+    local leaf_plain = count() - c0 + external(200000)
     c0 = count()
     require "mp_fix_parent"
-    local own_plain = count() - c0
+    local own_plain = count() - c0 + external(100000)
     forget("mp_fix_leaf", "mp_fix_parent")
     memprobe.account_requires()
     c0 = count()
     local parent = require "mp_fix_parent"
-    local c1 = count()
+    local c1 = count() + external(100000) + external(200000)
     local p, l = row("mp_fix_parent"), row("mp_fix_leaf")
     assert.is_table(p)
     assert.is_table(l)

@@ -88,7 +88,7 @@ describe("memprobe.calibrate()", function()
     assert.are.equal(m.lclosure + 2 * m.lclosure_up + 2 * m.upvalue, bytes)
     bytes = cost(function() return core.heap_sample("userdata", 100) end)
     assert.are.equal(m.userdata + 100, bytes)
-    if _VERSION == "Lua 5.4" then  -- several user values
+    if H.since("5.4") then  -- several user values
       bytes = cost(function() return core.heap_sample("userdata", 100, 3) end)
       assert.are.equal(m.userdata_uvbase + 3 * m.userdata_uv + 100, bytes)
       assert.is_true(m.userdata_uv > 0)
@@ -378,7 +378,7 @@ describe("memprobe.snapshot()", function()
     rows = memprobe.modules()
     local without = row_of(rows, "spec_eph").exclusive
     package.loaded.spec_eph = nil
-    assert.is_true(with_key > 16000, with_key)
+    assert.is_true(with_key > 8000, with_key)  -- 1000 slots: 9 B each on 5.5
     assert.is_true(without < 1000, without)
   end)
 

@@ -1,17 +1,59 @@
 local H = require "spec.helper"
 
+-- A copy of what examples/openresty/run.sh needs, in a new directory of
+-- mode 'mode'; 'built' adds memprobe.core for LuaJIT. A private copy
+-- (700) is private all through, as a clone made under umask 077.
+local function checkout(mode, built)
+  local dir = H.tmpdir()
+  local files = "lua examples/openresty" .. (built and " build/jit/memprobe/core.so" or "")
+  assert(os.execute(("tar cf - %s | tar xf - -C '%s' && chmod %s '%s'"):format(
+    files, dir, mode, dir)))
+  if mode == "700" then assert(os.execute(("chmod -R go-rwx '%s'"):format(dir))) end
+  return dir
+end
+
 describe("examples/openresty", function()
-  it("serves /memz and /metrics from nginx with lua-nginx-module", function()
-    if not H.run("command -v nginx") then pending("nginx not installed") return end
-    math.randomseed(os.time())
+  local function runsh(top, port)
+    return H.run("sh " .. top .. "/examples/openresty/run.sh " .. port .. " 2>&1; echo rc=$?")
+      or ""
+  end
+  local function have_nginx()
+    if not H.run("command -v nginx") then return false end
+    return H.status("test -f /usr/lib/nginx/modules/ngx_http_lua_module.so") == 0
+  end
+
+  it("serves /memz and /metrics from two nginx workers, one console each", function()
+    if not have_nginx() then pending("nginx with lua-nginx-module not installed") return end
+    -- the clock's fraction too: runs started in the same second differ
+    math.randomseed(os.time() + math.floor(require("memprobe").clock() * 1e6) % 1e6)
     local port = math.random(20000, 29999)
-    local out = H.run("sh examples/openresty/run.sh " .. port .. " 2>&1; echo rc=$?")
-    if out:match("rc=77") then pending("lua-nginx-module not installed") return end
+    local out = runsh(".", port)
     assert.matches("rc=0", out, 1, true)
     assert.matches("== /memz\nsys used ", out, 1, true)
     assert.matches("Mem: ", out, 1, true)
+    -- ?cmd= is URL-decoded: 'json free' and 'slab 10' are commands
+    local free = H.json_decode(out:match("== /memz%?cmd=json%%20free\n([^\n]*)"))
+    assert.are.equal(require("memprobe").free().total, free.total)
+    local slab = out:match("== /memz%?cmd=slab%%2010\n([^\n]*)")
+    assert.is_nil(slab:find("unknown command", 1, true), slab)
+    -- the tracker init_worker installed is the console's
+    assert.matches("== /memz%?cmd=lua\ncollectgarbage%s+%S+\ntracked live ", out)
+    -- over one connection one worker answers both: the mark is kept
+    local w1, w2, diff = out:match("== mark, then diff\nX%-Memprobe%-Worker: (%d+)\n" ..
+      "marked: [%d:]+\nX%-Memprobe%-Worker: (%d+)\n([^\n]*)")
+    assert.are.equal(w1, w2, out)
+    assert.matches("^lua heap ", diff)
+    -- each worker's process and Lua series carry its label
     local metrics = out:match("== /metrics\n(.-)rc=0")
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"}', metrics, 1, true)
+    assert.matches('\nmemprobe_lua_heap_bytes{worker="[01]"} %d+\n', metrics)
+    assert.matches('\nmemprobe_process_rss_bytes{worker="[01]"} %d+\n', metrics)
+    for line in metrics:gmatch("[^\n]+") do
+      if line:match("^memprobe_process_") or line:match("^memprobe_lua_") then
+        assert.matches('worker="%d+"', line)
+      end
+    end
+    assert.matches("worker_processes 2;", H.slurp("examples/openresty/nginx.conf"), 1, true)
     if H.run("command -v promtool") then
       local path = os.tmpname()
       local f = assert(io.open(path, "wb"))
@@ -21,6 +63,26 @@ describe("examples/openresty", function()
       os.remove(path)
       assert.matches("rc=0", res, 1, true)
     end
+  end)
+
+  it("says 'build first' in a fresh clone", function()
+    if not have_nginx() then pending("nginx with lua-nginx-module not installed") return end
+    local dir = checkout("755", false)
+    local out = runsh(dir, math.random(20000, 29999))
+    H.rmdir(dir)
+    assert.matches("build first", out, 1, true)
+    assert.matches("rc=2\n$", out)
+    assert.is_nil(out:find("traceback", 1, true), out)
+    assert.is_nil(out:find("did not start", 1, true), out)
+  end)
+
+  it("runs from a checkout in a 0700 directory (workers run as nobody)", function()
+    if not have_nginx() then pending("nginx with lua-nginx-module not installed") return end
+    local dir = checkout("700", true)
+    local out = runsh(dir, math.random(20000, 29999))
+    H.rmdir(dir)
+    assert.matches("rc=0", out, 1, true)
+    assert.matches("== /memz\nsys used ", out, 1, true)
   end)
 end)
 
@@ -93,5 +155,42 @@ describe("examples/leak_probe.lua", function()
     out = example("leak_probe.lua --bogus")
     assert.matches("usage: leak_probe.lua", out, 1, true)
     assert.matches("exit 2\n$", out)
+    out = example("leak_probe.lua --help")
+    assert.matches("^usage: leak_probe.lua", out)
+    assert.matches("exit 0\n$", out)
+  end)
+
+  it("never says healthy when it could not check", function()
+    -- a mistyped option, or a bad value, is bad usage
+    for _, args in ipairs({ "--max-rs 100", "--samples 0", "--samples 1.5", "--interval x",
+                            "--max-rss", "--max-rss lots", "extra",
+                            "--min-available 99999999999999999999G", "--max-rss 1e300",
+                            "--samples 1 --samples 2" }) do
+      local out = example("leak_probe.lua --interval 0 " .. args)
+      assert.matches("exit 2\n$", out, 1, false)
+      assert.is_nil(out:find("traceback", 1, true), out)
+    end
+    -- sizes take units: 100M is 100 MiB
+    local fixture = "-e 'require(\"memprobe\").config(require(\"spec.helper\")" ..
+                    ".fixture(\"linux-6.18\"))' "
+    local out = H.lua(fixture .. "examples/leak_probe.lua --samples 1 --max-rss 100M")
+    assert.matches("^rss 1789952 ", out)
+    assert.matches("exit 0\n$", out)
+    out = H.lua(fixture .. "examples/leak_probe.lua --samples 1 --max-rss 1.5M")
+    assert.matches("FAIL rss 1789952 > 1572864", out, 1, true)
+    assert.matches("exit 1\n$", out)
+    -- a source that cannot be read: exit 3, as documented
+    local dir = H.tmpdir{ ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
+                          ["proc/self/statm"] = "765 437 408 5 0 123 0\n" }
+    local tree = "-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' "
+    out = H.lua(tree .. "examples/leak_probe.lua --samples 1")
+    assert.matches("exit 0\n$", out)
+    out = H.lua(tree .. "examples/leak_probe.lua --samples 1 --max-slab-growth 1M")
+    assert.matches(dir .. "/proc/slabinfo", out, 1, true)
+    assert.matches("exit 3\n$", out)
+    H.rmdir(dir)
+    out = H.lua("-e 'require(\"memprobe\").config{proc=\"/nonexistent\"}' " ..
+                "examples/leak_probe.lua --samples 1")
+    assert.matches("exit 3\n$", out)
   end)
 end)

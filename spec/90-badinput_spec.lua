@@ -208,7 +208,7 @@ describe("memprobe on malformed /proc trees", function()
         names[#names + 1] = name
       end
     end
-    local lua = jit and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
+    local lua = H.interpreter()
     local script = ([[
       package.path = %q; package.cpath = %q
       local m = require "memprobe"

@@ -46,11 +46,18 @@ function H.run(cmd)
   return out ~= "" and out or nil
 end
 
---- The interpreter running the specs, as a command name.
-function H.interp()
-  local pre = H.asan and "env LD_PRELOAD=" .. H.asan .. " " or ""
-  if jit then return pre .. "luajit" end
-  return pre .. "lua" .. _VERSION:match("%d+%.%d+")
+--- The runtime running the specs: "5.1" ... "5.5", or "jit" (the name
+-- of its build/ directory).
+H.rt = jit and "jit" or _VERSION:match("%d+%.%d+")
+
+--- True on PUC Lua `v` ("5.4") or newer; LuaJIT counts as 5.1. The one
+-- version gate of the specs: newer versions get the newer behaviour.
+function H.since(v)
+  local function num(s)
+    local major, minor = s:match("(%d+)%.(%d+)")
+    return tonumber(major) * 100 + tonumber(minor)
+  end
+  return num(_VERSION) >= num(v)
 end
 
 --- Exit status of a shell command (its output is discarded).

@@ -17,7 +17,7 @@ local pages = {
   memprobe = slurp(dir .. "/modules/memprobe.html"),
 }
 local submodules = { "format", "console", "export", "json", "report", "diff",
-                     "watch", "heap", "requires", "settle" }
+                     "watch", "heap", "requires", "settle", "options" }
 for _, m in ipairs(submodules) do
   pages["memprobe." .. m] = slurp(dir .. "/modules/memprobe." .. m .. ".html")
 end

@@ -1,11 +1,13 @@
 --- An admin console for games and servers: `console:run(line)` takes what
 -- an operator typed (`mem slab 10`, `slab 10`, `json free` ...) and returns
--- text to print, at most 80 columns wide. It never raises on bad input:
--- unknown commands and garbage get a hint.
+-- one string to print, at most 80 columns wide. It never raises, whatever
+-- the input: unknown commands and garbage get a hint, failures one short
+-- line. `console:data(line)` gives the figures behind the text to scripts.
 -- @module memprobe.console
 
 local format = require "memprobe.format"
 local json = require "memprobe.json"
+local check = require("memprobe.options").check
 
 local M = {}
 local Console = {}
@@ -13,33 +15,68 @@ Console.__index = Console
 
 local size = format.size
 
---- Parses a size like `512M`, `1.5G`, `64k` or `1048576` into bytes.
+local MAX_WORDS = 16       -- a command line is a few words; more is garbage
+local MIN_HEADROOM = 2^20  -- a limit leaves at least this much above live
+
+local multipliers = { [""] = 1, b = 1, k = 2^10, m = 2^20, g = 2^30, t = 2^40 }
+
+--- Parses a size like `512M`, `1.5G`, `64k`, `100B` or `1048576` into bytes.
 -- @tparam string s
 -- @treturn ?integer bytes, or nil when s is not a size
 function M.parse_size(s)
-  local num, unit = tostring(s):match("^%s*(%d+%.?%d*)%s*([kKmMgGtT]?)[iI]?[bB]?%s*$")
+  local num, unit = tostring(s):match("^%s*(%d+%.?%d*)%s*([kKmMgGtTbB]?)[iI]?[bB]?%s*$")
   if not num then return nil end
-  local mult = ({ [""] = 1, k = 2^10, m = 2^20, g = 2^30, t = 2^40 })[unit:lower()]
-  return math.floor(tonumber(num) * mult)
+  return math.floor(tonumber(num) * multipliers[unit:lower()])
 end
 
-local commands, help = {}, {}
+local commands, help, most = {}, {}, {}
 
-local function def(name, usage, fn)
+-- A command: its name, its help line, and (when given) the most words it
+-- takes after its name; more are refused with its usage.
+local function def(name, usage, fn, max_words)
   commands[name] = fn
   help[#help + 1] = { name, usage }
+  most[name] = max_words
 end
 
+-- A word typed by the operator, as a reply quotes it: control bytes shown
+-- as '?', at most n bytes, never half a UTF-8 character.
+local function shown(word, n)
+  local s = tostring(word):gsub("%c", "?")
+  if #s > n then s = s:sub(1, n):gsub("[\192-\255][\128-\191]*$", "") end
+  return s
+end
+
+-- Stops a command with a message for the operator ("cannot: ...").
 local function need(r, err)
   if r == nil then error({ hint = err }, 0) end
   return r
+end
+
+-- A count argument: nil when absent, the default; a hint when malformed.
+-- Digits only: '0x10' and '1e3' are not what an operator means by a count.
+local function count(s, default, what, max)
+  if s == nil then return default end
+  max = max or 1e6
+  local n = s:match("^[1-9]%d?%d?%d?%d?%d?%d?$") and tonumber(s)
+  if not n or n > max then
+    error({ hint = ("%s must be a whole number from 1 to %d, got '%s'"):format(
+      what or "N", max, shown(s, 20)) }, 0)
+  end
+  return n
+end
+
+-- The tracker the console works with: its own ('track on'), else the one
+-- the host installed (memprobe.track() in init_worker, say).
+local function tracker(self)
+  return self.tracker or (self.mp.tracker and self.mp.tracker()) or nil
 end
 
 def("help", "this list", function()
   local rows = {}
   for _, h in ipairs(help) do rows[#rows + 1] = { h[1], h[2] } end
   return "commands (a leading 'mem' is optional):\n" .. format.columns(nil, rows)
-end)
+end, 0)
 
 def("mem", "summary: system, process, Lua heap", function(self)
   local mp = self.mp
@@ -47,50 +84,77 @@ def("mem", "summary: system, process, Lua heap", function(self)
   local rss = mp.rss and mp.rss()
   local lua = math.floor(collectgarbage("count") * 1024)
   local data = { used = f.used, available = f.available, total = f.total,
-                 rss = rss, lua = lua }
+                 rss = rss, gc = lua }
   local text = string.format("sys used %s of %s (%s available)  rss %s  lua %s",
     size(f.used), size(f.total), size(f.available), size(rss), size(lua))
   return text, data
-end)
+end, 0)
 
-def("sys", "memory as free -h shows it (also: free)", function(self)
+def("sys", "memory as free -h shows it (also: free)", function(self, h)
+  -- 'free -h' is what the hand types: it is what this shows
+  if h ~= nil and h ~= "-h" then error({ hint = "sys (or free) takes no words" }, 0) end
   local f = need(self.mp.free())
   return format.free(f, true), f
-end)
-commands.free = commands.sys
+end, 1)
+commands.free, most.free = commands.sys, most.sys
 
-def("slab", "[N] [sort a|b|c|l|v|n|o|p|s|u]: largest slab caches", function(self, n, sort)
-  local top = tonumber(n) or 10
-  if sort == nil and n and not tonumber(n) then sort = n end
-  local s = need(self.mp.slabinfo{ top = top, sort = sort or "c" })
-  return format.slabinfo(s), s
+local slab_keys = "a b c l v n o p s u"
+local slab_sort = {}
+for k in slab_keys:gmatch("%a") do slab_sort[k] = true end
+
+def("slab", "[N] [[sort] " .. slab_keys:gsub(" ", "|") .. "]: largest slab caches",
+  function(self, ...)
+    local n, sort, said_sort
+    local function bad(a)
+      error({ hint = "slab [N] [sort KEY], KEY one of " .. slab_keys ..
+                     (a and "; got '" .. shown(a, 20) .. "'" or "") }, 0)
+    end
+    for _, a in ipairs({ ... }) do
+      if a == "sort" and not said_sort and not sort then said_sort = true
+      elseif a:match("^%d") and not n then n = count(a, 10)
+      elseif slab_sort[a] and not sort then sort = a
+      else bad(a) end
+    end
+    if said_sort and not sort then bad() end
+    local s = need(self.mp.slabinfo{ top = n or 10, sort = sort or "c" })
+    return format.slabinfo(s), s
+  end)
+
+local vmalloc_by = { caller = true, module = true, kind = true }
+
+def("vmalloc", "[N] [caller|module|kind]: vmalloc use summed", function(self, ...)
+  local n, by
+  for _, a in ipairs({ ... }) do
+    if a:match("^%d") and not n then n = count(a, 10)
+    elseif vmalloc_by[a] and not by then by = a
+    else error({ hint = "vmalloc [N] [caller|module|kind]; got '" .. shown(a, 20) .. "'" }, 0) end
+  end
+  local v = need(self.mp.vmallocinfo{ top = n or 10 })
+  json.map(v.by_kind)  -- a map: {} when empty, as when not
+  return format.vmalloc(v, by or "caller"), v
 end)
 
-def("vmalloc", "[N]: vmalloc use by caller", function(self, n)
-  local v = need(self.mp.vmallocinfo{ top = tonumber(n) or 10 })
-  return format.vmalloc(v, "caller"), v
-end)
-
-def("proc", "this process: rss, pss, uss, C heap", function(self)
-  local mp = self.mp
-  local p = need(mp.process())
-  local sm = mp.smaps() or {}
-  local mi = mp.mallinfo and mp.mallinfo() or {}
-  local data = { rss = p.VmRSS, hwm = p.VmHWM, vsize = p.VmSize,
-                 pss = sm.pss, uss = sm.uss, swap = sm.swap,
-                 c_heap = mi.uordblks and (mi.uordblks + (mi.hblkhd or 0)) }
-  return format.columns(nil, {
-    { "rss", size(data.rss) }, { "peak rss", size(data.hwm) },
-    { "virtual", size(data.vsize) }, { "pss", size(data.pss) },
-    { "uss", size(data.uss) }, { "swap", size(data.swap) },
-    { "C heap in use", size(data.c_heap) },
-  }), data
-end)
+def("proc", "[PID]: a process (default this one): rss, pss, uss, C heap",
+  function(self, pid)
+    local mp = self.mp
+    pid = pid and count(pid, nil, "PID", 2^22 - 1)
+    local p = need(mp.process(pid))
+    local sm = mp.smaps(pid) or {}
+    local mi = not pid and mp.mallinfo and mp.mallinfo() or {}
+    local data = format.process(p, sm)
+    data.c_heap = mi.uordblks and (mi.uordblks + (mi.hblkhd or 0))
+    return format.columns(nil, {
+      { "pid", data.pid }, { "rss", size(data.rss) },
+      { "peak rss", size(data.peak_rss) }, { "virtual", size(data.virtual) },
+      { "pss", size(data.pss) }, { "uss", size(data.uss) },
+      { "swap", size(data.swap) }, { "C heap in use", size(data.c_heap) },
+    }), data
+  end, 1)
 
 def("lua", "Lua heap: GC count and tracker figures", function(self)
   local data = { gc = math.floor(collectgarbage("count") * 1024) }
   local rows = { { "collectgarbage", size(data.gc) } }
-  local t = self.tracker
+  local t = tracker(self)
   if t then
     local s = t:stats()
     data.tracker = s
@@ -98,17 +162,19 @@ def("lua", "Lua heap: GC count and tracker figures", function(self)
     rows[#rows + 1] = { "tracked peak", size(s.peak) }
     rows[#rows + 1] = { "allocs / frees", s.allocs .. " / " .. s.frees }
     rows[#rows + 1] = { "refused", s.failed }
+    rows[#rows + 1] = { "limit", s.limit and size(s.limit) or "none" }
   else
     rows[#rows + 1] = { "tracker", "off ('track on' to start)" }
   end
   return format.columns(nil, rows), data
-end)
+end, 0)
 
 def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
+  n = count(n, 15)
   local rows = need(self.mp.modules())
   table.sort(rows, function(a, b) return (a.exclusive or 0) > (b.exclusive or 0) end)
   local cells = {}
-  for i = 1, math.min(#rows, tonumber(n) or 15) do
+  for i = 1, math.min(#rows, n) do
     local r = rows[i]
     cells[#cells + 1] = { r.name, size(r.exclusive), size(r.shared), r.objects }
   end
@@ -120,35 +186,60 @@ def("heap", "census of the Lua heap by type", function(self)
   local cells = {}
   for t, v in pairs(h.by_type) do cells[#cells + 1] = { t, v.count, size(v.bytes) } end
   table.sort(cells, function(a, b) return a[2] > b[2] end)
+  -- code the host shares between states is not this heap's: a row apart
+  local code = h.shared_code
+  if code and code.count > 0 then
+    cells[#cells + 1] = { "(shared code)", code.count, size(code.bytes) }
+  end
   return format.columns({ "type", "count", "bytes" }, cells), h
 end)
 
--- What the mark/diff pair compares; each source may be unreadable.
+-- The Lua heap's live bytes, after collections: garbage is no growth.
+local function live()
+  require("memprobe.settle").settle()
+  return math.floor(collectgarbage("count") * 1024)
+end
+
+-- What the mark/diff pair compares besides the Lua heap; each source may
+-- be unreadable.
 local function observe(mp)
   local o = {}
   o.slab = mp.slabinfo and mp.slabinfo() or nil
   if mp.modules then
     o.modules = {}
-    for _, r in ipairs(mp.modules() or {}) do o.modules[r.name] = r.exclusive end
+    for _, r in ipairs(mp.modules() or {}) do
+      -- the stack holds the console's own call, the mark included
+      if r.name ~= "(stack)" then o.modules[r.name] = r.exclusive end
+    end
   end
-  -- live bytes, read last and after a collection: garbage (the heap walk's
-  -- results, or whatever the collector had not reached yet) is no growth
-  collectgarbage("collect")
-  o.lua = math.floor(collectgarbage("count") * 1024)
   return o
 end
 
 def("mark", "remember the present, for 'diff'", function(self)
-  self.marked = observe(self.mp)
-  return "marked: " .. os.date("%H:%M:%S"), { ok = true }
+  -- the first observation loads what the walk needs (memprobe.heap, its
+  -- size model, memprobe.diff) and is thrown away: none of that is the
+  -- host's growth
+  local warm = observe(self.mp)
+  if warm.slab then self.mp.diff(warm.slab, warm.slab) end
+  warm = nil  -- luacheck: ignore 311 (not counted in the mark)
+  local text, data = "marked: " .. os.date("%H:%M:%S"), { ok = true }
+  local marked = observe(self.mp)
+  self.marked = marked
+  -- counted with the mark itself held, as 'diff' will count it; a mark
+  -- without its count (memory ran out) is no mark
+  self.marked = nil
+  marked.lua = live()
+  self.marked = marked
+  return text, data
 end)
 
 def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
   local old = self.marked
-  if not old then return "no mark yet: type 'mark' first", {} end
+  if not old then return "no mark yet: type 'mark' first", nil end
+  local grew = live() - old.lua  -- before this diff makes anything
   local now = observe(self.mp)
-  local lines = { "lua heap " .. size(now.lua - old.lua) }
-  local data = { lua = now.lua - old.lua }
+  local lines = { "lua heap " .. size(grew) }
+  local data = { lua = grew }
   if old.slab and now.slab then
     data.slab = self.mp.diff(old.slab, now.slab)
     for i = 1, math.min(5, #data.slab.grew) do
@@ -176,31 +267,55 @@ def("gc", "full collection; shows what it freed", function()
   collectgarbage("collect")
   local freed = math.floor((before - collectgarbage("count")) * 1024)
   return "collected: freed " .. size(freed), { freed = freed }
-end)
+end, 0)
 
 def("track", "on|off: the allocator tracker", function(self, what)
+  local t = tracker(self)
   if what == "on" then
+    if t then return "tracking (already on): live " .. size(t:stats().live), { on = true } end
     self.tracker = self.mp.track()
     return "tracking: live " .. size(self.tracker:stats().live), { on = true }
   elseif what == "off" then
-    if self.tracker then self.tracker:untrack() end
+    if t and not self.tracker then
+      return "the host installed this tracker: not stopped", { on = true }
+    end
+    if t then t:untrack() end
     self.tracker = nil
     return "tracking off", { on = false }
   end
   return "usage: track on|off", nil
-end)
+end, 1)
 
-def("limit", "<size like 512M>|off: cap the Lua heap", function(self, what)
-  if not self.tracker then return "the limit needs the tracker: 'track on' first", nil end
+-- The least limit the console accepts: live bytes plus half again, and at
+-- least MIN_HEADROOM more. Below it the collector cannot keep up (Lua 5.1
+-- and LuaJIT have no emergency collection) and the host dies.
+local function least_limit(live_bytes)
+  return live_bytes + math.max(MIN_HEADROOM, math.floor(live_bytes / 2))
+end
+
+def("limit", "<size: 512M, 2G ...>|off: cap the Lua heap", function(self, what)
+  local t = tracker(self)
+  if not t then return "the limit needs the tracker: 'track on' first", nil end
   if what == "off" then
-    self.tracker:limit(nil)
+    t:limit(nil)
     return "limit off", { limit = false }
+  end
+  if what and what:match("^%d+%.?%d*$") then
+    return ("a limit needs a unit: %sM, %sK or %sB"):format(what, what, what):sub(1, 79), nil
   end
   local bytes = M.parse_size(what or "")
   if not bytes then return "usage: limit <size like 512M>|off", nil end
-  self.tracker:limit(bytes)
-  return "limit " .. size(bytes), { limit = bytes }
-end)
+  if bytes >= 2^53 then return "refused: " .. shown(what, 20) .. " is more than any heap", nil end
+  local floor = least_limit(live())
+  if bytes < floor then
+    return ("refused: %s is below live plus headroom; at least %s"):format(
+      size(bytes), size(floor)), nil
+  end
+  -- reply first: once the cap is on, nothing more is made here
+  local text, data = "limit " .. size(bytes), { limit = bytes }
+  t:limit(bytes)
+  return text, data
+end, 1)
 
 def("watch", "take a sample; rank growth once there are 3", function(self)
   if not self.watcher then
@@ -209,7 +324,7 @@ def("watch", "take a sample; rank growth once there are 3", function(self)
   self.watcher:sample()
   local r = self.watcher:report()
   return format.watch(r, 10), r
-end)
+end, 0)
 
 def("drop", "<1|2|3>: drop caches (if the host allows it)", function(self, level)
   if not self.allow_drop_caches then
@@ -220,7 +335,7 @@ def("drop", "<1|2|3>: drop caches (if the host allows it)", function(self, level
   local ok, r = self.mp.drop_caches(n)
   if not ok then error({ hint = r }, 0) end
   return "dropped: freed " .. size(r.freed), r
-end)
+end, 1)
 
 def("json", "<command>: the command's figures as JSON", function(self, ...)
   local args = { ... }
@@ -228,52 +343,120 @@ def("json", "<command>: the command's figures as JSON", function(self, ...)
   if name == nil or name == "json" or not commands[name] then
     return "usage: json <command>", nil
   end
-  local _, data = self:call(name, args)
-  if data == nil then return "no figures for '" .. name .. "'", nil end
+  local text, data = self:call(name, args)
+  if data == nil then return text, nil end
   local s, err = json.encode(data)
   return s or err, data
 end)
 
+-- "usage: NAME ARGS", ARGS from the help line: what comes before its
+-- first ': ' outside brackets ('limit <size: 512M ...>|off: ...').
+local function usage(name)
+  local line = ""
+  for _, h in ipairs(help) do if h[1] == name then line = h[2] end end
+  local depth = 0
+  for i = 1, #line do
+    local c = line:sub(i, i)
+    if c == "[" or c == "<" then depth = depth + 1
+    elseif c == "]" or c == ">" then depth = depth - 1
+    elseif c == ":" and depth == 0 then return "usage: " .. name .. " " .. line:sub(1, i - 1) end
+  end
+  return "usage: " .. name
+end
+
+-- One short line for the operator: no install paths, no traceback.
+local function oneline(e)
+  local msg = type(e) == "table" and tostring(e.hint) or tostring(e)
+  -- "error loading module 'memprobe.heap' from file '/usr/...': not
+  -- enough memory" and the like
+  if msg:find("not enough memory", 1, true) then return "failed: not enough memory" end
+  msg = msg:match("^[^\n]*")
+  -- "/usr/.../console.lua:65: bad argument ..." and nested prefixes
+  local prev
+  repeat prev = msg; msg = msg:gsub("^[^%s:]+:%d+: ", "") until msg == prev
+  msg = msg:gsub("^bad argument #%d+ to '([^']*)' %((.*)%)$", "%1: %2")
+  local s = (type(e) == "table" and "cannot: " or "failed: ") .. msg
+  return #s > 79 and s:sub(1, 78) .. "~" or s
+end
+
+-- Runs a command by name; errors come back as one short line, never raise.
+function Console:call(name, args)
+  if #args > MAX_WORDS then return "too many words: a command takes a few", nil end
+  if most[name] and #args > most[name] then return usage(name), nil end
+  local ok, text, data = pcall(commands[name], self, (table.unpack or unpack)(args))
+  if ok then return text, data end
+  return oneline(text), nil
+end
+
+-- Words of a line, without a leading 'mem'; nil when there are more
+-- than MAX_WORDS.
 local function words(line)
   local w = {}
-  for word in tostring(line):gmatch("%S+") do w[#w + 1] = word end
+  if type(line) ~= "string" and type(line) ~= "number" then line = "" end
+  for word in tostring(line):gmatch("%S+") do
+    if #w == MAX_WORDS then return nil end
+    w[#w + 1] = word
+  end
   if w[1] == "mem" and #w > 1 then table.remove(w, 1) end
   return w
 end
 
--- Runs a command by name; errors become hints, never escape.
-function Console:call(name, args)
-  local ok, text, data = pcall(commands[name], self, (table.unpack or unpack)(args))
-  if ok then return text, data end
-  if type(text) == "table" and text.hint then
-    return "cannot: " .. tostring(text.hint), nil
+-- text, data for a line; may raise only when memory runs out.
+local function answer(self, line)
+  local w = words(line)
+  if w == nil then return "too many words: a command takes a few", nil end
+  local name = table.remove(w, 1)
+  if name == nil then return "type 'help' for the commands", nil end
+  if not commands[name] then
+    return "unknown command '" .. shown(name, 40) .. "': type 'help'", nil
   end
-  return "failed: " .. tostring(text), nil
+  return self:call(name, w)
 end
 
 --- Runs one line typed by an operator.
 -- @tparam string line e.g. `"mem slab 10"` or `"slab 10"`
--- @treturn string text to print (never raises)
--- @treturn ?table the figures behind the text, for scripts
-function Console:run(line)
-  local w = words(line)
-  local name = table.remove(w, 1)
-  if name == nil then return "type 'help' for the commands", nil end
-  if not commands[name] then
-    return "unknown command '" .. name:sub(1, 40) .. "': type 'help'", nil
+-- @treturn string text to print: exactly one value, and it never raises,
+-- so `return console:run(line)` hands a reply function a string
+-- 'limit off' first and without making anything (find with no captures
+-- allocates nothing): it is how an operator gets out of a heap that sits
+-- at its cap. True when it was that and the limit is off.
+local function limit_off(self, line)
+  if type(line) ~= "string" or not (line:find("^%s*limit%s+off%s*$")
+     or line:find("^%s*mem%s+limit%s+off%s*$")) then
+    return false
   end
-  return self:call(name, w)
+  local t = tracker(self)
+  if t then t:limit(nil) end
+  return t ~= nil
+end
+
+function Console:run(line)
+  if limit_off(self, line) then return "limit off" end
+  local ok, text = pcall(answer, self, line)
+  if ok and type(text) == "string" then return text end
+  local ok2, msg = pcall(oneline, text)
+  return ok2 and msg or "failed: not enough memory"
+end
+
+--- The figures behind a command's text, for scripts.
+-- @tparam string line as for `run`
+-- @treturn ?table the figures, or nil and the text (a hint or an error)
+local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the cap
+
+function Console:data(line)
+  if limit_off(self, line) then return LIMIT_OFF end
+  local ok, text, data = pcall(answer, self, line)
+  if not ok then return nil, "failed: not enough memory" end
+  if data == nil then return nil, text end
+  return data
 end
 
 --- Creates a console.
 -- @tparam[opt] table opts `allow_drop_caches` (default false): whether
 -- `drop` may write /proc/sys/vm/drop_caches
--- @treturn table a console with `run(line)`
+-- @treturn table a console with `run(line)` and `data(line)`
 function M.new(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  opts = check("new", opts, { allow_drop_caches = "boolean" }, 1, 3)
   return setmetatable({
     mp = require "memprobe",
     allow_drop_caches = opts.allow_drop_caches == true,

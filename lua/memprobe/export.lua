@@ -3,7 +3,13 @@
 -- tables ready for JSON.
 -- @module memprobe.export
 
+local check = require("memprobe.options").check
+
 local M = {}
+
+-- The options of collect and prometheus.
+local spec = { slab = "boolean", vmalloc = "boolean", modules = "boolean",
+               top = "count", labels = "table", pid = "count", process = "boolean" }
 
 -- meminfo keys that are counts, not sizes.
 local counts = { HugePages_Total = true, HugePages_Free = true,
@@ -45,14 +51,16 @@ end
 --- Collects the figures as plain tables, ready for a JSON encoder.
 -- @tparam[opt] table opts `slab` (default true), `vmalloc` (default true),
 -- `modules` (default false: walks the Lua heap), `top` (rows per list,
--- default 20)
+-- default 20), `labels` (label = value pairs for the series of this
+-- process and its Lua state, such as `{ worker = ngx.worker.id() }`: the
+-- workers of one server then make distinct series), `pid` (the process
+-- series describe that process; the Lua series, which are this state's,
+-- are left out), `process = false` (neither process nor Lua series: a
+-- command-line tool describing the machine)
 -- @treturn table `{ meminfo, free, slab, vmalloc, numa, process, cgroup, lua, modules }`;
 -- parts that could not be read are absent
 function M.collect(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'collect' (table expected, got " .. type(opts) .. ")", 2)
-  end
+  opts = check("collect", opts, spec, 1, 3)
   local mp = require "memprobe"
   local n = opts.top or 20
   local t = { meminfo = mp.meminfo(), free = mp.free() }
@@ -65,13 +73,18 @@ function M.collect(opts)
     t.vmalloc = v and v.by_caller and top(v.by_caller, "size", n)
   end
   t.numa = mp.numa and mp.numa() or nil
-  if mp.rss then
+  local own = opts.process ~= false and not opts.pid
+  if opts.pid then
+    local p = mp.process(opts.pid)
+    local sm = mp.smaps(opts.pid) or {}
+    t.process = p and { rss = p.VmRSS, pss = sm.pss, uss = sm.uss, swap = sm.swap }
+  elseif own and mp.rss then
     local sm = mp.smaps and mp.smaps() or {}
     t.process = { rss = mp.rss(), pss = sm.pss, uss = sm.uss, swap = sm.swap }
   end
   t.cgroup = mp.cgroup and mp.cgroup() or nil
-  t.lua = { gc = math.floor(collectgarbage("count") * 1024) }
-  if opts.modules and mp.modules then t.modules = mp.modules() end
+  t.lua = own and { gc = math.floor(collectgarbage("count") * 1024) } or nil
+  if opts.modules and own and mp.modules then t.modules = mp.modules() end
   return t
 end
 
@@ -81,6 +94,13 @@ end
 function M.prometheus(opts)
   local t = M.collect(opts)
   local out = {}
+  local labels = opts and opts.labels or {}
+  local function own(extra)  -- the labels of a series of this process
+    local l = {}
+    for k, v in pairs(labels) do l[k] = v end
+    for k, v in pairs(extra or {}) do l[k] = v end
+    return l
+  end
   if t.meminfo then
     local bytes, cnt = {}, {}
     for _, k in ipairs(sorted_keys(t.meminfo)) do
@@ -128,7 +148,7 @@ function M.prometheus(opts)
     for _, k in ipairs({ "rss", "pss", "uss", "swap" }) do
       if t.process[k] then
         family(out, "memprobe_process_" .. k .. "_bytes",
-               "This process's " .. k:upper() .. ".", { { {}, t.process[k] } })
+               "This process's " .. k:upper() .. ".", { { own(), t.process[k] } })
       end
     end
   end
@@ -140,11 +160,13 @@ function M.prometheus(opts)
     family(out, "memprobe_cgroup_limit_bytes", "Own cgroup's effective limit.",
            lim and { { {}, lim } } or {})
   end
-  family(out, "memprobe_lua_heap_bytes", "Lua heap (collectgarbage count).",
-         { { {}, t.lua.gc } })
+  if t.lua then
+    family(out, "memprobe_lua_heap_bytes", "Lua heap (collectgarbage count).",
+           { { own(), t.lua.gc } })
+  end
   if t.modules then
     local s = {}
-    for _, r in ipairs(t.modules) do s[#s + 1] = { { module = r.name }, r.exclusive or 0 } end
+    for _, r in ipairs(t.modules) do s[#s + 1] = { own{ module = r.name }, r.exclusive or 0 } end
     family(out, "memprobe_module_bytes", "Live bytes held only by a module.", s)
   end
   return table.concat(out, "\n") .. "\n"

@@ -1,5 +1,6 @@
 --- Turning memprobe's tables into text for people: sizes, aligned columns.
--- Everything here returns strings; nothing prints.
+-- Everything here returns strings (but `process`, which names a process's
+-- figures for the CLI and the console alike); nothing prints.
 -- @module memprobe.format
 
 local M = {}
@@ -18,7 +19,9 @@ function M.size(n)
   end
   local s
   if i == 1 then
-    s = string.format("%dB", v)
+    -- bytes may be a fraction (a rate of 0.4 B/min is a slow leak, not 0)
+    s = v == math.floor(v) and string.format("%d", v) .. "B"
+      or string.format("%.1fB", v)
   elseif v >= 100 then
     s = string.format("%.0f%s", v, units[i])
   else
@@ -66,20 +69,80 @@ function M.columns(header, rows)
   return table.concat(lines, "\n")
 end
 
---- The table `free` prints, from a `memprobe.free()` result.
+-- free's unit flags: bytes per unit, binary (-k -m -g) or decimal (--si).
+local free_units = { b = 1, k = 2^10, m = 2^20, g = 2^30, t = 2^40, p = 2^50 }
+local free_si = { b = 1, k = 1e3, m = 1e6, g = 1e9, t = 1e12, p = 1e15 }
+
+-- procps' -h: the first unit, from bytes up, in which the figure fits in
+-- 4 characters ("9.1M", "25G") or, binary, 5 ("8.6Mi", "23Gi"): one
+-- decimal (rounded) when it fits, else the whole part (truncated, as
+-- procps does: 23.9GiB is "23Gi").
+local function free_human(n, si)
+  if n == nil then return "-" end
+  local sign = n < 0 and "-" or ""
+  local bytes = math.floor(math.abs(n))
+  local text = ("%d"):format(bytes) .. "B"
+  if #text <= 4 then return sign .. text end
+  local base, width = si and 1000 or 1024, si and 4 or 5
+  for i, letter in ipairs({ "K", "M", "G", "T", "P" }) do
+    local unit = letter .. (si and "" or "i")
+    local v = bytes / base ^ i
+    text = ("%.1f"):format(v) .. unit
+    if #text <= width then return sign .. text end
+    text = ("%d"):format(math.floor(v)) .. unit
+    if #text <= width then return sign .. text end
+  end
+  return sign .. text
+end
+
+--- The table `free` prints, from a `memprobe.free()` result, as procps
+-- free(1) does: KiB by default.
 -- @tparam table f result of `memprobe.free()`
--- @tparam[opt] boolean human sizes for people instead of bytes
+-- @param[opt] how `true` (or `{ unit = "h" }`) for sizes for people, else a
+-- table `{ unit = "b"|"k"|"m"|"g"|"t"|"p"|"h", si = boolean, wide =
+-- boolean, total = boolean }` (`wide`: buffers and cache in two columns,
+-- as `free -w`; `total`: a Total line, RAM plus swap, as `free -t`)
 -- @treturn string
-function M.free(f, human)
-  local fmt = human and M.size or function(n) return n == nil and "-" or
-    string.format("%d", n) end
-  local rows = {
-    { "Mem:", fmt(f.total), fmt(f.used), fmt(f.free), fmt(f.shared),
-      fmt(f.buff_cache), fmt(f.available) },
-    { "Swap:", fmt(f.swap_total), fmt(f.swap_used), fmt(f.swap_free) },
-  }
-  return M.columns({ "", "total", "used", "free", "shared", "buff/cache",
-                     "available" }, rows)
+function M.free(f, how)
+  if how == true then how = { unit = "h" } end
+  how = type(how) == "table" and how or {}
+  local unit = how.unit or "k"
+  local fmt
+  if unit == "h" then
+    fmt = function(n) return free_human(n, how.si) end
+  else
+    local div = (how.si and free_si or free_units)[unit]
+    fmt = function(n) return n == nil and "-" or ("%d"):format(math.floor(n / div)) end
+  end
+  local header = { "", "total", "used", "free", "shared", "buff/cache", "available" }
+  local mem = { "Mem:", fmt(f.total), fmt(f.used), fmt(f.free), fmt(f.shared),
+                fmt(f.buff_cache), fmt(f.available) }
+  if how.wide then
+    header = { "", "total", "used", "free", "shared", "buffers", "cache", "available" }
+    mem = { "Mem:", fmt(f.total), fmt(f.used), fmt(f.free), fmt(f.shared),
+            fmt(f.buffers), fmt(f.cache), fmt(f.available) }
+  end
+  local rows = { mem, { "Swap:", fmt(f.swap_total), fmt(f.swap_used), fmt(f.swap_free) } }
+  if how.total then
+    local function sum(a, b) return a and b and a + b end
+    rows[3] = { "Total:", fmt(sum(f.total, f.swap_total)), fmt(sum(f.used, f.swap_used)),
+                fmt(sum(f.free, f.swap_free)) }
+  end
+  return M.columns(header, rows)
+end
+
+--- One process's figures in memprobe's vocabulary (see docs/console.md),
+-- from `memprobe.process()` and `memprobe.smaps()` results: `pid name rss
+-- peak_rss virtual swap pss uss anon file shmem`. The CLI and the console
+-- both print these names.
+-- @tparam table p result of `memprobe.process(pid)`
+-- @tparam[opt] table sm result of `memprobe.smaps(pid)`
+-- @treturn table
+function M.process(p, sm)
+  sm = sm or {}
+  return { pid = p.Pid, name = p.Name, rss = p.VmRSS, peak_rss = p.VmHWM,
+           virtual = p.VmSize, swap = p.VmSwap or sm.swap, pss = sm.pss,
+           uss = sm.uss, anon = p.RssAnon, file = p.RssFile, shmem = p.RssShmem }
 end
 
 local function pct(x)
@@ -102,7 +165,10 @@ function M.report(r)
     if #out > 0 then add("") end
     add("== ", title)
     if t.error then add("  (", t.error, ")") return false end
-    if t.skipped then add("  (skipped)") return false end
+    if t.skipped then
+      add("  (", type(t.skipped) == "string" and t.skipped or "skipped", ")")
+      return false
+    end
     for _, x in ipairs(rows) do
       if x[2] ~= nil then row(x[1], type(x[2]) == "number" and size(x[2]) or x[2]) end
     end
@@ -121,13 +187,13 @@ function M.report(r)
     { "used, not explained by the above", k.unexplained },
   })
   local c = r.cgroup
-  level(c.error and "cgroup" or ("cgroup v" .. tostring(c.version) .. " " ..
+  level((c.error or c.skipped) and "cgroup" or ("cgroup v" .. tostring(c.version) .. " " ..
         tostring(c.path)), c, {
     { "usage", c.usage }, { "working set", c.working_set },
     { "limit", c.limit or "unlimited" }, { "headroom", c.headroom },
   })
   local p = r.process
-  level("process", p, {
+  level(p.pid and "process " .. p.pid or "process", p, {
     { "rss", p.rss }, { "pss", p.pss }, { "uss", p.uss }, { "swap", p.swap },
     { "share of kernel used", p.share_of_used and pct(p.share_of_used) },
   })

@@ -12,8 +12,10 @@ local requires = require "memprobe.requires"
 
 local M = {}
 
+-- The heap walk's heap_* functions are memprobe.heap's internals: the
+-- public API is heap(), modules(), snapshot(), path() and calibrate().
 for name, fn in pairs(core) do
-  M[name] = fn
+  if not name:match("^heap_") then M[name] = fn end
 end
 
 --- What grew and shrank between two meminfo(), slabinfo() or
@@ -36,37 +38,58 @@ M.account_requires = requires.account_requires
 M.requires = requires.requires
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
 local function heap() return require "memprobe.heap" end
+local check = require("memprobe.options").check
 
--- Options are a table or absent: anything else is misuse, named.
-local function checkopts(fname, opts, argn)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)")
-      :format(argn or 1, fname, type(opts)), 3)
-  end
+-- The options each heap function knows (one list per function).
+local walk = { model = "table", live = "function", max_objects = "count",
+               max_ms = "number", max_units = "count", fail_after = "count" }
+local function with(extra)
+  local t = {}
+  for k, v in pairs(walk) do t[k] = v end
+  for k, v in pairs(extra) do t[k] = v end
+  return t
 end
+local spec = {
+  heap = with{ top = "count" },
+  modules = with{},
+  snapshot = with{},
+  path = with{ max = "count" },
+  calibrate = { live = "function" },
+  report = { modules = "boolean", pid = "count" },
+}
 
 --- Census of the Lua heap: by type, userdata by `__name`, functions by
 -- prototype, the largest containers with their paths; see `memprobe.heap`.
 -- @function heap
-M.heap = function(opts) checkopts("heap", opts) return heap().heap(opts) end
+M.heap = function(opts)
+  return heap().heap(check("heap", opts, spec.heap))
+end
 
 --- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
 -- objects, by_type, load }`; see `memprobe.heap`.
 -- @function modules
-M.modules = function(opts) checkopts("modules", opts) return heap().modules(opts) end
+M.modules = function(opts)
+  return heap().modules(check("modules", opts, spec.modules))
+end
 
 --- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
 -- `snap:diff(older)` names what was added; see `memprobe.heap`.
 -- @function snapshot
-M.snapshot = function(opts) checkopts("snapshot", opts) return heap().snapshot(opts) end
+M.snapshot = function(opts)
+  return heap().snapshot(check("snapshot", opts, spec.snapshot))
+end
 
 --- The shortest readable reference paths to an object; see `memprobe.heap`.
 -- @function path
-M.path = function(obj, opts) checkopts("path", opts, 2) return heap().path(obj, opts) end
+M.path = function(obj, opts)
+  return heap().path(obj, check("path", opts, spec.path, 2))
+end
 
 --- Measures the size model of the running VM; see `memprobe.heap`.
 -- @function calibrate
-M.calibrate = function(opts) checkopts("calibrate", opts) return heap().calibrate(opts) end
+M.calibrate = function(opts)
+  return heap().calibrate(check("calibrate", opts, spec.calibrate))
+end
 
 --- Version of the C core and of this layer (one string, from memprobe.h).
 M._VERSION = core._VERSION
@@ -78,7 +101,16 @@ M._VERSION = core._VERSION
 -- @tparam[opt] table opts `modules = true` adds the per-module level
 -- @treturn table
 function M.report(opts)
-  return require("memprobe.report").build(M, opts)
+  return require("memprobe.report").build(M, check("report", opts, spec.report))
 end
 
-return M
+-- The tools load on first use: `memprobe.console`, `memprobe.export`,
+-- `memprobe.format` and `memprobe.json` are `require "memprobe.NAME"`.
+local tools = { console = true, export = true, format = true, json = true }
+return setmetatable(M, { __index = function(t, k)
+  if tools[k] then
+    local mod = require("memprobe." .. k)
+    rawset(t, k, mod)
+    return mod
+  end
+end })

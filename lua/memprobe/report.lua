@@ -77,12 +77,20 @@ local function cgroup(mp)
   }
 end
 
-local function process(mp, kern)
-  local rss, err = try(mp, "rss")
+local function process(mp, kern, pid)
+  local rss, err
+  if pid then
+    local p
+    p, err = try(mp, "process", pid)
+    rss = p and p.VmRSS
+    if p and not rss then err = "no VmRSS for pid " .. pid end
+  else
+    rss, err = try(mp, "rss")
+  end
   if not rss then return { error = err } end
-  local sm = try(mp, "smaps") or {}
+  local sm = try(mp, "smaps", pid) or {}
   return {
-    rss = rss, pss = sm.pss, uss = sm.uss, swap = sm.swap,
+    pid = pid, rss = rss, pss = sm.pss, uss = sm.uss, swap = sm.swap,
     -- the share of the machine's used memory this process explains
     share_of_used = kern.used and kern.used > 0 and rss / kern.used or nil,
   }
@@ -101,17 +109,20 @@ local function cheap(mp, proc)
   }
 end
 
+-- The Lua heap: the collector's count, and when a tracker is installed
+-- the allocator's own bytes (on 5.5 they include external strings, which
+-- the collector does not count: 'uncounted').
 local function luaheap(mp, c)
   local tracker = mp.tracker and mp.tracker()
-  local gc, tracked = math.floor(collectgarbage("count") * 1024), nil
+  local gc, tracked, uncounted = math.floor(collectgarbage("count") * 1024), nil, nil
   if tracker then  -- both read at the same instant
     local s = tracker:stats()
-    gc, tracked = s.gc, s.live
+    gc, tracked, uncounted = s.gc, s.live, s.uncounted
   end
   return {
-    gc = gc, tracked = tracked,
+    gc = gc, tracked = tracked, uncounted = uncounted,
     -- C heap that the Lua state did not allocate
-    unexplained = minus(c.in_use, gc),
+    unexplained = minus(c.in_use, tracked or gc),
   }
 end
 
@@ -128,16 +139,22 @@ end
 --- Builds the reconciliation.
 -- @tparam table mp the memprobe module
 -- @tparam[opt] table opts `modules = true` adds the per-module level (walks
--- the heap: costly on big states)
+-- the heap: costly on big states); `pid` reports that process instead of
+-- this one (its C heap and Lua levels are then skipped: only the process
+-- itself can read them)
 -- @treturn table `{ kernel, cgroup, process, c_heap, lua, modules }`; a level
 -- that could not be read holds `error`
 function M.build(mp, opts)
   opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'report' (table expected, got " .. type(opts) .. ")", 3)
-  end
   local r = {}
   r.kernel = kernel(mp)
+  if opts.pid then  -- the cgroup, C heap and Lua levels are this process's
+    r.process = process(mp, r.kernel, opts.pid)
+    for _, k in ipairs({ "cgroup", "c_heap", "lua", "modules" }) do
+      r[k] = { skipped = "only the process itself can read this level" }
+    end
+    return r
+  end
   r.cgroup = cgroup(mp)
   r.process = process(mp, r.kernel)
   r.c_heap = cheap(mp, r.process)

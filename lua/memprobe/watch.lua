@@ -5,6 +5,7 @@
 -- @module memprobe.watch
 
 local diff = require "memprobe.diff"
+local check = require("memprobe.options").check
 
 local M = {}
 
@@ -26,12 +27,12 @@ local known = {
   end,
 }
 
-local function clock_and_sleep()
+-- Samples are timed on the core's monotonic clock: os.time() has
+-- one-second steps (rates twice wrong, sub-second samples 0 B/min).
+local function sleeper()
   local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime and socket.sleep then
-    return socket.gettime, socket.sleep
-  end
-  return os.time, function(s) os.execute(("sleep %g"):format(s)) end
+  if ok and type(socket) == "table" and socket.sleep then return socket.sleep end
+  return function(s) os.execute(("sleep %.3f"):format(s)) end
 end
 
 --- Makes a watcher. Nothing is read until `sample()` or `run()`.
@@ -39,48 +40,30 @@ end
 -- (default 1), `samples` how many `run()` takes (default 10, at least 2),
 -- `sources` a list of "meminfo", "slabinfo", "vmallocinfo", "process"
 -- (the process's rss) and "lua" (the Lua heap) (default the first
--- three), `clock` and `sleep` functions (default lua-socket's when
--- installed, else os.time and the sleep command).
+-- three), `clock` (default `memprobe.clock`, monotonic seconds) and
+-- `sleep` (default lua-socket's when installed, else the sleep command).
 -- @treturn table a watcher
 function M.new(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("bad argument #1 to 'watch' (table expected, got " .. type(opts) .. ")", 2)
+  opts = check("watch", opts, { interval = "number", samples = "count",
+    sources = "table", clock = "function", sleep = "function" }, 1, 3)
+  local function bad(msg) error("bad argument #1 to 'watch' (" .. msg .. ")", 3) end
+  if opts.samples and opts.samples < 2 then bad("samples must be an integer >= 2") end
+  if opts.sources then
+    if #opts.sources == 0 then bad("sources must be a non-empty list") end
+    local seen = {}
+    for _, s in ipairs(opts.sources) do
+      if not known[s] then bad(("unknown source '%s'"):format(tostring(s))) end
+      if seen[s] then bad(("source '%s' given twice"):format(s)) end
+      seen[s] = true
+    end
   end
-  local clock, sleep = clock_and_sleep()
   local w = setmetatable({
     interval = 1, samples = 10,
     sources = { "meminfo", "slabinfo", "vmallocinfo" },
-    clock = clock, sleep = sleep,
+    clock = require("memprobe.core").clock, sleep = sleeper(),
     times = {}, data = {}, errors = {}, n = 0,
   }, Watch)
-  for k, v in pairs(opts) do
-    if k == "interval" then
-      if type(v) ~= "number" or v ~= v or v < 0 then
-        error("bad argument #1 to 'watch' (interval must be a number >= 0)", 2)
-      end
-    elseif k == "samples" then
-      if type(v) ~= "number" or v < 2 or v ~= math.floor(v) then
-        error("bad argument #1 to 'watch' (samples must be an integer >= 2)", 2)
-      end
-    elseif k == "sources" then
-      if type(v) ~= "table" or #v == 0 then
-        error("bad argument #1 to 'watch' (sources must be a non-empty list)", 2)
-      end
-      for _, s in ipairs(v) do
-        if not known[s] then
-          error(("bad argument #1 to 'watch' (unknown source '%s')"):format(tostring(s)), 2)
-        end
-      end
-    elseif k == "clock" or k == "sleep" then
-      if type(v) ~= "function" then
-        error(("bad argument #1 to 'watch' (%s must be a function)"):format(k), 2)
-      end
-    else
-      error(("bad argument #1 to 'watch' (unknown option '%s')"):format(tostring(k)), 2)
-    end
-    w[k] = v
-  end
+  for k, v in pairs(opts) do w[k] = v end
   return w
 end
 
@@ -92,23 +75,29 @@ end
 function Watch:sample(t)
   local memprobe = require "memprobe"
   local n = self.n + 1
-  self.n = n
-  self.times[n] = t or self.clock()
-  for _, src in ipairs(self.sources) do
+  t = t or self.clock()
+  -- every source is read before the sample counts: a sample cut short
+  -- (memory ran out) would read as series falling to 0 and back
+  local read, errs = {}, {}
+  for i, src in ipairs(self.sources) do
     local r, err = known[src](memprobe)
     if r then
-      local series = (src == "process" or src == "lua") and r or diff.series(r)
-      local d = self.data[src]
-      if not d then d = {}; self.data[src] = d end
-      for name, v in pairs(series) do
-        local s = d[name]
-        if not s then s = {}; d[name] = s end
-        s[n] = v
+      read[i] = (src == "process" or src == "lua") and r or diff.series(r)
+      for name in pairs(read[i]) do
+        local d = self.data[src] or {}
+        self.data[src] = d
+        d[name] = d[name] or {}
       end
     else
-      self.errors[src] = err
+      errs[src] = err
     end
   end
+  self.times[n] = t
+  for i, src in ipairs(self.sources) do
+    for name, v in pairs(read[i] or {}) do self.data[src][name][n] = v end
+  end
+  for src, err in pairs(errs) do self.errors[src] = err end
+  self.n = n
   return n
 end
 
@@ -189,7 +178,8 @@ function Watch:report(opts)
   if opts.top then
     for i = #out, opts.top + 1, -1 do out[i] = nil end
   end
-  local errors = {}
+  -- a map even when empty (JSON {}), marked as memprobe.json expects
+  local errors = setmetatable({}, { __jsontype = "object" })
   for k, v in pairs(self.errors) do errors[k] = v end
   return { samples = n, seconds = n > 0 and times[n] - times[1] or 0,
            changed = changed, series = out, flagged = flagged, errors = errors }

@@ -1,0 +1,33 @@
+-- A game service with memprobe behind the debug console: it keeps a
+-- table of players and, every second, leaks a little into a cache that
+-- nothing clears. `dbgcmd ADDR MEMPROBE modules` names it.
+local skynet = require "skynet"
+local probe = require "memprobe_debug"
+
+local players, cache = {}, {}
+local CMD = {}
+
+function CMD.login(name)
+  players[name] = { name = name, inventory = {}, since = skynet.now() }
+  return true
+end
+
+function CMD.count()
+  local n = 0
+  for _ in pairs(players) do n = n + 1 end
+  return n, #cache
+end
+
+local function tick()
+  for i = 1, 50 do cache[#cache + 1] = { skynet.now(), i } end
+  skynet.timeout(100, tick)
+end
+
+skynet.start(function()
+  probe.start()
+  skynet.dispatch("lua", function(_, _, cmd, ...)
+    skynet.ret(skynet.pack(CMD[cmd](...)))
+  end)
+  for i = 1, 200 do CMD.login("player" .. i) end
+  skynet.timeout(100, tick)
+end)
