@@ -362,13 +362,6 @@ describe("readers under a hostile config{} root", function()
     assert.are.equal(3072, memprobe.meminfo().MemTotal)
   end)
 
-  it("keep fds of the kernel's files, which stay current", function()
-    local a = memprobe.rss()
-    local big = ("x"):rep(48 * 1024 * 1024)
-    assert.is_true(memprobe.rss() > a + 32 * 1024 * 1024)
-    assert.are.equal(48 * 1024 * 1024, #big)
-  end)
-
   -- The cap was said to be 64 MiB and was 128; the buffer then stayed.
   it("read up to 64 MiB exactly, and give a large buffer back", function()
     local roots = tree("huge", function(s) return s end)
