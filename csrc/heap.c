@@ -635,18 +635,18 @@ static void census_add (lua_State *L, snap *s, uint32_t i) {
   int k;
   if (!counted(o)) return;
   t->n[o->type]++;
-  t->b[o->type] += o->size;
-  t->total += o->size;
+  t->b[o->type] += SIZE(o);
+  t->total += SIZE(o);
   t->objects++;
   if (o->type == LUA_TUSERDATA)
-    acc_add(L, s, &t->uds, o->aux, o->size);
+    acc_add(L, s, &t->uds, o->aux, SIZE(o));
   else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
     acc_add(L, s, &t->fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
-            o->size);
+            SIZE(o));
   if (t->top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
-      (t->nbig < t->top || o->size > REC(s, t->big[t->nbig - 1])->size)) {
+      (t->nbig < t->top || SIZE(o) > SIZE(REC(s, t->big[t->nbig - 1])))) {
     k = t->nbig < t->top ? t->nbig++ : t->nbig - 1;
-    while (k > 0 && REC(s, t->big[k - 1])->size < o->size) {
+    while (k > 0 && SIZE(REC(s, t->big[k - 1])) < SIZE(o)) {
       t->big[k] = t->big[k - 1];
       k--;
     }
@@ -686,7 +686,7 @@ static int run_tally (walker *w) {
       if (row >= 0) {
         size_t at = ((size_t)row * T_NTYPES + o->type) * 2;
         t->sum[at]++;
-        t->sum[at + 1] += o->size;
+        t->sum[at + 1] += SIZE(o);
       }
     }
     else
@@ -816,7 +816,7 @@ static void census_sharedcode (lua_State *L, const snap *s) {
     const hobj *o = REC(s, i);
     if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
       n[o->type]++;
-      b[o->type] += o->size;
+      b[o->type] += SIZE(o);
     }
   }
   set_sharedcode(L, n, b);
@@ -860,7 +860,7 @@ static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
       lua_setfield(L, -3, key);
       setnum(L, "count", 0);
       setnum(L, "bytes", 0);
-      if (pr != NULL) setnum(L, "proto", pr->size);
+      if (pr != NULL) setnum(L, "proto", SIZE(pr));
     }
     setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
     setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
@@ -892,7 +892,7 @@ static int l_census (lua_State *L) {
   for (k = 0; k < t->nbig; k++) {
     const hobj *o = REC(s, t->big[k]);
     lua_createtable(L, 0, 5);
-    setnum(L, "bytes", o->size);
+    setnum(L, "bytes", SIZE(o));
     setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
     lua_pushstring(L, tnames[o->type]);
     lua_setfield(L, -2, "type");
@@ -1052,7 +1052,7 @@ static int l_added (lua_State *L) {
     else
       topof[i] = t;
     g[topof[i]].count++;
-    g[topof[i]].bytes += o->size;
+    g[topof[i]].bytes += SIZE(o);
   }
   lua_createtable(L, (int)ng, 0);
   for (i = 0; i < ng; i++) {
@@ -1088,7 +1088,7 @@ static int l_added (lua_State *L) {
     setnum(L, "before", REC(b, j)->aux);
     setnum(L, "after", o->aux);
     setnum(L, "entries", (double)o->aux - REC(b, j)->aux);
-    setnum(L, "bytes", (double)o->size - REC(b, j)->size);
+    setnum(L, "bytes", SIZE(o) - SIZE(REC(b, j)));
     setpath(L, a, i);
     lua_rawseti(L, -2, ++k);
   }

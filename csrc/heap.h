@@ -36,7 +36,7 @@ enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8, F_HOST = 16 };
 typedef struct hobj {
   const void *p;      /* identity: lua_topointer, string contents */
   uint32_t parent;    /* first referrer + 1; 0 for roots */
-  uint32_t size;      /* estimated bytes */
+  uint32_t size;      /* estimated bytes, as setsize() packs them */
   uint32_t aux;       /* tables: entries; userdata: type name; closures:
                          proto + 1; protos: their number; strings: the
                          edge name they are as a key, once they were */
@@ -163,6 +163,24 @@ typedef struct snap {
 } snap;
 
 #define REC(s, i)   MP_AT(&(s)->obj, (i), hobj)
+
+/*
+** An object's size in its 32-bit field: exact below 2 GiB; from there a
+** count of 4 KiB pages with the top bit set, up to 8 TiB (an error of at
+** most 4 KiB in several GiB). SIZE reads it back as bytes.
+*/
+#define BIGSIZE   2147483648.0
+static inline void setsize (hobj *o, double bytes) {
+  if (bytes < BIGSIZE) o->size = (uint32_t)bytes;
+  else if (bytes < BIGSIZE * 4096) o->size = 0x80000000u | (uint32_t)(bytes / 4096);
+  else o->size = 0xffffffffu;
+}
+static inline double objsize (const hobj *o) {
+  return (o->size & 0x80000000u) ? (double)(o->size & 0x7fffffffu) * 4096
+                                 : (double)o->size;
+}
+#define SETSIZE(o, bytes)  setsize((o), (double)(bytes))
+#define SIZE(o)            objsize(o)
 #define PROTO(s, i) MP_AT(&(s)->proto, (i), pinfo)
 
 typedef struct walker {

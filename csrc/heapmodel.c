@@ -106,8 +106,9 @@ One fresh object of a known shape, built without garbage, for calibration.
 ** sample(kind, a, b): one fresh object of a known shape, built without
 ** garbage, so that its cost is the exact change of the heap's size.
 ** "string" a bytes (b seeds the contents), "userdata" a bytes with b user
-** values (5.4), "cclosure" with a upvalues, "table" a array and b hash
-** slots (lua_createtable).
+** values (5.4), "bigdata" a userdata of a MiB (never touched, so it
+** costs address space only), "cclosure" with a upvalues, "table" a
+** array and b hash slots (lua_createtable).
 */
 int memprobe_l_sample (lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -126,6 +127,8 @@ int memprobe_l_sample (lua_State *L) {
     lua_pushlstring(L, p, (size_t)a);
     free(p);
   }
+  else if (strcmp(kind, "bigdata") == 0)  /* a MiB (specs: sizes past 4 GiB) */
+    lua_newuserdata(L, (size_t)a << 20);
   else if (strcmp(kind, "userdata") == 0) {
 #if LUA_VERSION_NUM >= 504
     lua_newuserdatauv(L, (size_t)a, b);

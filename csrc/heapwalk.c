@@ -396,7 +396,7 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
         s->seen[found] == (uint32_t)s->curlabel)
       return found;
     s->seen[found] = (uint32_t)s->curlabel;
-    if (o->label == SHARED) s->rowshared[s->curlabel] += o->size;
+    if (o->label == SHARED) s->rowshared[s->curlabel] += SIZE(o);
     if (t != LUA_TSTRING && t != T_CDATA)
       memprobe_enqueue(w, vi, (uint32_t)found, label);
     return found;
@@ -426,9 +426,9 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   if (memprobe_shared_object(L, vi, t)) o->flags |= F_HOST;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
-    o->size = (uint32_t)stringsize(&s->m, len);
+    SETSIZE(o, stringsize(&s->m, len));
   else if (t == T_CDATA)
-    o->size = (uint32_t)s->m.cdata;
+    SETSIZE(o, s->m.cdata);
   else
     memprobe_enqueue(w, vi, r, label);
   return r;
@@ -446,7 +446,7 @@ static void reach_part (snap *s, uint32_t r, int32_t label) {
   if (s->mode == 1) {
     if (o->label == SHARED && s->seen[r] != (uint32_t)s->curlabel) {
       s->seen[r] = (uint32_t)s->curlabel;
-      s->rowshared[s->curlabel] += o->size;
+      s->rowshared[s->curlabel] += SIZE(o);
     }
     return;
   }
@@ -506,7 +506,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   lua_pushvalue(L, fi);
   mp_dump(L, memprobe_count_writer, &len);
   lua_pop(L, 1);
-  REC(s, r)->size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
+  SETSIZE(REC(s, r), s->m.pbase + s->m.pbyte * (double)len);
   REC(s, r)->name = memprobe_intern(L, s, ar->short_src,
                                     strlen(ar->short_src));
   REC(s, r)->edge = E_PROTO;
@@ -667,7 +667,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    o->size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
+    SETSIZE(o, tablesize(&s->m, s->nums, s->nint, s->nent));
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }
@@ -687,7 +687,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
     }
     o = REC(s, r);
     if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
+      SETSIZE(o, i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
   }
   else {
     lua_Debug ar;
@@ -713,7 +713,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
         hobj *uo;
         u = memprobe_newrec(L, s, id, T_UPVAL, 1, h, slot);
         uo = REC(s, u);
-        uo->size = (uint32_t)s->m.upval;
+        SETSIZE(uo, s->m.upval);
         uo->parent = r + 1;
         uo->edge = (uint8_t)edge;
         uo->name = name;
@@ -727,7 +727,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
     }
     o = REC(s, r);
     if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(s->m.lcl + s->m.lcl_up * (i - 1) + ups);
+      SETSIZE(o, s->m.lcl + s->m.lcl_up * (i - 1) + ups);
   }
 #if LUA_VERSION_NUM == 501
   lua_getfenv(L, fi);
@@ -784,7 +784,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
 #endif
   o = REC(s, r);
   if (!(o->flags & F_SIZED)) {
-    o->size = (uint32_t)((n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
+    SETSIZE(o, (n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
                          (double)mp_rawlen(L, ui));
     o->aux = tname;
     o->flags |= F_SIZED;
@@ -861,7 +861,7 @@ static int expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   memprobe_discover(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
-  REC(w->s, r)->size = (uint32_t)w->s->m.thread;
+  SETSIZE(REC(w->s, r), w->s->m.thread);
   REC(w->s, r)->flags |= F_SIZED;
   return 1;
 }

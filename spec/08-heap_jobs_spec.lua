@@ -147,6 +147,27 @@ describe("memprobe.heap{max_ms} and memprobe.modules{max_ms}", function()
   end)
 end)
 
+describe("the console with budget_ms", function()
+  it("answers heap and modules with progress until the host's ticks finish the walk", function()
+    local world = {}
+    for i = 1, 30000 do world[i] = { i } end
+    package.loaded.spec_console = world
+    local c = require("memprobe.console").new{ budget_ms = 1 }
+    local first = c:run("mem modules 5")
+    assert.matches("^walking heap: %d+%% %(", first)
+    local ticks = 0
+    while not c:step(1) do ticks = ticks + 1 end
+    local text = c:run("mem modules 5")
+    package.loaded.spec_console = nil
+    assert.is_true(ticks > 2, ticks)
+    assert.matches("module", text)
+    assert.matches("spec_console", text)
+    assert.matches("^walking heap", c:run("heap"))
+    while not c:step(1) do end
+    assert.matches("table", c:run("heap"))
+  end)
+end)
+
 describe("a walk against a hostile program", function()
   it("refuses budgets out of range, and progresses on a fractional unit budget", function()
     for _, o in ipairs{ { max_objects = -1 }, { max_objects = 2 ^ 40 },
@@ -287,6 +308,22 @@ describe("a walk against a hostile program", function()
     assert.is_true(worst < 0.06, worst)
     assert.is_true(s:stats().objects > 15000)
     s:close()
+  end)
+
+  it("sizes an object past 4 GiB", function()
+    local core = require "memprobe.core"
+    -- 5 GiB of address space, never touched
+    local ok, big = pcall(core.heap_sample, "bigdata", 5 * 1024)
+    if not ok then pending("no 5 GiB of address space: " .. tostring(big)) return end
+    package.loaded.spec_bigdata = big
+    local c = memprobe.heap()
+    package.loaded.spec_bigdata = nil
+    big = nil  -- luacheck: ignore 311
+    collectgarbage("collect")
+    -- before: sized modulo 2^32, 1 GiB
+    local want = 5 * 2 ^ 30
+    assert.is_true(math.abs(c.largest[1].bytes - want) < 8192, c.largest[1].bytes)
+    assert.is_true(c.total > want)
   end)
 
   it("does not ask the program's __pairs, ipairs or string methods", function()

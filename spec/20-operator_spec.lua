@@ -650,6 +650,18 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("too many words", c:run("mem help" .. (" x"):rep(15)), 1, true)
   end)
 
+  it("data() says what failed, not 'not enough memory' for every failure", function()
+    local text
+    c.mp = setmetatable({ free = function() error("disk on fire") end }, { __index = memprobe })
+    text = select(2, c:data("sys"))
+    assert.are.equal("failed: disk on fire", text)
+    -- called with a dot: one line all the same
+    local d, msg = console.new().data(nil, "lua")
+    assert.is_nil(d)
+    assert.is_nil(msg:find("not enough memory", 1, true), msg)
+    assert.matches("^failed: ", msg)
+  end)
+
   it("quotes what was typed without control bytes or half a character", function()
     local text = c:run("\27]0;pwned\7")
     assert.is_nil(text:find("%c"), text)
@@ -700,6 +712,15 @@ describe("memprobe.console, as an operator uses it", function()
     assert.are.same({}, r.series)
     assert.has_error(function() memprobe.watch{ sources = { "lua", "lua" } } end,
       "bad argument #1 to 'watch' (source 'lua' given twice)")
+    -- misuse raises, and leaves the watcher as it was
+    H.assert_raises({
+      { function() w:sample("x") end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:sample(0 / 0) end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:report(5) end, "bad argument #1 to 'report' (table expected" },
+      { function() w:report{ top = "x" } end, "bad argument #1 to 'report' (top must be" },
+      { function() w:report{ nope = 1 } end, "bad argument #1 to 'report' (unknown option" },
+    })
+    assert.are.equal(2, w:report().samples)
   end)
 
   it("times watch samples on the core's monotonic clock", function()

@@ -169,9 +169,36 @@ def("lua", "Lua heap: GC count and tracker figures", function(self)
   return format.columns(nil, rows), data
 end, 0)
 
+-- Millions as "4.1M", for the progress line.
+local function millions(n)
+  if n >= 1e6 then return ("%.1fM"):format(n / 1e6) end
+  if n >= 1e4 then return ("%.0fk"):format(n / 1e3) end
+  return ("%d"):format(math.floor(n))
+end
+
+-- The result of heap() or modules(): at once, or with opts.budget_ms from
+-- a job the console keeps, which run() and console:step(ms) advance; nil
+-- and a progress line while it walks.
+local function walked(self, what)
+  if not self.budget_ms then return need(self.mp[what]()) end
+  local job = self.jobs[what]
+  if not job then
+    job = self.mp[what]{ max_ms = self.budget_ms }
+    self.jobs[what] = job
+  end
+  if not job:step(self.budget_ms) then
+    local n, total, f = job:progress()
+    return nil, ("walking heap: %d%% (%s of %s objects)")
+      :format(math.floor(f * 100), millions(n), millions(total))
+  end
+  self.jobs[what] = nil
+  return need(job:result())
+end
+
 def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
   n = count(n, 15)
-  local rows = need(self.mp.modules())
+  local rows, walking = walked(self, "modules")
+  if not rows then return walking, nil end
   table.sort(rows, function(a, b) return (a.exclusive or 0) > (b.exclusive or 0) end)
   local cells = {}
   for i = 1, math.min(#rows, n) do
@@ -182,7 +209,8 @@ def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
 end)
 
 def("heap", "census of the Lua heap by type", function(self)
-  local h = need(self.mp.heap())
+  local h, walking = walked(self, "heap")
+  if not h then return walking, nil end
   local cells = {}
   for t, v in pairs(h.by_type) do cells[#cells + 1] = { t, v.count, size(v.bytes) } end
   table.sort(cells, function(a, b) return a[2] > b[2] end)
@@ -446,20 +474,40 @@ local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the ca
 function Console:data(line)
   if limit_off(self, line) then return LIMIT_OFF end
   local ok, text, data = pcall(answer, self, line)
-  if not ok then return nil, "failed: not enough memory" end
+  if not ok then
+    local ok2, msg = pcall(oneline, text)
+    return nil, ok2 and msg or "failed: not enough memory"
+  end
   if data == nil then return nil, text end
   return data
 end
 
+--- Advances the heap walks that `heap` and `modules` started (with
+-- `budget_ms`), from the host's tick: a game loop's frame, an
+-- `ngx.timer`, a `skynet.timeout`.
+-- @tparam[opt] number ms the budget of this tick (default `budget_ms`)
+-- @treturn boolean true when no walk is left
+function Console:step(ms)
+  local left = true
+  for _, job in pairs(self.jobs) do
+    if not job:step(ms or self.budget_ms) then left = false end
+  end
+  return left
+end
+
 --- Creates a console.
 -- @tparam[opt] table opts `allow_drop_caches` (default false): whether
--- `drop` may write /proc/sys/vm/drop_caches
--- @treturn table a console with `run(line)` and `data(line)`
+-- `drop` may write /proc/sys/vm/drop_caches; `budget_ms`: `heap` and
+-- `modules` walk in slices of that many milliseconds, answering with
+-- their progress until the next `run` finds them done
+-- @treturn table a console with `run(line)`, `data(line)` and `step(ms)`
 function M.new(opts)
-  opts = check("new", opts, { allow_drop_caches = "boolean" }, 1, 3)
+  opts = check("new", opts, { allow_drop_caches = "boolean", budget_ms = "number" }, 1, 3)
   return setmetatable({
     mp = require "memprobe",
     allow_drop_caches = opts.allow_drop_caches == true,
+    budget_ms = opts.budget_ms and opts.budget_ms > 0 and opts.budget_ms or nil,
+    jobs = {},
   }, Console)
 end
 

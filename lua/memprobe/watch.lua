@@ -75,6 +75,10 @@ end
 function Watch:sample(t)
   local memprobe = require "memprobe"
   local n = self.n + 1
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t == math.huge or t == -math.huge) then
+    error("bad argument #1 to 'sample' (a finite number of seconds expected, got " ..
+      (type(t) == "number" and tostring(t) or type(t)) .. ")", 2)
+  end
   t = t or self.clock()
   -- every source is read before the sample counts: a sample cut short
   -- (memory ran out) would read as series falling to 0 and back
@@ -143,7 +147,7 @@ end
 -- `flagged` holds the entries that grew and never shrank between two
 -- samples (monotonic growth; at least 3 samples).
 function Watch:report(opts)
-  opts = opts or {}
+  opts = check("report", opts, { top = "count" }, 1, 3)
   local n, times = self.n, self.times
   local out, flagged = {}, {}
   for _, src in ipairs(self.sources) do
