@@ -94,7 +94,7 @@ $(foreach r,$(RUNTIMES),$(eval $(call build_rule,$(r))))
 lint:
 	luacheck -q $(wildcard lua bin/memprobe spec examples bench)
 
-busted: build testalloc
+busted: build testalloc skynet
 	@sh tools/busted-all.sh $(foreach r,$(RUNTIMES),$(r)=$(LUA_$(r))=$(call busted_of,$(r)))
 
 $(addprefix busted-,$(RUNTIMES)): busted-%: build/%/memprobe/core.so \
@@ -130,6 +130,15 @@ tsan: build/tsan/host
 # longer loops than the tracker rows of make bench.
 bench-tracker: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@sh bench/tracker.sh
+
+# The heap walk at scale: 1M and 10M objects (10M is about 1 GB per
+# interpreter), 5.4 and LuaJIT, cold and warm, one interpreter at a time.
+BENCH_SCALE_SIZES ?= 1000000 10000000
+bench-scale: build/5.4/memprobe/core.so build/jit/memprobe/core.so
+	@for n in $(BENCH_SCALE_SIZES); do \
+	  $(call run,5.4) nice lua5.4 bench/heap_scale.lua $$n || exit 1; echo; \
+	  $(call run,jit) nice luajit bench/heap_scale.lua $$n || exit 1; echo; \
+	done
 
 # skynet from its release tarball, without jemalloc, and memprobe.core
 # against its 3rd/lua headers: the skynet binary exports its Lua (-Wl,-E),
@@ -197,7 +206,7 @@ ASAN_ENV = ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:abort_on_error=0 \
 VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
             --errors-for-leak-kinds=definite --show-leak-kinds=definite
 
-.PHONY: testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
+.PHONY: bench-scale testalloc asan asan-quick valgrind fuzz fuzz-smoke fuzz-build bench
 
 # The specs' own C: the failing allocator of the fault-injection spec, a
 # host that makes an unprotected call under a limit and one that reads its

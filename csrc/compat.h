@@ -103,6 +103,16 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #else
 #define mp_dump(L, w, d)    lua_dump(L, (w), (d))
 #endif
+/* Resumes co with n arguments; its results are on its stack. */
+#if LUA_VERSION_NUM >= 504
+#define mp_resume(co, from, n, nres)  lua_resume(co, from, n, nres)
+#elif LUA_VERSION_NUM >= 502
+#define mp_resume(co, from, n, nres) \
+  (*(nres) = 0, lua_resume(co, from, n))
+#else
+#define mp_resume(co, from, n, nres)  ((void)(from), *(nres) = 0, \
+                                       lua_resume(co, n))
+#endif
 #if LUA_VERSION_NUM >= 504
 #define mp_getuv(L, i, n)   lua_getiuservalue(L, (i), (n))
 #define mp_setuv(L, i)      lua_setiuservalue(L, (i), 1)

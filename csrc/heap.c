@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "heap.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,23 +32,103 @@
 
 static snap *checksnap (lua_State *L, int i) {
   snap *s = (snap *)luaL_checkudata(L, i, SNAP_MT);
-  luaL_argcheck(L, !s->closed, i, "snapshot is closed");
+  luaL_argcheck(L, !s->closed && !s->closing, i, "snapshot is closed");
+  luaL_argcheck(L, !s->busy, i, "snapshot is busy (inside its own step)");
   return s;
 }
 
+/* The __gc, close() and __close: during a step (a finalizer that the
+** step's allocations ran), the buffers go when the step is over. */
 static int snap_gc (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  memprobe_snap_free(s);
+  if (s->busy) s->closing = 1;
+  else memprobe_snap_free(s);
   return 0;
 }
 
+/* Pre-registers the value at vi as a root with a name and a label. */
+static void addroot (walker *w, int vi, const char *name, int32_t label) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int t = lua_type(L, vi);
+  int64_t r;
+  const void *p;
+  if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
+    return;
+  if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
+  r = memprobe_discover(w, vi, 0, E_ROOT,
+                        memprobe_intern(L, s, name, strlen(name)), label);
+  if (r >= 0) REC(s, r)->flags |= F_ROOT;
+}
+
+/*
+** The first phase of a walk: the size model, while its job (Q_MODEL)
+** measures it in a scratch state. Returns 0 when the step's time ran out
+** first.
+*/
+static int await_model (walker *w) {
+  lua_State *L = w->L;
+  int done;
+  lua_rawgeti(L, w->W, Q_MODEL);
+  done = memprobe_model_step(L, -1, w->deadline);
+  if (done) {
+    mp_getuv(L, -1, 1);
+    memprobe_readmodel(L, lua_gettop(L), &w->s->m);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, w->W, Q_MODEL);
+    w->s->needmodel = 0;
+  }
+  lua_pop(L, 1);
+  return done;
+}
+
+/*
+** The second phase: every root of Q_ROOTS ({ value, name, label } each)
+** registered, one per unit, before anything is expanded, so that no root
+** is first reached as another root's object. Returns 1 when done.
+*/
+static int add_roots (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int n;
+  lua_rawgeti(L, w->W, Q_ROOTS);
+  n = (int)mp_rawlen(L, -1);
+  for (; s->nextroot <= (uint32_t)n; s->nextroot++) {
+    lua_Integer label;
+    if (!memprobe_budget(w)) { lua_pop(L, 1); return 0; }
+    lua_rawgeti(L, -1, (int)s->nextroot);
+    if (!lua_istable(L, -1))
+      luaL_error(L, "heap walk: roots are {value, name, label}");
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    label = lua_tointeger(L, -1);
+    if (label < 0 || label > 0x7ffffff0)
+      luaL_error(L, "heap walk: root label out of range");
+    addroot(w, -3, lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
+            (int32_t)label);
+    if (label > s->nroots) s->nroots = (int)label;
+    lua_pop(L, 4);
+  }
+  lua_pop(L, 1);
+  if (!s->t.rows) {  /* the second pass of modules() walks from them again */
+    lua_pushnil(L);
+    lua_rawseti(L, w->W, Q_ROOTS);
+  }
+  return 1;
+}
+
 /* Protected body of a step: snapshot at 1, its start time at 2, ms at
-** 3, units at 4. */
+** 3, units at 4. The phases: the model, the roots, the walk, the final
+** settling of the indexes and sort of the prototypes. */
 int memprobe_step_body (lua_State *L) {
   walker w;
   snap *s = (snap *)lua_touserdata(L, 1);
   lua_settop(L, 4);
   mp_getuv(L, 1, 1);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "heap walk: its queue is gone");
   memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
   if (lua_isnumber(L, 4)) w.limit = (uint64_t)lua_tonumber(L, 4);
   if (lua_isnumber(L, 3)) {
@@ -55,8 +136,13 @@ int memprobe_step_body (lua_State *L) {
     w.deadline = w.last + lua_tonumber(L, 3) / 1000;
     w.maxgap = lua_tonumber(L, 3) / 4000;
   }
-  if (!s->walked) s->walked = memprobe_run(&w);
-  if (s->walked) s->done = memprobe_settle(&w) && memprobe_sort_protos(&w);
+  if ((!s->needmodel || await_model(&w)) && (s->nextroot == 0 || add_roots(&w))) {
+    s->nextroot = 0;
+    if (!s->walked) s->walked = memprobe_run(&w);
+    if (s->walked)
+      s->done = memprobe_settle(&w) && memprobe_sort_protos(&w) &&
+                memprobe_after_walk(&w);
+  }
   s->gap = w.gap;
   s->units += (double)w.units;
   s->steps++;
@@ -77,13 +163,17 @@ static void finish (lua_State *L, int ud, snap *s) {
 ** Runs one step of the walk, which began at 'start', under lua_pcall.
 ** When the program changed a table between steps so that lua_next no
 ** longer knows the saved key, that table's expansion starts over (what it
-** already found stays found). Any other error frees the buffers and is
-** raised again.
+** already found stays found); the second time the same table does so, it
+** is expanded in one go, so that a program that rebuilds a table between
+** every two steps cannot keep the walk from finishing. Any other error
+** frees the buffers and is raised again. A close() that a finalizer runs
+** during the step takes effect when the step is over.
 */
 static void step (lua_State *L, int ud, double start, double ms,
                   double units) {
   snap *s = (snap *)lua_touserdata(L, ud);
-  int tries;
+  int tries, status = 0;
+  s->busy = 1;
   for (tries = 0; tries < 4; tries++) {
     /* made once per state: on 5.1 and LuaJIT every lua_pushcfunction
     ** allocates a closure, garbage the walk must not make */
@@ -92,38 +182,27 @@ static void step (lua_State *L, int ud, double start, double ms,
     lua_pushnumber(L, start);
     if (ms > 0) lua_pushnumber(L, ms); else lua_pushnil(L);
     if (units > 0) lua_pushnumber(L, units); else lua_pushnil(L);
-    if (lua_pcall(L, 4, 0, 0) == 0) {
-      if (s->done) finish(L, ud, s);
-      return;
-    }
-    if (!s->in_next) break;
+    status = lua_pcall(L, 4, 0, 0);
+    if (status == 0 || !s->in_next) break;
     lua_pop(L, 1);
     s->in_next = 0;
     s->started = 0;
     s->keysaved = 0;
     s->restarts++;
+    s->atomic = s->qhead == s->restarted && s->restarts > 1;
+    s->restarted = s->qhead;
     mp_getuv(L, ud, 1);
     lua_pushnil(L);
-    lua_rawseti(L, -2, -1);
+    lua_rawseti(L, -2, Q_KEY);
     lua_pop(L, 1);
   }
-  memprobe_snap_free(s);
-  lua_error(L);
-}
-
-/* Pre-registers the value at vi as a root with a name and a label. */
-static void addroot (walker *w, int vi, const char *name, int32_t label) {
-  lua_State *L = w->L;
-  snap *s = w->s;
-  int t = lua_type(L, vi);
-  int64_t r;
-  const void *p;
-  if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
+  s->busy = 0;
+  if (status == 0 && !s->closing) {
+    if (s->done) finish(L, ud, s);
     return;
-  if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
-  r = memprobe_discover(w, vi, 0, E_ROOT,
-                        memprobe_intern(L, s, name, strlen(name)), label);
-  if (r >= 0) REC(s, r)->flags |= F_ROOT;
+  }
+  memprobe_snap_free(s);
+  if (status != 0) lua_error(L);
 }
 
 static void ignore (walker *w, int vi) {
@@ -135,54 +214,42 @@ static void ignore (walker *w, int vi) {
   REC(s, r)->flags |= F_IGNORE;
 }
 
-/***
-The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
-starts a `memprobe.Snapshot` over the given roots with the given size
-model, and runs its first step within the budgets. Methods: `step([ms [,
-units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
-`added(older [, top])`, `close()`.
-@function heap_snapshot
-@tparam table model the size model (`memprobe.heap.model()`)
-@tparam table roots array of `{ value, name, label }`
-@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
-(functions whose frames on the walking thread are not roots), `started`
-(a `heap_clock()` reading the first slice counts from)
-@treturn userdata the snapshot
-*/
-/*
-** snapshot(model, roots, opts) -> snapshot. roots is an array of
-** { value, name, label }; label 0 gives each root its own row. Runs the
-** first step within opts.max_ms / opts.max_units (all of it without).
-*/
-int memprobe_l_snapshot (lua_State *L) {
-  double start = memprobe_now(), ms, units, started;
-  mp_ctx *c = memprobe_ctx(L);
-  snap *s;
-  walker w;
-  int i, n, ud;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  s = (snap *)mp_newuserdata(L, sizeof(snap));
-  memset(s, 0, sizeof(*s));
-  s->closed = 1;
-  luaL_getmetatable(L, SNAP_MT);
-  lua_setmetatable(L, -2);
-  ud = lua_gettop(L);
-  s->ctx = c;
-  s->book.total = &c->heap_bytes;
-  s->closed = 0;
-  memprobe_readmodel(L, 1, &s->m);
-  lua_getfield(L, 3, "max_objects");
-  s->max_objects = lua_isnumber(L, -1) ? (uint32_t)lua_tonumber(L, -1)
-                                       : 0xfffffff0u;
-  lua_getfield(L, 3, "fail_after");
+/* A count option: absent (dflt), or an integer in 1..max. */
+static double countopt (lua_State *L, int t, const char *k, double max,
+                        double dflt) {
+  double v;
+  lua_getfield(L, t, k);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return dflt; }
+  v = lua_tonumber(L, -1);
+  if (!lua_isnumber(L, -1) || !(v >= 1 && v <= max) || v != floor(v))
+    luaL_error(L, "bad option '%s' (an integer in 1..%.0f expected)", k, max);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* A time option: absent (0) or a number of milliseconds > 0. */
+static double msopt (lua_State *L, double v, int given, const char *k) {
+  if (!given) return 0;
+  if (!(v > 0 && v <= 1e9))
+    luaL_error(L, "bad option '%s' (milliseconds > 0 expected)", k);
+  return v;
+}
+
+/* Reads the options of heap_snapshot (a table at index o). */
+static void readopts (lua_State *L, snap *s, int o, double *ms,
+                      double *units, double *started) {
+  int i;
+  s->max_objects = (uint32_t)countopt(L, o, "max_objects", MAXOBJECTS,
+                                      MAXOBJECTS);
+  *units = countopt(L, o, "max_units", 9007199254740992.0, 0);
+  lua_getfield(L, o, "max_ms");
+  *ms = msopt(L, lua_tonumber(L, -1), !lua_isnil(L, -1), "max_ms");
+  lua_getfield(L, o, "fail_after");
   s->failafter = (int)lua_tointeger(L, -1);
-  lua_getfield(L, 3, "target");
+  lua_getfield(L, o, "target");
   if (memprobe_collectable(lua_type(L, -1)))
     s->target = memprobe_ident(L, -1, lua_type(L, -1));
-  lua_getfield(L, 3, "own");
+  lua_getfield(L, o, "own");
   if (lua_istable(L, -1)) {
     for (i = 1; i <= NOWN; i++) {
       lua_rawgeti(L, -1, i);
@@ -190,33 +257,26 @@ int memprobe_l_snapshot (lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  lua_getfield(L, 3, "max_ms");
-  ms = lua_tonumber(L, -1);
-  lua_getfield(L, 3, "max_units");
-  units = lua_tonumber(L, -1);
-  lua_getfield(L, 3, "started");
-  started = lua_tonumber(L, -1);
-  if (started > 0 && started < start) start = started;
-  lua_settop(L, ud);
-  if (!memprobe_index_init(&s->book, &s->index, 1024) ||
-      !memprobe_index_init(&s->book, &s->pindex, 256) ||
-      !memprobe_index_init(&s->book, &s->nindex, 256))
-    memprobe_nomem(L);
-  /* the queue: array slots plus -1 (a saved key), -2 (ephemerons) */
-  lua_createtable(L, 0, 2);
-  lua_newtable(L);
-  lua_rawseti(L, -2, -2);
-  lua_pushvalue(L, -1);
-  mp_setuv(L, ud);
-  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
-  ignore(&w, ud);
-  ignore(&w, w.W);
-  ignore(&w, 2);  /* the roots and options tables are the caller's */
-  ignore(&w, 3);
-  lua_rawgeti(L, w.W, -2);
-  ignore(&w, -1);
-  lua_pop(L, 1);
-  /* registry tables by name, for userdata without __name */
+  lua_getfield(L, o, "started");
+  *started = lua_tonumber(L, -1);
+  lua_pop(L, 5);
+  /* the tally the walk ends with: census(top), or rows */
+  s->t.top = -1;
+  lua_getfield(L, o, "census");
+  if (lua_isnumber(L, -1)) {
+    double top = lua_tonumber(L, -1);
+    if (!(top >= 0 && top <= 1000))
+      luaL_error(L, "bad option 'census' (top must be 0..1000)");
+    s->t.top = (int)top;
+  }
+  lua_getfield(L, o, "rows");
+  s->t.rows = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+}
+
+/* The registry's tables by name: the names of the types of userdata
+** whose metatable has no __name (luaL_newmetatable stores it there). */
+static void scan_registry (lua_State *L, snap *s) {
   lua_pushnil(L);
   while (lua_next(L, LUA_REGISTRYINDEX)) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
@@ -232,17 +292,78 @@ int memprobe_l_snapshot (lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  n = (int)mp_rawlen(L, 2);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    luaL_argcheck(L, lua_istable(L, -1), 2, "roots are {value, name, label}");
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    lua_rawgeti(L, -3, 3);
-    addroot(&w, -3, luaL_optstring(L, -2, "?"), (int32_t)lua_tointeger(L, -1));
-    if (lua_tointeger(L, -1) > s->nroots) s->nroots = (int)lua_tointeger(L, -1);
-    lua_pop(L, 4);
+}
+
+/***
+The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
+starts a `memprobe.Snapshot` over the given roots with the given size
+model, and runs its first step within the budgets. Methods: `step([ms [,
+units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
+`added(older [, top])`, `close()`.
+@function heap_snapshot
+@param model the size model (a table, or the job measuring it)
+@tparam table roots array of `{ value, name, label }`
+@tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
+(functions whose frames on the walking thread are not roots), `started`
+(a `heap_clock()` reading the first slice counts from)
+@treturn userdata the snapshot
+*/
+/*
+** snapshot(model, roots, opts) -> snapshot. roots is an array of
+** { value, name, label }; label 0 gives each root its own row. Runs the
+** first step within opts.max_ms / opts.max_units (all of it without).
+** The model may be the job measuring it: the first steps wait for it.
+*/
+int memprobe_l_snapshot (lua_State *L) {
+  double start = memprobe_now(), ms, units, started;
+  mp_ctx *c = memprobe_ctx(L);
+  snap *s;
+  walker w;
+  int ud;
+  if (!mp_testudata(L, 1, MODELJOB_MT)) luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  s = (snap *)mp_newuserdata(L, sizeof(snap));
+  memset(s, 0, sizeof(*s));
+  s->closed = 1;
+  luaL_getmetatable(L, SNAP_MT);
+  lua_setmetatable(L, -2);
+  ud = lua_gettop(L);
+  s->ctx = c;
+  s->book.total = &c->heap_bytes;
+  s->closed = 0;
+  readopts(L, s, 3, &ms, &units, &started);
+  if (started > 0 && started < start) start = started;
+  if (lua_istable(L, 1)) memprobe_readmodel(L, 1, &s->m);
+  else s->needmodel = 1;
+  if (!memprobe_index_init(&s->book, &s->index, 1024) ||
+      !memprobe_index_init(&s->book, &s->pindex, 256) ||
+      !memprobe_index_init(&s->book, &s->nindex, 256))
+    memprobe_nomem(L);
+  lua_createtable(L, 0, 4);  /* the queue */
+  lua_newtable(L);
+  lua_rawseti(L, -2, Q_EPHEMERONS);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, Q_ROOTS);
+  s->nextroot = 1;
+  if (s->needmodel) {
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, Q_MODEL);
   }
+  lua_pushvalue(L, -1);
+  mp_setuv(L, ud);
+  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
+  /* the walk's own objects are not the program's */
+  ignore(&w, ud);
+  ignore(&w, w.W);
+  ignore(&w, 1);
+  ignore(&w, 2);
+  ignore(&w, 3);
+  lua_rawgeti(L, w.W, Q_EPHEMERONS);
+  ignore(&w, -1);
+  lua_pop(L, 1);
+  scan_registry(L, s);
   lua_settop(L, ud);
   step(L, ud, start, ms, units);
   lua_settop(L, ud);
@@ -253,17 +374,45 @@ int memprobe_l_snapshot (lua_State *L) {
 int memprobe_l_step (lua_State *L) {
   double start = memprobe_now();
   snap *s = checksnap(L, 1);
-  double ms = luaL_optnumber(L, 2, 0), units = luaL_optnumber(L, 3, 0);
+  double ms = msopt(L, luaL_optnumber(L, 2, 0), !lua_isnoneornil(L, 2), "ms");
+  double units = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, lua_isnoneornil(L, 3) ||
+                (units > 0 && units <= 9007199254740992.0), 3,
+                "units must be > 0");
+  units = ceil(units);
   lua_settop(L, 1);
   if (!s->done) step(L, 1, start, ms, units);
   lua_pushboolean(L, s->done);
   return 1;
 }
 
-static int l_close (lua_State *L) {
+
+/*
+** snap:release([ms]) -> true once the snapshot is closed: close() in
+** pieces of a budget, for a walk of millions of objects, whose buffers
+** take tens of milliseconds to give back at once. The records go a chunk
+** at a time from the end, the index a megabyte at a time.
+*/
+static int l_release (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
-  memprobe_snap_free(s);
-  return 0;
+  double ms = luaL_optnumber(L, 2, 0), start = memprobe_now();
+  int k = 0;
+  luaL_argcheck(L, !s->busy, 1, "snapshot is busy (inside its own step)");
+  if (!s->closed) s->closing = 1;  /* no method reads it from now on */
+  while (!s->closed) {
+    if (ms > 0 && (++k & 15) == 0 && memprobe_now() - start >= ms / 2000)
+      break;  /* half the budget: the rest is for the caller */
+    if (s->seen != NULL) {  /* the per-record buffers first */
+      memprobe_book_alloc(&s->book, s->seen, (size_t)s->nseen * 4, 0);
+      s->seen = NULL;
+      s->nseen = 0;
+    }
+    else if (!memprobe_index_release(&s->book, &s->index)) continue;
+    else if (s->obj.n > 0) memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+    else memprobe_snap_free(s);
+  }
+  lua_pushboolean(L, s->closed);
+  return 1;
 }
 
 static int l_tostring (lua_State *L) {
@@ -276,8 +425,15 @@ static int l_tostring (lua_State *L) {
   return 1;
 }
 
+/* Sets field k of the table on top to v: an integer on 5.3+ when whole,
+** as sizes and counts are. */
 static void setnum (lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
+#if LUA_VERSION_NUM >= 503
+  if (v == floor(v) && fabs(v) < 9007199254740992.0)
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+#endif
+    lua_pushnumber(L, v);
   lua_setfield(L, -2, k);
 }
 
@@ -401,41 +557,11 @@ static void push_bytype (lua_State *L, const double *n, const double *b) {
   }
 }
 
-/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
-** top: the objects the host shares between states (sharedcode.c). */
-static void set_sharedcode (lua_State *L, const snap *s) {
-  double count = 0, bytes = 0, n[T_NTYPES], b[T_NTYPES];
-  uint32_t i;
-  memset(n, 0, sizeof(n));
-  memset(b, 0, sizeof(b));
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    if (!(o->flags & F_HOST)) continue;
-    count++;
-    bytes += o->size;
-    n[o->type]++;
-    b[o->type] += o->size;
-  }
-  lua_createtable(L, 0, 3);
-  setnum(L, "count", count);
-  setnum(L, "bytes", bytes);
-  push_bytype(L, n, b);
-  lua_setfield(L, -2, "by_type");
-  lua_setfield(L, -2, "shared_code");
-}
-
-/* Counts and bytes by a key (a name or prototype number + 1), in an
-** open-addressing table in a Lua userdata held at a stack slot. */
-typedef struct acc { uint32_t key; double count, bytes; } acc;
-typedef struct acctab { acc *a; uint32_t mask, n; int slot; } acctab;
-
-static void acc_init (lua_State *L, acctab *t, uint32_t cap) {
-  t->a = (acc *)lua_newuserdata(L, cap * sizeof(acc));
-  memset(t->a, 0, cap * sizeof(acc));
-  t->mask = cap - 1;
-  t->n = 0;
-  lua_replace(L, t->slot);
-}
+/*
+** {======================================================
+** The tally and the second pass of modules()
+** =======================================================
+*/
 
 static acc *acc_slot (const acctab *t, uint32_t key) {
   uint32_t i;
@@ -444,18 +570,33 @@ static acc *acc_slot (const acctab *t, uint32_t key) {
   return &t->a[i];
 }
 
-static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
+static void acc_init (lua_State *L, snap *s, acctab *t, uint32_t cap) {
+  t->a = (acc *)memprobe_xrealloc(L, s, NULL, 0, cap * sizeof(acc));
+  memset(t->a, 0, cap * sizeof(acc));
+  t->mask = cap - 1;
+  t->n = 0;
+}
+
+static void acc_free (snap *s, acctab *t) {
+  if (t->a != NULL)
+    memprobe_book_alloc(&s->book, t->a, ((size_t)t->mask + 1) * sizeof(acc), 0);
+  t->a = NULL;
+}
+
+/* Adds to key's entry; at load 1/2 the table doubles (its keys are
+** names and prototypes, far fewer than the records). */
+static void acc_add (lua_State *L, snap *s, acctab *t, uint32_t key,
+                     double bytes) {
   acc *e = acc_slot(t, key);
   if (e->key == 0) {
-    if ((t->n + 1) * 2 > t->mask + 1) {  /* load 1/2: twice the size */
+    if ((t->n + 1) * 2 > t->mask + 1) {
       acctab old = *t;
       uint32_t i;
-      lua_pushvalue(L, t->slot);  /* keeps the old one until copied */
-      acc_init(L, t, (old.mask + 1) * 2);
+      acc_init(L, s, t, (old.mask + 1) * 2);
       for (i = 0; i <= old.mask; i++)
         if (old.a[i].key != 0) *acc_slot(t, old.a[i].key) = old.a[i];
       t->n = old.n;
-      lua_pop(L, 1);
+      acc_free(s, &old);
       e = acc_slot(t, key);
     }
     e->key = key;
@@ -465,69 +606,242 @@ static void acc_add (lua_State *L, acctab *t, uint32_t key, double bytes) {
   e->bytes += bytes;
 }
 
+void memprobe_tally_free (snap *s) {
+  tally *t = &s->t;
+  acc_free(s, &t->uds);
+  acc_free(s, &t->fns);
+  if (t->big != NULL)
+    memprobe_book_alloc(&s->book, t->big, ((size_t)t->top + 1) * 4, 0);
+  if (t->sum != NULL)
+    memprobe_book_alloc(&s->book, t->sum, t->nsum * sizeof(double), 0);
+  memset(t, 0, sizeof(*t));
+}
+
+/* Row of a label in the sums: rows 1..nroots, SHARED at nroots + 1, the
+** host's shared code at nroots + 2; -1 for none. */
+static int64_t sumrow (const snap *s, const hobj *o) {
+  if (o->flags & F_IGNORE) return -1;
+  if (o->flags & F_HOST) return s->nroots + 2;
+  if (o->label == SHARED) return s->nroots + 1;
+  if (o->label <= 0 || o->label > s->nroots) return -1;
+  return o->label;
+}
+
+/* One record into the census: by type, type name, prototype, and the
+** short sorted list of the largest containers. */
+static void census_add (lua_State *L, snap *s, uint32_t i) {
+  tally *t = &s->t;
+  const hobj *o = REC(s, i);
+  int k;
+  if (!counted(o)) return;
+  t->n[o->type]++;
+  t->b[o->type] += SIZE(o);
+  t->total += SIZE(o);
+  t->objects++;
+  if (o->type == LUA_TUSERDATA)
+    acc_add(L, s, &t->uds, o->aux, SIZE(o));
+  else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
+    acc_add(L, s, &t->fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
+            SIZE(o));
+  if (t->top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
+      (t->nbig < t->top || SIZE(o) > SIZE(REC(s, t->big[t->nbig - 1])))) {
+    k = t->nbig < t->top ? t->nbig++ : t->nbig - 1;
+    while (k > 0 && SIZE(REC(s, t->big[k - 1])) < SIZE(o)) {
+      t->big[k] = t->big[k - 1];
+      k--;
+    }
+    t->big[k] = i;
+  }
+}
+
 /*
-** snap:census(top) -> { by_type, userdata, functions, largest, total,
-** objects, shared_code }: the raw census memprobe.heap() dresses. One
-** pass over the records adds up in C; tables are made per type, name and
-** prototype.
+** The tally phase: every record once, a unit each. With t->rows it adds
+** up by row and type (modules()), else the census (heap()). Returns 1
+** when done.
 */
-static int l_census (lua_State *L) {
-  snap *s = checksnap(L, 1);
-  int top = (int)luaL_optinteger(L, 2, 10), k, nbig = 0;
-  uint32_t i, *big;
-  double total = 0, objects = 0, n[T_NTYPES], b[T_NTYPES];
-  acctab uds, fns;
-  luaL_argcheck(L, s->done, 1, "walk not finished");
-  luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
-  lua_settop(L, 2);
-  big = (uint32_t *)lua_newuserdata(L, sizeof(uint32_t) * (size_t)(top + 1));
-  lua_pushnil(L);
-  uds.slot = lua_gettop(L);
-  acc_init(L, &uds, 16);
-  lua_pushnil(L);
-  fns.slot = lua_gettop(L);
-  acc_init(L, &fns, 64);
+static int run_tally (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  tally *t = &s->t;
+  if (!t->started) {
+    if (t->rows) {
+      t->nsum = ((size_t)s->nroots + 3) * T_NTYPES * 2;
+      t->sum = (double *)memprobe_xrealloc(L, s, NULL, 0,
+                                           t->nsum * sizeof(double));
+      memset(t->sum, 0, t->nsum * sizeof(double));
+    }
+    else {
+      acc_init(L, s, &t->uds, 16);
+      acc_init(L, s, &t->fns, 64);
+      t->big = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0,
+                                             ((size_t)t->top + 1) * 4);
+    }
+    t->started = 1;
+  }
+  for (; t->at < s->obj.n; t->at++) {
+    if (!memprobe_budget(w)) return 0;
+    if (t->rows) {
+      const hobj *o = REC(s, t->at);
+      int64_t row = sumrow(s, o);
+      if (row >= 0) {
+        size_t at = ((size_t)row * T_NTYPES + o->type) * 2;
+        t->sum[at]++;
+        t->sum[at + 1] += SIZE(o);
+      }
+    }
+    else
+      census_add(L, s, t->at);
+  }
+  t->done = 1;
+  return 1;
+}
+
+/*
+** The second pass of modules(), a phase of its walk: for each row in
+** turn, from its roots (Q_ROOTS, in label order: one pass over them), the
+** objects of that row and the shared ones it reaches, each once per row
+** (seen), adding the shared ones' bytes to the row. Returns 1 when done.
+*/
+static int second_pass (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  int n;
+  if (s->seen == NULL) {
+    s->nseen = s->obj.n + 1;
+    s->seen = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0,
+                                            (size_t)s->nseen * 4);
+    memset(s->seen, 0, (size_t)s->nseen * 4);
+    s->rowshared =
+      (double *)memprobe_xrealloc(L, s, NULL, 0,
+                                  (size_t)(s->nroots + 1) * sizeof(double));
+    memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
+    s->rootj = 1;
+    s->curlabel = 0;
+  }
+  s->mode = 1;
+  lua_rawgeti(L, w->W, Q_ROOTS);
+  n = (int)mp_rawlen(L, -1);
+  for (;;) {
+    lua_Integer row;
+    if (s->rowopen) {
+      if (!memprobe_run(w)) { lua_pop(L, 1); return 0; }
+      s->rowopen = 0;
+    }
+    if (s->rootj > (uint32_t)n) break;
+    lua_rawgeti(L, -1, (int)s->rootj);
+    lua_rawgeti(L, -1, 3);
+    row = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (row < s->curlabel)
+      luaL_error(L, "heap walk: roots are not in label order");
+    s->curlabel = (int32_t)row;
+    /* the row's roots, consecutive */
+    for (; s->rootj <= (uint32_t)n; s->rootj++) {
+      int64_t r;
+      int t;
+      lua_rawgeti(L, -1, (int)s->rootj);
+      lua_rawgeti(L, -1, 3);
+      if (lua_tointeger(L, -1) != row) { lua_pop(L, 2); break; }
+      lua_rawgeti(L, -2, 1);
+      t = lua_type(L, -1);
+      if (row > 0 && memprobe_collectable(t) && t != LUA_TSTRING &&
+          (r = memprobe_lookup(s, memprobe_ident(L, -1, t))) >= 0 &&
+          REC(s, r)->label == row) {
+        s->seen[r] = (uint32_t)row;
+        memprobe_enqueue(w, -1, (uint32_t)r, (int32_t)row);
+      }
+      lua_pop(L, 3);
+    }
+    s->rowopen = 1;
+  }
+  lua_pop(L, 1);
+  s->mode = 0;
+  s->passed = 1;
+  return 1;
+}
+
+/* The phases after the walk, for what the snapshot was asked for. */
+int memprobe_after_walk (walker *w) {
+  snap *s = w->s;
+  if (s->t.rows && !s->passed && !second_pass(w)) return 0;
+  if ((s->t.rows || s->t.top >= 0) && !s->t.done && !run_tally(w)) return 0;
+  return 1;
+}
+
+/* Runs the phases after the walk of a finished snapshot to their end, in
+** one go (for census() and rows() on a snapshot walked without them). */
+static void tally_now (lua_State *L, int ud, int rows, int top) {
+  snap *s = (snap *)lua_touserdata(L, ud);
+  walker w;
+  if (s->t.done && s->t.rows == rows && (rows || s->t.top == top)) return;
+  memprobe_tally_free(s);
+  s->t.rows = rows;
+  s->t.top = rows ? -1 : top;
+  mp_getuv(L, ud, 1);
+  if (!lua_istable(L, -1))
+    luaL_error(L, "heap walk: its queue was changed from outside");
+  if (rows && !s->passed) {  /* the queue's Q_ROOTS is gone: from arg 2 */
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, Q_ROOTS);
+  }
+  memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
+  s->busy = 1;
+  memprobe_after_walk(&w);
+  s->busy = 0;
+  memprobe_queue_free(s);
+  lua_settop(L, ud);
+}
+
+/* Sets field 'shared_code' = { count, bytes, by_type } of the table on
+** top: the objects the host shares between states (sharedcode.c). */
+static void set_sharedcode (lua_State *L, const double *n, const double *b) {
+  double count = 0, bytes = 0;
+  int t;
+  for (t = 0; t < T_NTYPES; t++) { count += n[t]; bytes += b[t]; }
+  lua_createtable(L, 0, 3);
+  setnum(L, "count", count);
+  setnum(L, "bytes", bytes);
+  push_bytype(L, n, b);
+  lua_setfield(L, -2, "by_type");
+  lua_setfield(L, -2, "shared_code");
+}
+
+/* The census's shared code: the host's objects, which it does not count. */
+static void census_sharedcode (lua_State *L, const snap *s) {
+  double n[T_NTYPES], b[T_NTYPES];
+  uint32_t i;
   memset(n, 0, sizeof(n));
   memset(b, 0, sizeof(b));
   for (i = 0; i < s->obj.n; i++) {
     const hobj *o = REC(s, i);
-    if (!counted(o)) continue;
-    n[o->type]++;
-    b[o->type] += o->size;
-    total += o->size;
-    objects++;
-    if (o->type == LUA_TUSERDATA)
-      acc_add(L, &uds, o->aux, o->size);
-    else if (o->type == LUA_TFUNCTION)  /* by prototype, or [C] */
-      acc_add(L, &fns, o->aux ? REC(s, o->aux - 1)->aux + 1 : 0xffffffffu,
-              o->size);
-    if (top > 0 && (o->type == LUA_TTABLE || o->type == LUA_TUSERDATA) &&
-        (nbig < top || o->size > REC(s, big[nbig - 1])->size)) {
-      /* the largest containers: insertion into a short sorted list */
-      k = nbig < top ? nbig++ : nbig - 1;
-      while (k > 0 && REC(s, big[k - 1])->size < o->size) {
-        big[k] = big[k - 1];
-        k--;
-      }
-      big[k] = i;
+    if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
+      n[o->type]++;
+      b[o->type] += SIZE(o);
     }
   }
-  lua_createtable(L, 0, 6);
-  push_bytype(L, n, b);
-  lua_setfield(L, -2, "by_type");
-  lua_newtable(L);  /* userdata by type name */
-  for (i = 0; i <= uds.mask; i++) {
-    const acc *e = &uds.a[i];
+  set_sharedcode(L, n, b);
+}
+
+/* Pushes { [key] = { count, bytes } } for the type names of t. */
+static void push_byname (lua_State *L, const snap *s, const acctab *t) {
+  uint32_t i;
+  lua_newtable(L);
+  for (i = 0; i <= t->mask; i++) {
+    const acc *e = &t->a[i];
     if (e->key == 0) continue;
     lua_createtable(L, 0, 2);
     setnum(L, "count", e->count);
     setnum(L, "bytes", e->bytes);
     lua_setfield(L, -2, memprobe_name_of(s, e->key));
   }
-  lua_setfield(L, -2, "userdata");
-  lua_newtable(L);  /* functions by "source:line" */
-  for (i = 0; i <= fns.mask; i++) {
-    const acc *e = &fns.a[i];
+}
+
+/* Pushes { ["source:line"] = { count, bytes, proto } } for t. */
+static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
+  uint32_t i;
+  lua_newtable(L);
+  for (i = 0; i <= t->mask; i++) {
+    const acc *e = &t->a[i];
     char key[NAMEMAX + 32];
     const hobj *pr = NULL;
     if (e->key == 0) continue;
@@ -546,97 +860,69 @@ static int l_census (lua_State *L) {
       lua_setfield(L, -3, key);
       setnum(L, "count", 0);
       setnum(L, "bytes", 0);
-      if (pr != NULL) setnum(L, "proto", pr->size);
+      if (pr != NULL) setnum(L, "proto", SIZE(pr));
     }
     setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
     setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
     lua_pop(L, 1);
   }
+}
+
+/*
+** snap:census(top) -> { by_type, userdata, functions, largest, total,
+** objects, shared_code }: the raw census memprobe.heap() dresses, from the
+** tally (the walk's last phase when it was asked for, else now).
+*/
+static int l_census (lua_State *L) {
+  snap *s = checksnap(L, 1);
+  int top = (int)luaL_optinteger(L, 2, 10), k;
+  const tally *t = &s->t;
+  luaL_argcheck(L, s->done, 1, "walk not finished");
+  luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
+  lua_settop(L, 2);
+  tally_now(L, 1, 0, top);
+  lua_createtable(L, 0, 7);
+  push_bytype(L, t->n, t->b);
+  lua_setfield(L, -2, "by_type");
+  push_byname(L, s, &t->uds);
+  lua_setfield(L, -2, "userdata");
+  push_byproto(L, s, &t->fns);
   lua_setfield(L, -2, "functions");
-  lua_createtable(L, nbig, 0);
-  for (k = 0; k < nbig; k++) {
-    const hobj *o = REC(s, big[k]);
+  lua_createtable(L, t->nbig, 0);
+  for (k = 0; k < t->nbig; k++) {
+    const hobj *o = REC(s, t->big[k]);
     lua_createtable(L, 0, 5);
-    setnum(L, "bytes", o->size);
+    setnum(L, "bytes", SIZE(o));
     setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
     lua_pushstring(L, tnames[o->type]);
     lua_setfield(L, -2, "type");
-    setpath(L, s, big[k]);
+    setpath(L, s, t->big[k]);
     lua_rawseti(L, -2, k + 1);
   }
   lua_setfield(L, -2, "largest");
-  setnum(L, "total", total);
-  setnum(L, "objects", objects);
-  set_sharedcode(L, s);
+  setnum(L, "total", t->total);
+  setnum(L, "objects", t->objects);
+  census_sharedcode(L, s);
   return 1;
 }
 
 /*
-** snap:rows(model_roots) -> { [label] = { exclusive, shared, objects,
-** by_type }, shared_code = { count, bytes, by_type } }. Exclusive bytes
-** are those of objects only one root reaches; the shared bytes of a row
-** come from a second, cheaper walk per root over the shared objects it
-** reaches (roots at 2).
+** snap:rows(roots) -> { [label] = { exclusive, shared, objects, by_type
+** }, shared_code = { count, bytes, by_type } }. Exclusive bytes are those
+** of objects only one root reaches; the shared bytes of a row come from
+** the second pass (roots at 2, as given to heap_snapshot).
 */
 int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
-  uint32_t i;
   int row;
-  size_t nrows;
-  double *sum;
+  const double *sum;
   luaL_argcheck(L, s->done, 1, "walk not finished");
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  if (s->seen == NULL) {
-    s->seen = (uint16_t *)memprobe_xrealloc(L, s, NULL, 0,
-                                            (size_t)s->obj.n * 2 + 2);
-    memset(s->seen, 0, (size_t)s->obj.n * 2 + 2);
-    s->rowshared =
-      (double *)memprobe_xrealloc(L, s, NULL, 0,
-                                  (size_t)(s->nroots + 1) * sizeof(double));
-    memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
-    s->mode = 1;
-    for (row = 1; row <= s->nroots && row < 0xffff; row++) {
-      int j, n = (int)mp_rawlen(L, 2);
-      walker w;
-      mp_getuv(L, 1, 1);
-      memprobe_walker_init(&w, L, s, 1, lua_gettop(L));
-      s->curlabel = row;
-      for (j = 1; j <= n; j++) {
-        int64_t r;
-        lua_rawgeti(L, 2, j);
-        lua_rawgeti(L, -1, 3);
-        lua_rawgeti(L, -2, 1);
-        if (lua_tointeger(L, -2) == row &&
-            memprobe_collectable(lua_type(L, -1)) &&
-            (r = memprobe_lookup(s, memprobe_ident(L, -1,
-                                                   lua_type(L, -1)))) >= 0 &&
-            REC(s, r)->label == row && lua_type(L, -1) != LUA_TSTRING) {
-          s->seen[r] = (uint16_t)row;
-          memprobe_enqueue(&w, -1, (uint32_t)r, row);
-        }
-        lua_pop(L, 3);
-      }
-      memprobe_run(&w);
-      lua_settop(L, 2);
-    }
-    s->mode = 0;
-  }
-  /* counts and bytes by row (SHARED last) and type */
-  nrows = (size_t)s->nroots + 2;
-  sum = (double *)lua_newuserdata(L, nrows * T_NTYPES * 2 * sizeof(double));
-  memset(sum, 0, nrows * T_NTYPES * 2 * sizeof(double));
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    int32_t l = o->label;
-    size_t at;
-    if (!counted(o) || l == 0 || l < SHARED || l > s->nroots) continue;
-    at = ((size_t)(l == SHARED ? s->nroots + 1 : l) * T_NTYPES + o->type) * 2;
-    sum[at]++;
-    sum[at + 1] += o->size;
-  }
+  tally_now(L, 1, 1, -1);
+  sum = s->t.sum;
   lua_newtable(L);
-  for (row = 1; row <= s->nroots + 1; row++) {
+  for (row = 1; row <= s->nroots + 2; row++) {
     double n[T_NTYPES], b[T_NTYPES], bytes = 0, objects = 0;
     int t;
     for (t = 0; t < T_NTYPES; t++) {
@@ -645,7 +931,8 @@ int memprobe_l_rows (lua_State *L) {
       objects += n[t];
       bytes += b[t];
     }
-    if (row > s->nroots && objects == 0) break;  /* nothing shared */
+    if (row == s->nroots + 2) { set_sharedcode(L, n, b); break; }
+    if (row > s->nroots && objects == 0) continue;  /* nothing shared */
     lua_createtable(L, 0, 4);
     setnum(L, "exclusive", bytes);
     setnum(L, "objects", objects);
@@ -654,9 +941,10 @@ int memprobe_l_rows (lua_State *L) {
     lua_setfield(L, -2, "by_type");
     lua_rawseti(L, -2, row <= s->nroots ? row : SHARED);
   }
-  set_sharedcode(L, s);
   return 1;
 }
+
+/* }====================================================== */
 
 /*
 ** snap:referrers() -> array of { path, wide } ending with the edge to the
@@ -764,7 +1052,7 @@ static int l_added (lua_State *L) {
     else
       topof[i] = t;
     g[topof[i]].count++;
-    g[topof[i]].bytes += o->size;
+    g[topof[i]].bytes += SIZE(o);
   }
   lua_createtable(L, (int)ng, 0);
   for (i = 0; i < ng; i++) {
@@ -800,7 +1088,7 @@ static int l_added (lua_State *L) {
     setnum(L, "before", REC(b, j)->aux);
     setnum(L, "after", o->aux);
     setnum(L, "entries", (double)o->aux - REC(b, j)->aux);
-    setnum(L, "bytes", (double)o->size - REC(b, j)->size);
+    setnum(L, "bytes", SIZE(o) - SIZE(REC(b, j)));
     setpath(L, a, i);
     lua_rawseti(L, -2, ++k);
   }
@@ -814,6 +1102,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
     { "heap_clock",        memprobe_l_clock },
     { "heap_dumpsize",     memprobe_l_dumpsize },
+    { "heap_model_job",    memprobe_l_model_job },
     { "heap_sample",       memprobe_l_sample },
     { "heap_snapshot",     memprobe_l_snapshot },
     { "heap_thread",       memprobe_l_thread },
@@ -823,8 +1112,9 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg methods[] = {
     { "added",     l_added },
     { "census",    l_census },
-    { "close",     l_close },
+    { "close",     snap_gc },
     { "referrers", l_referrers },
+    { "release",   l_release },
     { "rows",      memprobe_l_rows },
     { "stats",     l_stats },
     { "step",      memprobe_l_step },
@@ -849,6 +1139,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
 #endif
   }
   lua_pop(L, 1);
+  memprobe_open_model(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);

@@ -14,9 +14,11 @@
 #include <math.h>
 
 #define SNAP_MT   "memprobe.Snapshot"
+#define MODELJOB_MT "memprobe.ModelJob"
 #define NCAL      24        /* calibrated powers of two, arrays and hashes */
 #define NAMEMAX   60        /* longest edge name kept */
 #define NOWN      8         /* functions whose frames are the walk's own */
+#define MAXOBJECTS 4294967280.0  /* records a walk may keep (uint32) */
 
 /* Types beyond lua.h: LuaJIT's cdata, and two parts of a function. */
 enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };
@@ -34,7 +36,7 @@ enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8, F_HOST = 16 };
 typedef struct hobj {
   const void *p;      /* identity: lua_topointer, string contents */
   uint32_t parent;    /* first referrer + 1; 0 for roots */
-  uint32_t size;      /* estimated bytes */
+  uint32_t size;      /* estimated bytes, as setsize() packs them */
   uint32_t aux;       /* tables: entries; userdata: type name; closures:
                          proto + 1; protos: their number; strings: the
                          edge name they are as a key, once they were */
@@ -65,12 +67,42 @@ typedef struct model {
 ** of chunk pointers.
 */
 #define SEGBITS  10
+
+/* The queue table's slots besides its segments W[1], W[2] ... */
+enum {
+  Q_SPARE = 0,          /* a segment the head left, for the tail to reuse */
+  Q_KEY = -1,           /* the key lua_next resumes from in the head table */
+  Q_EPHEMERONS = -2,    /* set of the ephemeron tables met, to expand again */
+  Q_MODEL = -3,         /* the size model's job, until the model is known */
+  Q_ROOTS = -4          /* the roots, until all are registered */
+};
 #define SEG      (1u << SEGBITS)
 
 typedef struct qchunk {
   uint32_t rec[SEG];
   int32_t label[SEG];
 } qchunk;
+
+/* Counts and bytes by a key (a name, or a prototype number + 1), in an
+** open-addressing table (key 0 is empty). */
+typedef struct acc { uint32_t key; double count, bytes; } acc;
+typedef struct acctab { acc *a; uint32_t mask, n; } acctab;
+
+/*
+** The tally of a finished walk: a pass over the records, a unit each, so
+** that a job's last steps are bounded like the walk's. The census adds up
+** by type, userdata type name and prototype, and keeps the 'top' largest
+** containers; the row sums add up by row (SHARED last) and type.
+*/
+typedef struct tally {
+  uint32_t at;              /* next record */
+  int top, nbig, rows, started, done;
+  double n[T_NTYPES], b[T_NTYPES], total, objects;
+  acctab uds, fns;
+  uint32_t *big;            /* top + 1 record numbers, largest first */
+  double *sum;              /* rows: [(row * T_NTYPES + type) * 2] count, bytes */
+  size_t nsum;
+} tally;
 
 typedef struct snap {
   mp_ctx *ctx;
@@ -95,15 +127,27 @@ typedef struct snap {
   uint32_t *regname;
   uint32_t nreg;
   model m;
+  int needmodel;            /* m waits for the job at Q_MODEL */
+  uint32_t nextroot;        /* the next of Q_ROOTS to register, from 1 */
   uint32_t max_objects;
   int truncated, walked, done, closed, in_next, mode, ephpass, nroots;
+  int busy, closing;        /* in a step; close() asked for meanwhile */
+  int atomic;               /* the head table is expanded in one go */
+  int tlevel;               /* the head thread's next stack level */
+  uint32_t restarted;       /* queue position of the last restart */
   uint32_t ephseen;         /* objects when the ephemerons were requeued */
   /* after the walk: the prototypes sorted, a bounded stretch per unit */
   uint32_t *perm, *ptmp;    /* prototype numbers, and the merge target */
   uint32_t sw, slo, si, sj, sk, scur;
-  int32_t curlabel;         /* second pass of modules(): the row walked */
-  uint16_t *seen;           /* second pass: last row that reached each */
-  double *rowshared;
+  /* the second pass of modules(): from each row's roots, over the shared
+  ** objects, the shared bytes each row reaches */
+  int32_t curlabel;         /* the row walked */
+  uint32_t *seen, nseen;    /* last row that reached each record */
+  double *rowshared;        /* shared bytes by row */
+  uint32_t rootj;           /* next root of Q_ROOTS to enqueue, from 1 */
+  int rowopen, passed;      /* a row walks; the pass is over */
+  /* the tally: census and row sums, one pass over the records */
+  tally t;
   /* statistics */
   double units, steps, maxunits, restarts;
   double gap;               /* the last step's longest stretch between
@@ -119,6 +163,24 @@ typedef struct snap {
 } snap;
 
 #define REC(s, i)   MP_AT(&(s)->obj, (i), hobj)
+
+/*
+** An object's size in its 32-bit field: exact below 2 GiB; from there a
+** count of 4 KiB pages with the top bit set, up to 8 TiB (an error of at
+** most 4 KiB in several GiB). SIZE reads it back as bytes.
+*/
+#define BIGSIZE   2147483648.0
+static inline void setsize (hobj *o, double bytes) {
+  if (bytes < BIGSIZE) o->size = (uint32_t)bytes;
+  else if (bytes < BIGSIZE * 4096) o->size = 0x80000000u | (uint32_t)(bytes / 4096);
+  else o->size = 0xffffffffu;
+}
+static inline double objsize (const hobj *o) {
+  return (o->size & 0x80000000u) ? (double)(o->size & 0x7fffffffu) * 4096
+                                 : (double)o->size;
+}
+#define SETSIZE(o, bytes)  setsize((o), (double)(bytes))
+#define SIZE(o)            objsize(o)
 #define PROTO(s, i) MP_AT(&(s)->proto, (i), pinfo)
 
 typedef struct walker {
@@ -220,9 +282,14 @@ MP_API int64_t memprobe_discover (walker *w, int vi, uint32_t parent,
 MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
                                   void *ud);
 MP_API double memprobe_now (void);
+MP_API int memprobe_budget (walker *w);
 MP_API int memprobe_run (walker *w);
 MP_API int memprobe_settle (walker *w);
 MP_API int memprobe_sort_protos (walker *w);
+MP_API void memprobe_tally_free (snap *s);
+
+/* heap.c: the tally and second pass after the walk */
+MP_API int memprobe_after_walk (walker *w);
 
 /* sharedcode.c: what the host shares between states (skynet) */
 MP_API int memprobe_shared_proto (lua_State *L, int fi);
@@ -238,6 +305,11 @@ MP_API int memprobe_l_dumpsize (lua_State *L);
 MP_API int memprobe_l_thread (lua_State *L);
 MP_API int memprobe_l_clock (lua_State *L);
 MP_API int memprobe_l_walk_buffers (lua_State *L);
+
+/* heapmodel.c: the model measured in a scratch state, as a job */
+MP_API int memprobe_l_model_job (lua_State *L);
+MP_API int memprobe_model_step (lua_State *L, int ji, double deadline);
+MP_API void memprobe_open_model (lua_State *L);
 
 /* heap.c: the C functions that run the walk, whose frames are its own */
 MP_API int memprobe_step_body (lua_State *L);

@@ -205,3 +205,33 @@ void memprobe_index_free (mp_book *b, mp_index *x) {
   if (x->old != NULL) retire(b, x, x->oldsize);
   memset(x, 0, sizeof(*x));
 }
+
+/* Frees x a piece at a time (a mapped table 1 MB per call), so that a
+** big index goes within a budget; returns 1 when it is all gone. */
+int memprobe_index_release (mp_book *b, mp_index *x) {
+  size_t size = ((size_t)x->mask + 1) * 4;
+  if (x->v != NULL && x->old == NULL && x->nv == NULL && size >= BIG) {
+    x->old = x->v;  /* retired, as after a growth */
+    x->oldsize = size;
+    x->unmapped = 0;
+    x->v = NULL;
+  }
+  if (x->old != NULL) {
+    retire(b, x, UNMAP * 16);
+    if (x->old != NULL) return 0;
+  }
+  if (x->v == NULL) x->mask = x->nmask = 0;
+  memprobe_index_free(b, x);
+  return 1;
+}
+
+/* Frees the last chunk of v; returns 1 when v is empty. */
+int memprobe_vec_pop_chunk (mp_book *b, mp_vec *v, size_t elsize) {
+  uint32_t c;
+  if (v->n == 0) return 1;
+  c = (v->n - 1) >> MP_CHUNKBITS;
+  memprobe_book_alloc(b, v->c[c], MP_CHUNK * elsize, 0);
+  v->c[c] = NULL;
+  v->n = c << MP_CHUNKBITS;
+  return v->n == 0;
+}

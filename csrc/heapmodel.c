@@ -12,6 +12,7 @@
 #include "internal.h"
 #include "heap.h"
 
+#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,8 +106,9 @@ One fresh object of a known shape, built without garbage, for calibration.
 ** sample(kind, a, b): one fresh object of a known shape, built without
 ** garbage, so that its cost is the exact change of the heap's size.
 ** "string" a bytes (b seeds the contents), "userdata" a bytes with b user
-** values (5.4), "cclosure" with a upvalues, "table" a array and b hash
-** slots (lua_createtable).
+** values (5.4), "bigdata" a userdata of a MiB (never touched, so it
+** costs address space only), "cclosure" with a upvalues, "table" a
+** array and b hash slots (lua_createtable).
 */
 int memprobe_l_sample (lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -125,6 +127,8 @@ int memprobe_l_sample (lua_State *L) {
     lua_pushlstring(L, p, (size_t)a);
     free(p);
   }
+  else if (strcmp(kind, "bigdata") == 0)  /* a MiB (specs: sizes past 4 GiB) */
+    lua_newuserdata(L, (size_t)a << 20);
   else if (strcmp(kind, "userdata") == 0) {
 #if LUA_VERSION_NUM >= 504
     lua_newuserdatauv(L, (size_t)a, b);
@@ -189,6 +193,190 @@ Bytes of C buffers that the heap walks of this state hold now.
 int memprobe_l_walk_buffers (lua_State *L) {
   mp_pushint(L, memprobe_ctx(L)->heap_bytes);
   return 1;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Model jobs: the calibration in a scratch state
+** =======================================================
+*/
+
+/*
+** The size model is a property of the VM build, not of the heap: it is
+** measured in a scratch state of the same build (luaL_newstate), where
+** memprobe.heapmodel's calibration runs as a coroutine that yields
+** between two samples. Its heap holds nothing but the samples, so the
+** cost does not grow with the program's heap (full collections of the
+** inspected heap cost seconds at a gigabyte), and it is stepped within
+** a budget like a walk, so that the first call on a cold state keeps its
+** budget too. When it is done the model is copied into the program's
+** state (the job's user value) and the scratch state is closed.
+*/
+typedef struct mjob {
+  lua_State *S;       /* the scratch state, NULL when done or failed */
+  lua_State *co;      /* the calibration, anchored at S's stack index 1 */
+  int started, done;
+  double longest;     /* the longest stretch between two yields, seconds */
+} mjob;
+
+static void mjob_close (mjob *j) {
+  if (j->S != NULL) lua_close(j->S);
+  j->S = j->co = NULL;
+}
+
+static int mjob_gc (lua_State *L) {
+  mjob_close((mjob *)luaL_checkudata(L, 1, MODELJOB_MT));
+  return 0;
+}
+
+/* Runs in S, protected: the libraries, the samples' C functions as
+** 'core', the chunk at 1 loaded, and the coroutine that will run it. */
+static int scratch_setup (lua_State *S) {
+  size_t len;
+  const char *code = (const char *)lua_touserdata(S, 1);
+  lua_State *co;
+  len = (size_t)lua_tonumber(S, 2);
+  luaL_openlibs(S);
+  co = lua_newthread(S);
+  if (luaL_loadbuffer(co, code, len, "=memprobe.heapmodel") != 0)
+    return lua_error(co);
+  lua_createtable(co, 0, 2);  /* core */
+  lua_pushcfunction(co, memprobe_l_sample);
+  lua_setfield(co, -2, "heap_sample");
+  lua_pushcfunction(co, memprobe_l_dumpsize);
+  lua_setfield(co, -2, "heap_dumpsize");
+  lua_createtable(co, 0, 1);  /* opts */
+  lua_getglobal(co, "coroutine");
+  lua_getfield(co, -1, "yield");
+  lua_setfield(co, -3, "pause");
+  lua_pop(co, 1);
+  return 1;  /* the thread */
+}
+
+/* Copies the table at index i of 'from' (numbers, booleans, tables of
+** them, to 'depth' levels) into a new table on 'to'. */
+static void copy_table (lua_State *from, int i, lua_State *to, int depth) {
+  i = mp_absindex(from, i);
+  lua_newtable(to);
+  lua_pushnil(from);
+  while (lua_next(from, i)) {
+    int vt = lua_type(from, -1);
+    if ((lua_type(from, -2) == LUA_TNUMBER ||
+         lua_type(from, -2) == LUA_TSTRING) &&
+        (vt == LUA_TNUMBER || vt == LUA_TBOOLEAN ||
+         (vt == LUA_TTABLE && depth > 0))) {
+      if (lua_type(from, -2) == LUA_TSTRING)
+        lua_pushstring(to, lua_tostring(from, -2));
+      else
+        lua_pushnumber(to, lua_tonumber(from, -2));
+      if (vt == LUA_TTABLE) copy_table(from, -1, to, depth - 1);
+      else if (vt == LUA_TBOOLEAN) lua_pushboolean(to, lua_toboolean(from, -1));
+      else lua_pushnumber(to, lua_tonumber(from, -1));
+      lua_rawset(to, -3);
+    }
+    lua_pop(from, 1);
+  }
+}
+
+/*
+** Advances the job at stack index ji until it is done (1) or the clock
+** passes 'deadline' (0 for none) less the longest stretch seen between
+** two yields; a step makes one stretch at least, so that every step
+** progresses. Raises what the calibration raised.
+*/
+int memprobe_model_step (lua_State *L, int ji, double deadline) {
+  mjob *j = (mjob *)luaL_checkudata(L, ji, MODELJOB_MT);
+  int first = 1;
+  ji = mp_absindex(L, ji);
+  while (!j->done) {
+    double t0 = memprobe_now();
+    int st, nres = 0;
+    if (j->S == NULL) return luaL_error(L, "size model job failed");
+    if (!first && deadline > 0 && t0 + j->longest >= deadline) return 0;
+    first = 0;
+    st = mp_resume(j->co, j->S, j->started ? 0 : 2, &nres);
+    j->started = 1;
+    if (memprobe_now() - t0 > j->longest) j->longest = memprobe_now() - t0;
+    if (st == LUA_YIELD) {
+      lua_pop(j->co, nres);
+      continue;
+    }
+    if (st != 0 || !lua_istable(j->co, -1)) {
+      lua_pushfstring(L, "size model: %s", lua_isstring(j->co, -1) ?
+                      lua_tostring(j->co, -1) : "no model");
+      mjob_close(j);
+      return lua_error(L);
+    }
+    copy_table(j->co, -1, L, 1);
+    mp_setuv(L, ji);
+    mjob_close(j);
+    j->done = 1;
+  }
+  return 1;
+}
+
+/***
+Starts measuring the size model in a scratch state of this VM build.
+@function heap_model_job
+@tparam string chunk memprobe.heapmodel's function, `string.dump`ed
+@treturn userdata a job: `step([ms])` true when done, `result()` the model
+*/
+int memprobe_l_model_job (lua_State *L) {
+  size_t len;
+  const char *code = luaL_checklstring(L, 1, &len);
+  mjob *j = (mjob *)mp_newuserdata(L, sizeof(mjob));
+  memset(j, 0, sizeof(*j));
+  luaL_getmetatable(L, MODELJOB_MT);
+  lua_setmetatable(L, -2);
+  j->S = luaL_newstate();
+  if (j->S == NULL) return luaL_error(L, "not enough memory for the size model");
+  lua_pushcfunction(j->S, scratch_setup);
+  lua_pushlightuserdata(j->S, (void *)(uintptr_t)code);
+  lua_pushnumber(j->S, (lua_Number)len);
+  if (lua_pcall(j->S, 2, 1, 0) != 0) {
+    lua_pushfstring(L, "size model: %s", lua_tostring(j->S, -1));
+    mjob_close(j);
+    return lua_error(L);
+  }
+  j->co = lua_tothread(j->S, -1);
+  return 1;
+}
+
+/* job:step([ms]) -> done */
+static int mjob_step (lua_State *L) {
+  double ms = luaL_optnumber(L, 2, 0);
+  double deadline = ms > 0 ? memprobe_now() + ms / 1000 : 0;
+  lua_pushboolean(L, memprobe_model_step(L, 1, deadline));
+  return 1;
+}
+
+/* job:result() -> the model table, or nil while it is measured */
+static int mjob_result (lua_State *L) {
+  mjob *j = (mjob *)luaL_checkudata(L, 1, MODELJOB_MT);
+  if (!j->done) return 0;
+  mp_getuv(L, 1, 1);
+  return 1;
+}
+
+void memprobe_open_model (lua_State *L) {
+  static const luaL_Reg methods[] = {
+    { "result", mjob_result },
+    { "step",   mjob_step },
+    { NULL, NULL }
+  };
+  if (luaL_newmetatable(L, MODELJOB_MT)) {
+    lua_pushcfunction(L, mjob_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_createtable(L, 0, 2);
+    mp_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, MODELJOB_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
 }
 
 /* }====================================================== */

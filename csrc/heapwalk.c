@@ -73,7 +73,8 @@ void memprobe_snap_free (snap *s) {
   memprobe_queue_free(s);
   memprobe_book_alloc(b, s->perm, (size_t)s->proto.n * 4, 0);
   memprobe_book_alloc(b, s->ptmp, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->seen, (size_t)s->obj.n * 2 + 2, 0);
+  memprobe_book_alloc(b, s->seen, (size_t)s->nseen * 4, 0);
+  memprobe_tally_free(s);
   memprobe_book_alloc(b, s->rowshared,
                       (size_t)(s->nroots + 1) * sizeof(double), 0);
   memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
@@ -233,10 +234,17 @@ void memprobe_walker_init (walker *w, lua_State *L, snap *s, int ud, int W) {
   w->hsegno = w->tsegno = 0;
 }
 
+/* The queue is the snapshot's user value, which debug.getuservalue
+** reaches: what was written into it is refused, not walked. */
+static void tampered (lua_State *L) {
+  luaL_error(L, "heap walk: its queue was changed from outside");
+}
+
 /* Brings segment k of the queue (W[k]) into the stack slot 'slot'. */
 static void segment (walker *w, int slot, uint32_t *held, uint32_t k) {
   if (*held == k) return;
   lua_rawgeti(w->L, w->W, (int)k);
+  if (!lua_istable(w->L, -1)) tampered(w->L);
   lua_replace(w->L, slot);
   *held = k;
 }
@@ -273,14 +281,14 @@ static void segment_start (walker *w, uint32_t p) {
   lua_rawgeti(L, w->W, (int)k);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    lua_rawgeti(L, w->W, 0);  /* the spare segment, if any */
+    lua_rawgeti(L, w->W, Q_SPARE);  /* the spare segment, if any */
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       lua_createtable(L, (int)SEG, 0);
     }
     else {
       lua_pushnil(L);
-      lua_rawseti(L, w->W, 0);
+      lua_rawseti(L, w->W, Q_SPARE);
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, w->W, (int)k);
@@ -316,6 +324,9 @@ static void queue_head (walker *w, uint32_t *rec, int32_t *label) {
   lua_rawgeti(w->L, w->hseg, (int)(p & (SEG - 1)) + 1);
   *rec = c->rec[p & (SEG - 1)];
   *label = c->label[p & (SEG - 1)];
+  if (*rec >= s->obj.n || lua_type(w->L, -1) != REC(s, *rec)->type ||
+      lua_topointer(w->L, -1) != REC(s, *rec)->p)
+    tampered(w->L);
 }
 
 /* Drops the head of the queue (queue_head brought its segment). A segment
@@ -333,7 +344,7 @@ static void queue_pop (walker *w) {
     lua_pushnil(L);
     lua_rawseti(L, w->W, (int)k);
     lua_pushvalue(L, w->hseg);
-    lua_rawseti(L, w->W, 0);  /* the previous spare, if any, goes */
+    lua_rawseti(L, w->W, Q_SPARE);  /* the previous spare, if any, goes */
     w->hsegno = 0;
     if (w->tsegno == k) w->tsegno = 0;
     memprobe_xrealloc(L, s, s->qspare, sizeof(qchunk), 0);
@@ -382,10 +393,10 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
     o = REC(s, found);
     if ((o->flags & (F_IGNORE | F_ROOT)) ||
         (o->label != s->curlabel && o->label != SHARED) ||
-        s->seen[found] == (uint16_t)s->curlabel)
+        s->seen[found] == (uint32_t)s->curlabel)
       return found;
-    s->seen[found] = (uint16_t)s->curlabel;
-    if (o->label == SHARED) s->rowshared[s->curlabel] += o->size;
+    s->seen[found] = (uint32_t)s->curlabel;
+    if (o->label == SHARED) s->rowshared[s->curlabel] += SIZE(o);
     if (t != LUA_TSTRING && t != T_CDATA)
       memprobe_enqueue(w, vi, (uint32_t)found, label);
     return found;
@@ -415,9 +426,9 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   if (memprobe_shared_object(L, vi, t)) o->flags |= F_HOST;
   if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
-    o->size = (uint32_t)stringsize(&s->m, len);
+    SETSIZE(o, stringsize(&s->m, len));
   else if (t == T_CDATA)
-    o->size = (uint32_t)s->m.cdata;
+    SETSIZE(o, s->m.cdata);
   else
     memprobe_enqueue(w, vi, r, label);
   return r;
@@ -433,9 +444,9 @@ int64_t memprobe_discover (walker *w, int vi, uint32_t parent, int edge,
 static void reach_part (snap *s, uint32_t r, int32_t label) {
   hobj *o = REC(s, r);
   if (s->mode == 1) {
-    if (o->label == SHARED && s->seen[r] != (uint16_t)s->curlabel) {
-      s->seen[r] = (uint16_t)s->curlabel;
-      s->rowshared[s->curlabel] += o->size;
+    if (o->label == SHARED && s->seen[r] != (uint32_t)s->curlabel) {
+      s->seen[r] = (uint32_t)s->curlabel;
+      s->rowshared[s->curlabel] += SIZE(o);
     }
     return;
   }
@@ -495,7 +506,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   lua_pushvalue(L, fi);
   mp_dump(L, memprobe_count_writer, &len);
   lua_pop(L, 1);
-  REC(s, r)->size = (uint32_t)(s->m.pbase + s->m.pbyte * (double)len);
+  SETSIZE(REC(s, r), s->m.pbase + s->m.pbyte * (double)len);
   REC(s, r)->name = memprobe_intern(L, s, ar->short_src,
                                     strlen(ar->short_src));
   REC(s, r)->edge = E_PROTO;
@@ -516,7 +527,7 @@ double memprobe_now (void) {
 ** most a quarter of the step) plus RESERVE, the time its return takes:
 ** the units under way and the way out fit in the budget.
 */
-static int budget (walker *w) {
+int memprobe_budget (walker *w) {
   if (w->units >= w->limit) return 0;
   w->units++;
   if (w->deadline > 0 && (w->units & 15) == 0) {
@@ -602,13 +613,13 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     s->started = 1;
   }
   if (weak == 1 && LUA_VERSION_NUM >= 502) {  /* an ephemeron table */
-    lua_rawgeti(L, w->W, -2);
+    lua_rawgeti(L, w->W, Q_EPHEMERONS);
     lua_pushvalue(L, ti);
     lua_pushboolean(L, 1);
     lua_rawset(L, -3);
     lua_pop(L, 1);
   }
-  if (s->keysaved) lua_rawgeti(L, w->W, -1);
+  if (s->keysaved) lua_rawgeti(L, w->W, Q_KEY);
   else lua_pushnil(L);
   for (;;) {
     int kt, vt, top;
@@ -647,8 +658,8 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
       }
     }
     lua_pop(L, 1);
-    if (!budget(w)) {
-      lua_rawseti(L, w->W, -1);  /* resume from this key */
+    if (!memprobe_budget(w) && !s->atomic) {
+      lua_rawseti(L, w->W, Q_KEY);  /* resume from this key */
       s->keysaved = 1;
       return 0;
     }
@@ -656,7 +667,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    o->size = (uint32_t)tablesize(&s->m, s->nums, s->nint, s->nent);
+    SETSIZE(o, tablesize(&s->m, s->nums, s->nint, s->nent));
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }
@@ -676,7 +687,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
     }
     o = REC(s, r);
     if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
+      SETSIZE(o, i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
   }
   else {
     lua_Debug ar;
@@ -702,7 +713,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
         hobj *uo;
         u = memprobe_newrec(L, s, id, T_UPVAL, 1, h, slot);
         uo = REC(s, u);
-        uo->size = (uint32_t)s->m.upval;
+        SETSIZE(uo, s->m.upval);
         uo->parent = r + 1;
         uo->edge = (uint8_t)edge;
         uo->name = name;
@@ -716,7 +727,7 @@ static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
     }
     o = REC(s, r);
     if (!(o->flags & F_SIZED))
-      o->size = (uint32_t)(s->m.lcl + s->m.lcl_up * (i - 1) + ups);
+      SETSIZE(o, s->m.lcl + s->m.lcl_up * (i - 1) + ups);
   }
 #if LUA_VERSION_NUM == 501
   lua_getfenv(L, fi);
@@ -773,7 +784,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
 #endif
   o = REC(s, r);
   if (!(o->flags & F_SIZED)) {
-    o->size = (uint32_t)((n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
+    SETSIZE(o, (n == 1 ? s->m.ud : s->m.udb + s->m.ud_uv * (n - 1)) +
                          (double)mp_rawlen(L, ui));
     o->aux = tname;
     o->flags |= F_SIZED;
@@ -803,13 +814,22 @@ static int own_frame (walker *w, int vi) {
 ** returns, and counting them would make every diff report them as added
 ** and freed (and let a new object that reuses one's address pass for it).
 */
-static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
+static int expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   lua_State *L = w->L;
+  snap *s = w->s;
   lua_State *co = lua_tothread(L, ti);
   lua_Debug ar;
-  int level, i;
+  int level, i, k;
   const char *name;
-  for (level = 0; lua_getstack(co, level, &ar); level++) {
+  /* lua_getstack walks from the top, so level n costs n: a deep stack is
+  ** expanded over several steps, from the level saved in s->tlevel, and
+  ** each level costs units in proportion to its depth */
+  for (level = s->tlevel; lua_getstack(co, level, &ar); level++) {
+    for (k = 0; k <= (level >> 10); k++)
+      if (!memprobe_budget(w) && level > s->tlevel) {
+        s->tlevel = level;
+        return 0;
+      }
     if (!lua_checkstack(co, 2)) break;
     lua_getinfo(co, "f", &ar);
     lua_xmove(co, L, 1);
@@ -826,6 +846,7 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
       lua_pop(L, 1);
     }
   }
+  s->tlevel = 0;
   if (co != L) {
     int top = lua_gettop(co);
     for (i = 1; i <= top && lua_checkstack(co, 1); i++) {
@@ -840,8 +861,9 @@ static void expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
   memprobe_discover(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
-  REC(w->s, r)->size = (uint32_t)w->s->m.thread;
+  SETSIZE(REC(w->s, r), w->s->m.thread);
   REC(w->s, r)->flags |= F_SIZED;
+  return 1;
 }
 
 /*
@@ -857,7 +879,7 @@ static int requeue_ephemerons (walker *w) {
     return 0;
   s->ephpass++;
   s->ephseen = s->obj.n;
-  lua_rawgeti(L, w->W, -2);
+  lua_rawgeti(L, w->W, Q_EPHEMERONS);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     int64_t r = memprobe_lookup(s, lua_topointer(L, -2));
@@ -888,13 +910,13 @@ int memprobe_run (walker *w) {
       if (!requeue_ephemerons(w)) return 1;
       continue;
     }
-    if (!budget(w)) return 0;
+    if (!memprobe_budget(w)) return 0;
     queue_head(w, &r, &label);
     switch (lua_type(L, -1)) {
       case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
       case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
       case LUA_TUSERDATA: expand_userdata(w, base + 1, r, label); break;
-      case LUA_TTHREAD: expand_thread(w, base + 1, r, label); break;
+      case LUA_TTHREAD: done = expand_thread(w, base + 1, r, label); break;
       default: break;
     }
     lua_settop(L, base);
@@ -902,10 +924,11 @@ int memprobe_run (walker *w) {
       queue_pop(w);
       if (s->keysaved) {
         lua_pushnil(L);
-        lua_rawseti(L, w->W, -1);
+        lua_rawseti(L, w->W, Q_KEY);
         s->keysaved = 0;
       }
       s->started = 0;
+      s->atomic = 0;
     }
   }
 }
@@ -918,7 +941,7 @@ int memprobe_settle (walker *w) {
   while (!memprobe_index_settle(b, &s->index, s->obj.n, rehash_obj, s) ||
          !memprobe_index_settle(b, &s->nindex, s->names.n, rehash_name, s) ||
          !memprobe_index_settle(b, &s->pindex, s->proto.n, rehash_proto, s))
-    if (!budget(w)) return 0;
+    if (!memprobe_budget(w)) return 0;
   return 1;
 }
 
@@ -958,7 +981,7 @@ int memprobe_sort_protos (walker *w) {
     s->scur = np;  /* filling perm */
   }
   for (; s->scur == np && s->sk < np; s->sk++) {
-    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+    if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
     s->perm[s->sk] = s->sk;
   }
   if (s->scur == np) {  /* filled */
@@ -969,7 +992,7 @@ int memprobe_sort_protos (walker *w) {
     uint32_t mid = s->slo + s->sw < np ? s->slo + s->sw : np;
     uint32_t hi = mid + s->sw < np ? mid + s->sw : np;
     while (s->sk < hi) {
-      if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+      if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
       if (s->sj >= hi || (s->si < mid &&
           cmp_proto(PROTO(s, s->perm[s->si]), PROTO(s, s->perm[s->sj])) <= 0))
         s->ptmp[s->sk++] = s->perm[s->si++];
@@ -993,7 +1016,7 @@ int memprobe_sort_protos (walker *w) {
     const pinfo *o = PROTO(s, s->perm[s->scur]);
     const pinfo *q = PROTO(s, s->perm[s->sk]);
     int last = o->line == 0 ? 0x7fffffff : o->last;
-    if (++moved % SORTRUN == 0 && !budget(w)) return 0;
+    if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
     if (q->src == o->src && q->line >= o->line && q->last <= last) {
       hobj *r = REC(s, q->obj);
       r->flags |= F_NESTED;

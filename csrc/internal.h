@@ -413,5 +413,7 @@ MP_API int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot,
 MP_API int memprobe_index_settle (mp_book *b, mp_index *x, uint32_t count,
                                   mp_rehash rehash, const void *owner);
 MP_API void memprobe_index_free (mp_book *b, mp_index *x);
+MP_API int memprobe_index_release (mp_book *b, mp_index *x);
+MP_API int memprobe_vec_pop_chunk (mp_book *b, mp_vec *v, size_t elsize);
 
 #endif

@@ -5,7 +5,7 @@
 --   lua examples/leak_probe.lua [--samples N] [--interval S]
 --       [--max-rss SIZE] [--min-available SIZE] [--max-slab-growth SIZE]
 --
--- SIZE is bytes or a size like 100M, 1.5G, 64K.
+-- SIZE is bytes or a size like 100M, 1.5G, 64K (below 2^63 bytes).
 -- Exit status: 0 healthy, 1 a threshold was crossed, 2 bad usage,
 -- 3 the data could not be read (then nothing was checked: not healthy).
 
@@ -32,22 +32,29 @@ local readers = {
     return n and n >= 0 and n <= 3600 and n or nil
   end,
 }
--- bytes (1e9 included) or a size with a unit (100M)
+-- bytes (1e9 included) or a size with a unit (100M), below 2^63 (past it
+-- no integer holds it, and no machine has that much)
 local function size(v)
   local n = tonumber(v)
-  return parse_size(v) or (n and n >= 0 and n < math.huge and n) or nil
+  n = parse_size(v) or (n and n >= 0 and n)
+  return n and n < 2^63 and math.floor(n) or nil
 end
 readers.max_rss, readers.min_available, readers.max_slab_growth = size, size, size
 
-local opts = { samples = 3, interval = 1 }
+local opts, given = { samples = 3, interval = 1 }, {}
 local i = 1
 while arg[i] do
+  if arg[i] == "--help" or arg[i] == "-h" then
+    io.stdout:write(USAGE)
+    os.exit(0)
+  end
   local key = arg[i]:match("^%-%-([%w-]+)$")
   key = key and key:gsub("-", "_")
   if not key or not readers[key] then exit(2, "unknown option '" .. arg[i] .. "'") end
+  if given[key] then exit(2, arg[i] .. " given twice") end
   local v = arg[i + 1] and readers[key](arg[i + 1])
   if v == nil then exit(2, "bad value for " .. arg[i] .. ": " .. tostring(arg[i + 1])) end
-  opts[key] = v
+  opts[key], given[key] = v, true
   i = i + 2
 end
 

@@ -62,6 +62,7 @@ build = {
     ["memprobe.watch"] = "lua/memprobe/watch.lua",
     ["memprobe.requires"] = "lua/memprobe/requires.lua",
     ["memprobe.heap"] = "lua/memprobe/heap.lua",
+    ["memprobe.heapmodel"] = "lua/memprobe/heapmodel.lua",
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
     ["memprobe.options"] = "lua/memprobe/options.lua",
   },

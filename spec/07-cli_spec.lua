@@ -1,4 +1,5 @@
 local H = require "spec.helper"
+local format = require "memprobe.format"
 
 -- Runs bin/memprobe with this tree's modules; returns output and exit code.
 local function cli(args)
@@ -229,14 +230,65 @@ describe("bin/memprobe, as an operator uses it", function()
       assert.are.equal(0, code, flags)
       assert.are.same(row(div), mem(out), flags)
     end
+    -- procps free -h on this meminfo (bind-mounted over /proc/meminfo)
     local out = cli618("free -h")
-    assert.are.same({ "24Gi", "337Mi", "23Gi", "8.7Mi", "887Mi", "23Gi" }, mem(out))
+    assert.are.same({ "23Gi", "336Mi", "22Gi", "8.7Mi", "886Mi", "23Gi" }, mem(out))
+    out = cli618("free -h --si")
+    assert.are.same({ "25G", "353M", "24G", "9.2M", "930M", "24G" }, mem(out))
+    for flags, div in pairs({ ["--kilo"] = 1e3, ["--mega"] = 1e6, ["--giga"] = 1e9,
+                              ["--tebi"] = KiB ^ 4, ["--pebi"] = KiB ^ 5 }) do
+      local text, code = cli618("free " .. flags)
+      assert.are.equal(0, code, flags)
+      assert.are.same(row(div), mem(text), flags)
+    end
+    -- grouped short flags and the Total line, as procps takes them
+    out = cli618("free -hwt")
+    assert.matches("^%s+total%s+used%s+free%s+shared%s+buffers%s+cache%s+available\n", out)
+    assert.matches("\nTotal:%s+23Gi%s+336Mi%s+22Gi\n$", out)
+    out = cli618("free -mt")
+    assert.matches(("\nTotal:%%s+%d%%s+%d%%s+%d\n$"):format(math.floor(m.MemTotal / KiB ^ 2),
+      math.floor(used / KiB ^ 2), math.floor(m.MemFree / KiB ^ 2)), out)
     out = cli618("free -w")
     assert.matches("^%s+total%s+used%s+free%s+shared%s+buffers%s+cache%s+available\n", out)
-    for _, bad in ipairs({ "free -m -g", "free --bogus", "free 3", "free -x" }) do
+    for _, bad in ipairs({ "free -m -g", "free --bogus", "free 3", "free -x", "free -hx",
+                           "free -s 1", "free --mega -g" }) do
       local text, code = cli618(bad)
       assert.are.equal(2, code, bad)
       assert.matches("^memprobe: [^\n]+\n$", text)
+    end
+  end)
+
+  it("free -h rounds and truncates as procps does", function()
+    -- MemTotal in kB, then procps 4.0.2's free -h and free -h --si
+    for _, case in ipairs({ { 0, "0B", "0B" }, { 1, "1.0Ki", "1.0K" }, { 9, "9.0Ki", "9.2K" },
+                            { 10, "10Ki", "10K" }, { 999, "999Ki", "1.0M" },
+                            { 1000, "1.0Mi", "1.0M" }, { 1023, "1.0Mi", "1.0M" },
+                            { 10199, "9Mi", "10M" }, { 24683620, "23Gi", "25G" } }) do
+      local f = { total = case[1] * KiB }
+      assert.are.equal(case[2], format.free(f, true):match("\nMem:%s+(%S+)"), case[1])
+      assert.are.equal(case[3], format.free(f, { unit = "h", si = true })
+        :match("\nMem:%s+(%S+)"), case[1])
+    end
+  end)
+
+  it("free agrees with procps free on the same meminfo, for every flag (root)", function()
+    if not H.is_root() or not H.run("command -v unshare") then
+      pending("needs root and unshare") return
+    end
+    local file = "spec/fixtures/linux-6.18/proc/meminfo"
+    for _, flags in ipairs({ "", "-b", "-k", "-m", "-g", "-h", "--si", "-h --si", "-w",
+                             "-h -w", "-t", "-ht", "--mega", "--giga", "--kilo -w" }) do
+      local theirs = H.run(("unshare -m sh -c 'mount --bind %s /proc/meminfo && free %s'")
+        :format(file, flags))
+      if not theirs then pending("cannot bind-mount over /proc/meminfo here") return end
+      local ours = cli618("free " .. flags)
+      for _, name in ipairs({ "Mem:", "Swap:", "Total:" }) do
+        local function fields(s)
+          local rest = s:match("\n" .. name .. "([^\n]*)")
+          return rest and (rest:gsub("%s+", " "))
+        end
+        assert.are.equal(fields(theirs), fields(ours), "free " .. flags .. " " .. name)
+      end
     end
   end)
 
@@ -245,10 +297,117 @@ describe("bin/memprobe, as an operator uses it", function()
                             "watch --samples 1e999", "vmalloc --top -1", "proc x",
                             "top --sort bogus", "report --pid 0", "prometheus --pid x",
                             "free --watch 1e999", "cgroup extra", "proc 1 2",
-                            "modules --timeout 1e999 x.lua" }) do
+                            "modules --timeout 1e999 x.lua",
+                            -- past the readers' own limits, in another base
+                            "slab --top 2147483647", "slab --top 0x10", "proc 1e3",
+                            "proc 4194304", "drop 1e0", "drop 0x1",
+                            -- what would describe memprobe itself
+                            "watch --sources lua", "watch --sources meminfo,process",
+                            -- options that would do nothing
+                            "free --count 2", "--version extra",
+                            "modules --bogus x.lua", "modules --lua a --lua b x.lua" }) do
       local out, code = cli(args)
       assert.are.equal(2, code, args)
       assert.matches("^memprobe: [^\n]+\n$", out)
+      assert.is_nil(out:find("bad argument", 1, true), out)
+    end
+  end)
+
+  it("vmalloc --json shows by_kind as an object, empty or not", function()
+    local dir = H.tmpdir{ ["proc/vmallocinfo"] = "" }
+    local out, code = H.lua("-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' " ..
+      "bin/memprobe vmalloc --json"):match("^(.-)exit (%d+)\n$")
+    H.rmdir(dir)
+    assert.are.equal("0", code, out)
+    assert.matches('"by_kind":{}', out, 1, true)
+    assert.matches('"by_caller":[]', out, 1, true)
+    out = cli618("vmalloc --json --by kind")
+    assert.matches('"by_kind":{"', out, 1, true)
+    local c = require("memprobe.console").new()
+    dir = H.tmpdir{ ["proc/vmallocinfo"] = "" }
+    require("memprobe").config{ proc = dir .. "/proc" }
+    out = c:run("json vmalloc")
+    require("memprobe").config{}
+    H.rmdir(dir)
+    assert.matches('"by_kind":{}', out, 1, true)
+  end)
+
+  it("prometheus --pid of a process that is gone exits 1", function()
+    local out, code = cli618("prometheus --pid 4402")
+    assert.are.equal(1, code)
+    assert.matches("^memprobe: [^\n]*4402[^\n]*\n$", out)
+  end)
+
+  it("takes --name=value as --name value", function()
+    for long, short in pairs({ ["slab --sort=a --top=3 --json"] = "slab --sort a --top 3 --json",
+                               ["top --sort=pss --json"] = "top --sort pss --json",
+                               ["proc --pid=4401 --json"] = "proc --pid 4401 --json" }) do
+      local a, code = cli618(long)
+      assert.are.equal(0, code, long .. ": " .. a)
+      assert.are.same(H.json_decode(cli618(short)), H.json_decode(a), long)
+    end
+    local out, code = cli618("free --watch=0.1 --count=2")
+    assert.are.equal(0, code, out)
+    local n = 0
+    for _ in out:gmatch("\nMem:") do n = n + 1 end
+    assert.are.equal(2, n)
+    for _, bad in ipairs({ "slab --top=", "report --pid=x", "modules --lua= x.lua",
+                           "modules --timeout=0 x.lua" }) do
+      local text
+      text, code = cli618(bad)
+      assert.are.equal(2, code, bad .. ": " .. text)
+    end
+  end)
+
+  it("orders slab caches as slabtop -o -s KEY does, for every key (root)", function()
+    if not H.is_root() or not H.run("command -v slabtop") then
+      pending("needs root and slabtop") return
+    end
+    local field = { a = "active_objs", b = "objperslab", c = "size", l = "num_slabs",
+                    v = "active_slabs", n = "name", o = "num_objs", p = "pagesperslab",
+                    s = "objsize", u = "use" }
+    local memprobe = require "memprobe"
+    local function values(key)
+      local t = {}
+      for _, c in ipairs(assert(memprobe.slabinfo{ sort = key }).caches) do t[c.name] = c end
+      return t
+    end
+    for key, f in pairs(field) do
+      -- read before and after slabtop: a cache whose figure moved between
+      -- the reads (forks make anon_vma, vm_area_struct ...) proves nothing
+      local before = values(key)
+      local theirs = {}
+      for line in H.run("slabtop -o -s " .. key):gmatch("[^\n]+") do
+        local name = line:match("^%s*%d+%s+%d+%s+%d+%%%s+%S+%s+%d+%s+%d+%s+%d+K%s+(%S+)%s*$")
+        if name then theirs[#theirs + 1] = name end
+      end
+      local by = values(key)
+      local out, code = cli("slab --json --top 1000000 -s " .. key)
+      assert.are.equal(0, code)
+      local ours = H.json_decode(out).caches
+      assert.is_true(math.abs(#theirs - #ours) <= 2, key .. ": " .. #theirs .. " vs " .. #ours)
+      local function steady(name)
+        return by[name] and before[name] and by[name][f] == before[name][f]
+      end
+      -- slabtop's order is ours up to ties, for the caches that held still
+      local inversions = 0
+      for i = 2, #theirs do
+        local a, b = by[theirs[i - 1]], by[theirs[i]]
+        if steady(theirs[i - 1]) and steady(theirs[i]) then
+          if key == "n" then
+            if a.name > b.name then inversions = inversions + 1 end
+          elseif a[f] < b[f] then
+            inversions = inversions + 1
+          end
+        end
+      end
+      assert.is_true(inversions <= 2, key .. ": " .. inversions .. " inversions")
+      -- and ours is in that order, exactly
+      for i = 2, #ours do
+        local a, b = ours[i - 1], ours[i]
+        if key == "n" then assert.is_true(a.name <= b.name, key)
+        else assert.is_true(a[f] >= b[f], key .. ": " .. a.name .. " before " .. b.name) end
+      end
     end
   end)
 
@@ -296,6 +455,17 @@ describe("bin/memprobe, as an operator uses it", function()
                     { rows[1].pid, rows[1].name, rows[1].rss, rows[1].pss, rows[1].uss })
     out = cli618("top --sort pss")
     assert.matches("^PID%s+NAME%s+RSS%s+PSS%s+USS%s+SWAP\n4401%s+cat%s+1.6MiB%s+490KiB", out)
+    assert.is_nil(out:find("not readable", 1, true))
+    -- a process whose smaps_rollup cannot be read: '-', and why
+    local dir = H.tmpdir{
+      ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
+      ["proc/4401/status"] = H.slurp("spec/fixtures/linux-6.18/proc/4401/status"),
+      ["proc/4401/statm"] = H.slurp("spec/fixtures/linux-6.18/proc/4401/statm") }
+    out = H.lua("-e 'require(\"memprobe\").config{proc=\"" .. dir .. "/proc\"}' " ..
+      "bin/memprobe top")
+    H.rmdir(dir)
+    assert.matches("\n4401%s+cat%s+1.6MiB%s+%-%s+%-", out)
+    assert.matches("\n%-: smaps_rollup not readable", out)
     -- on this machine: sorted, and this very process among them
     out, code = cli("top --sort rss --top 500 --json")
     assert.are.equal(0, code)
@@ -346,9 +516,21 @@ describe("bin/memprobe, as an operator uses it", function()
     assert.are.equal(0, code, out)
     assert.matches("running Lua " .. other, out, 1, true)
     out, code = cli("modules --lua /nonexistent/lua " .. script)
+    assert.are.equal(1, code)
+    assert.matches("cannot run /nonexistent/lua", out, 1, true)
+    -- '--' ends memprobe's options; what follows SCRIPT is the script's
+    out, code = cli("modules -- " .. script .. " --lua x")
+    assert.are.equal(0, code, out)
+    out, code = cli("modules --help")
+    assert.are.equal(0, code)
+    assert.matches("^usage: memprobe COMMAND", out)
+    f = assert(io.open(script, "w"))
+    f:write("os.exit(3)\n")
+    f:close()
+    out, code = cli("modules " .. script)
     os.remove(script)
     assert.are.equal(1, code)
-    assert.matches("did not report", out, 1, true)
+    assert.matches("(exit 3): did " .. script .. " call os.exit", out, 1, true)
   end)
 
   it("watch exits 1 when no source could be read", function()

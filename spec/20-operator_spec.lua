@@ -489,6 +489,70 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("\nlimit off\n", out)
   end)
 
+  it("at the cap: 'limit off' however spaced, in run() and data(); a mark whole or none",
+     function()
+    local out = child([[
+      -- LuaJIT 2.1's trace compiler can crash when its allocations fail
+      if jit then jit.off() end
+      local memprobe = require "memprobe"
+      local c = memprobe.console.new()
+      c:run("track on")
+      local t = memprobe.tracker()
+      local keep
+      local function fill()
+        pcall(function() for i = 1, 1e7 do keep[i] = ("x"):rep(4000) .. i end end)
+        -- then to the last bytes: what is left holds no table
+        local n = #keep
+        pcall(function() for i = n + 1, 1e8 do keep[i] = {} end end)
+      end
+      local lines = { " limit off", "limit  off\r\n", "mem limit off ", "\tlimit off" }
+      for _, line in ipairs(lines) do
+        keep = {}
+        collectgarbage("collect")
+        t:limit(t:stats().live + 64 * 1024)
+        pcall(fill)
+        local r = c:run(line)
+        local cap = t:stats().limit
+        keep = nil
+        collectgarbage("collect")
+        print(r, cap)
+        keep = {}
+        collectgarbage("collect")
+        t:limit(t:stats().live + 64 * 1024)
+        pcall(fill)
+        local d = c:data(line)
+        cap = t:stats().limit
+        keep = nil
+        collectgarbage("collect")
+        print(type(d) == "table" and d.limit, cap)
+      end
+      -- a mark cut short (its count fails) leaves no mark behind
+      require "memprobe.heap"  -- keeps its own settle: the walk still works
+      local settle = require "memprobe.settle"
+      local real = settle.settle
+      settle.settle = function() error("not enough memory") end
+      print(c:run("mark"))
+      settle.settle = real
+      print(c:run("diff"))
+      -- a module that cannot load at the cap: one line, no install path
+      package.loaded["memprobe.watch"] = nil
+      keep = {}
+      collectgarbage("collect")
+      t:limit(t:stats().live + 64 * 1024)
+      pcall(fill)
+      local w = c:run("watch")
+      t:limit(nil)
+      keep = nil
+      print(w)
+    ]])
+    assert.matches("exit 0\n$", out)
+    local n = 0
+    for _ in out:gmatch("limit off\tnil\nfalse\tnil\n") do n = n + 1 end
+    assert.are.equal(4, n, out)
+    assert.matches("failed: not enough memory\nno mark yet", out, 1, true)
+    assert.is_nil(out:find("%.lua"), out)
+  end)
+
   it("gets out of a heap at its cap with 'limit off', and never raises there", function()
     local out = child([[
       local memprobe = require "memprobe"
@@ -566,6 +630,51 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("N must be a whole number", c:run("slab 0"), 1, true)
   end)
 
+  it("refuses words a command does not take, and counts that are not digits", function()
+    memprobe.config(H.fixture("linux-6.18"))
+    for line, want in pairs({ ["track on off"] = "usage: track on|off",
+                              ["gc 1"] = "usage: gc", ["lua x"] = "usage: lua",
+                              ["proc 1 2"] = "usage: proc [PID]",
+                              ["limit 1G 2G"] = "usage: limit <size: 512M, 2G ...>|off",
+                              ["watch 1"] = "usage: watch", ["mem mem mem"] = "usage: mem",
+                              ["drop 1 2"] = "usage: drop <1|2|3>",
+                              ["sys x"] = "takes no words", ["free -m"] = "takes no words",
+                              ["slab 3 sort"] = "sort KEY", ["slab sort"] = "sort KEY",
+                              ["slab 0x10"] = "got '0x10'", ["slab 1e3"] = "got '1e3'",
+                              ["vmalloc 1e3"] = "got '1e3'", ["proc 0x1"] = "got '0x1'",
+                              ["proc 4194304"] = "from 1 to 4194303" }) do
+      assert.matches(want, c:run(line), 1, true)
+    end
+    assert.is_nil(c:data("track on off"))
+    assert.is_table(c:data("free -h"))  -- what the hand types: it is what sys shows
+    assert.are.equal(3, #c:data("slab 3").caches)
+    -- more than 16 words is too many, 'mem' included
+    assert.matches("^usage: help", c:run("mem help" .. (" x"):rep(14)))
+    assert.matches("too many words", c:run("mem help" .. (" x"):rep(15)), 1, true)
+  end)
+
+  it("data() says what failed, not 'not enough memory' for every failure", function()
+    local text
+    c.mp = setmetatable({ free = function() error("disk on fire") end }, { __index = memprobe })
+    text = select(2, c:data("sys"))
+    assert.are.equal("failed: disk on fire", text)
+    -- called with a dot: one line all the same
+    local d, msg = console.new().data(nil, "lua")
+    assert.is_nil(d)
+    assert.is_nil(msg:find("not enough memory", 1, true), msg)
+    assert.matches("^failed: ", msg)
+  end)
+
+  it("quotes what was typed without control bytes or half a character", function()
+    local text = c:run("\27]0;pwned\7")
+    assert.is_nil(text:find("%c"), text)
+    text = c:run(("\226\152\131"):rep(20))  -- 20 snowmen, 60 bytes
+    assert.matches("^unknown command '[^']*': type 'help'$", text)
+    local quoted = text:match("'([^']*)'")
+    assert.are.equal(("\226\152\131"):rep(13), quoted)
+    assert.matches("got '%?%?'", c:run("slab \1\2"))
+  end)
+
   it("sums vmalloc by caller, module or kind as asked", function()
     memprobe.config(H.fixture("linux-6.18"))
     assert.matches("\nMODULE ", c:run("vmalloc 3 module"), 1, true)
@@ -585,6 +694,36 @@ describe("memprobe.console, as an operator uses it", function()
     assert.is_true(math.abs(d.lua) < 1024, "lua heap grew " .. d.lua)
     assert.are.same({}, d.slab.grew)
     assert.are.same({}, d.modules)
+  end)
+
+  it("counts a watch sample only once every source is read", function()
+    memprobe.config(H.fixture("linux-6.18"))
+    local w = memprobe.watch{ sources = { "meminfo", "slabinfo" } }
+    w:sample(0)
+    local real = memprobe.slabinfo
+    memprobe.slabinfo = function() error("not enough memory") end  -- cut short
+    local ok = pcall(w.sample, w, 60)
+    memprobe.slabinfo = real
+    assert.is_false(ok)
+    assert.are.equal(1, w.n)
+    assert.are.same({ 0 }, w.times)
+    w:sample(120)
+    local r = w:report()
+    memprobe.config{}
+    assert.are.equal(2, r.samples)
+    -- the same fixture twice: nothing changed, no series fell to 0 and back
+    assert.are.same({}, r.series)
+    assert.has_error(function() memprobe.watch{ sources = { "lua", "lua" } } end,
+      "bad argument #1 to 'watch' (source 'lua' given twice)")
+    -- misuse raises, and leaves the watcher as it was
+    H.assert_raises({
+      { function() w:sample("x") end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:sample(0 / 0) end, "bad argument #1 to 'sample' (a finite number" },
+      { function() w:report(5) end, "bad argument #1 to 'report' (table expected" },
+      { function() w:report{ top = "x" } end, "bad argument #1 to 'report' (top must be" },
+      { function() w:report{ nope = 1 } end, "bad argument #1 to 'report' (unknown option" },
+    })
+    assert.are.equal(2, w:report().samples)
   end)
 
   it("times watch samples on the core's monotonic clock", function()
@@ -630,7 +769,7 @@ describe("memprobe.console, as an operator uses it", function()
     assert.matches("of " .. format.size(m.MemTotal) .. " (" ..
       format.size(m.MemAvailable) .. " available)", c:run("mem"), 1, true)
     local text = c:run("sys")
-    assert.matches("^%s+total%s+used%s+free%s+shared%s+buff/cache%s+available\nMem:%s+24Gi",
+    assert.matches("^%s+total%s+used%s+free%s+shared%s+buff/cache%s+available\nMem:%s+23Gi",
       text)
     assert.are.equal(text, c:run("free"))
   end)

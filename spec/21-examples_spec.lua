@@ -1,12 +1,14 @@
 local H = require "spec.helper"
 
 -- A copy of what examples/openresty/run.sh needs, in a new directory of
--- mode 'mode'; 'built' adds memprobe.core for LuaJIT.
+-- mode 'mode'; 'built' adds memprobe.core for LuaJIT. A private copy
+-- (700) is private all through, as a clone made under umask 077.
 local function checkout(mode, built)
   local dir = H.tmpdir()
   local files = "lua examples/openresty" .. (built and " build/jit/memprobe/core.so" or "")
   assert(os.execute(("tar cf - %s | tar xf - -C '%s' && chmod %s '%s'"):format(
     files, dir, mode, dir)))
+  if mode == "700" then assert(os.execute(("chmod -R go-rwx '%s'"):format(dir))) end
   return dir
 end
 
@@ -22,7 +24,8 @@ describe("examples/openresty", function()
 
   it("serves /memz and /metrics from two nginx workers, one console each", function()
     if not have_nginx() then pending("nginx with lua-nginx-module not installed") return end
-    math.randomseed(os.time())
+    -- the clock's fraction too: runs started in the same second differ
+    math.randomseed(os.time() + math.floor(require("memprobe").clock() * 1e6) % 1e6)
     local port = math.random(20000, 29999)
     local out = runsh(".", port)
     assert.matches("rc=0", out, 1, true)
@@ -152,12 +155,17 @@ describe("examples/leak_probe.lua", function()
     out = example("leak_probe.lua --bogus")
     assert.matches("usage: leak_probe.lua", out, 1, true)
     assert.matches("exit 2\n$", out)
+    out = example("leak_probe.lua --help")
+    assert.matches("^usage: leak_probe.lua", out)
+    assert.matches("exit 0\n$", out)
   end)
 
   it("never says healthy when it could not check", function()
     -- a mistyped option, or a bad value, is bad usage
     for _, args in ipairs({ "--max-rs 100", "--samples 0", "--samples 1.5", "--interval x",
-                            "--max-rss", "--max-rss lots", "extra" }) do
+                            "--max-rss", "--max-rss lots", "extra",
+                            "--min-available 99999999999999999999G", "--max-rss 1e300",
+                            "--samples 1 --samples 2" }) do
       local out = example("leak_probe.lua --interval 0 " .. args)
       assert.matches("exit 2\n$", out, 1, false)
       assert.is_nil(out:find("traceback", 1, true), out)

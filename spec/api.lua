@@ -143,17 +143,6 @@ local rows = {
   -- lists the proc root's directory names: it reads no file to fail on
   pids = { ok = { A() }, bad = { { 1, A(5) }, { 1, A({}) }, { 2, A(nil, 5) } },
            arity = 0, extra = "raises", volatile = true },
-  -- Internals of memprobe.heap, exported by memprobe.core.
-  heap_clock = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
-                 fault = false },
-  heap_dumpsize = { ok = {}, bad = { { 1, A() }, { 1, A("x") } }, fault = false },
-  heap_sample = { ok = {}, bad = { { 1, A() }, { 1, A(5) } }, fault = false },
-  heap_snapshot = { ok = {}, bad = { { 1, A() }, { 1, A(5) }, { 2, A({}, 5) } },
-                    fault = false },
-  heap_thread = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
-                  fault = false },
-  heap_walk_buffers = { ok = { A() }, bad = {}, arity = 0, extra = "ignored",
-                        volatile = true, fault = false },
   -- scope(tag, fn, ...) passes the rest on to fn: no "extra" row. It
   -- installs the tracker when none is there: out of the fault sweep.
   scope = { ok = { A("spec", function() return 1 end) }, fault = false,

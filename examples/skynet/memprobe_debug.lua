@@ -35,6 +35,20 @@ local function sliced_heap(opts)
   return c
 end
 
+-- memprobe.modules{max_ms} as a job stepped in slices where memprobe's
+-- walks are jobs (step/result); where they are not, the call itself
+-- walks in one go and returns the rows.
+local function sliced_modules(opts)
+  local o = { max_ms = SLICE }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local r = memprobe.modules(o)
+  if r.step and r.result then
+    while not r:step(SLICE) do skynet.yield() end
+    r = r:result()
+  end
+  return r
+end
+
 --- Registers the MEMPROBE debug command in the calling service.
 -- @tparam[opt] table opts `track` (default true): install the allocator
 -- tracker, which the console's `lua` and `limit` commands read
@@ -42,8 +56,9 @@ end
 function M.start(opts)
   opts = opts or {}
   local c = console.new()
-  -- the console's heap command walks in slices; the rest is memprobe
-  c.mp = setmetatable({ heap = sliced_heap }, { __index = memprobe })
+  -- the console's heap walks in slices; the rest is memprobe
+  c.mp = setmetatable({ heap = sliced_heap, modules = sliced_modules },
+                      { __index = memprobe })
   if opts.track ~= false then c.tracker = memprobe.track() end
   debug.reg_debugcmd("MEMPROBE", function(...)
     local text = c:run(table.concat({ ... }, " "))

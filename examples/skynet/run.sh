@@ -36,7 +36,7 @@ LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;" "$lua" "$here/client.lua" "$port
   'dbgcmd {game} MEMPROBE mem' \
   'dbgcmd {game} MEMPROBE lua' \
   'dbgcmd {game} MEMPROBE heap' \
-  'dbgcmd {game} MEMPROBE modules 30' \
+  'dbgcmd {game} MEMPROBE modules 60' \
   'sleep 2' \
   'dbgcmd {game} MEMPROBE lua' \
   'call {game} "count"'

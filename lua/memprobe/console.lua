@@ -29,11 +29,22 @@ function M.parse_size(s)
   return math.floor(tonumber(num) * multipliers[unit:lower()])
 end
 
-local commands, help = {}, {}
+local commands, help, most = {}, {}, {}
 
-local function def(name, usage, fn)
+-- A command: its name, its help line, and (when given) the most words it
+-- takes after its name; more are refused with its usage.
+local function def(name, usage, fn, max_words)
   commands[name] = fn
   help[#help + 1] = { name, usage }
+  most[name] = max_words
+end
+
+-- A word typed by the operator, as a reply quotes it: control bytes shown
+-- as '?', at most n bytes, never half a UTF-8 character.
+local function shown(word, n)
+  local s = tostring(word):gsub("%c", "?")
+  if #s > n then s = s:sub(1, n):gsub("[\192-\255][\128-\191]*$", "") end
+  return s
 end
 
 -- Stops a command with a message for the operator ("cannot: ...").
@@ -43,12 +54,14 @@ local function need(r, err)
 end
 
 -- A count argument: nil when absent, the default; a hint when malformed.
-local function count(s, default, what)
+-- Digits only: '0x10' and '1e3' are not what an operator means by a count.
+local function count(s, default, what, max)
   if s == nil then return default end
-  local n = tonumber(s)
-  if not n or n < 1 or n ~= math.floor(n) or n > 1e6 then
-    error({ hint = (what or "N") .. " must be a whole number from 1, got '" ..
-      s:sub(1, 20) .. "'" }, 0)
+  max = max or 1e6
+  local n = s:match("^[1-9]%d?%d?%d?%d?%d?%d?$") and tonumber(s)
+  if not n or n > max then
+    error({ hint = ("%s must be a whole number from 1 to %d, got '%s'"):format(
+      what or "N", max, shown(s, 20)) }, 0)
   end
   return n
 end
@@ -63,7 +76,7 @@ def("help", "this list", function()
   local rows = {}
   for _, h in ipairs(help) do rows[#rows + 1] = { h[1], h[2] } end
   return "commands (a leading 'mem' is optional):\n" .. format.columns(nil, rows)
-end)
+end, 0)
 
 def("mem", "summary: system, process, Lua heap", function(self)
   local mp = self.mp
@@ -75,13 +88,15 @@ def("mem", "summary: system, process, Lua heap", function(self)
   local text = string.format("sys used %s of %s (%s available)  rss %s  lua %s",
     size(f.used), size(f.total), size(f.available), size(rss), size(lua))
   return text, data
-end)
+end, 0)
 
-def("sys", "memory as free -h shows it (also: free)", function(self)
+def("sys", "memory as free -h shows it (also: free)", function(self, h)
+  -- 'free -h' is what the hand types: it is what this shows
+  if h ~= nil and h ~= "-h" then error({ hint = "sys (or free) takes no words" }, 0) end
   local f = need(self.mp.free())
   return format.free(f, true), f
-end)
-commands.free = commands.sys
+end, 1)
+commands.free, most.free = commands.sys, most.sys
 
 local slab_keys = "a b c l v n o p s u"
 local slab_sort = {}
@@ -89,15 +104,18 @@ for k in slab_keys:gmatch("%a") do slab_sort[k] = true end
 
 def("slab", "[N] [[sort] " .. slab_keys:gsub(" ", "|") .. "]: largest slab caches",
   function(self, ...)
-    local n, sort
-    for _, a in ipairs({ ... }) do
-      if a ~= "sort" then
-        if tonumber(a) and not n then n = count(a, 10)
-        elseif slab_sort[a] and not sort then sort = a
-        else error({ hint = "slab [N] [sort KEY], KEY one of " .. slab_keys ..
-                     "; got '" .. a:sub(1, 20) .. "'" }, 0) end
-      end
+    local n, sort, said_sort
+    local function bad(a)
+      error({ hint = "slab [N] [sort KEY], KEY one of " .. slab_keys ..
+                     (a and "; got '" .. shown(a, 20) .. "'" or "") }, 0)
     end
+    for _, a in ipairs({ ... }) do
+      if a == "sort" and not said_sort and not sort then said_sort = true
+      elseif a:match("^%d") and not n then n = count(a, 10)
+      elseif slab_sort[a] and not sort then sort = a
+      else bad(a) end
+    end
+    if said_sort and not sort then bad() end
     local s = need(self.mp.slabinfo{ top = n or 10, sort = sort or "c" })
     return format.slabinfo(s), s
   end)
@@ -107,18 +125,19 @@ local vmalloc_by = { caller = true, module = true, kind = true }
 def("vmalloc", "[N] [caller|module|kind]: vmalloc use summed", function(self, ...)
   local n, by
   for _, a in ipairs({ ... }) do
-    if tonumber(a) and not n then n = count(a, 10)
+    if a:match("^%d") and not n then n = count(a, 10)
     elseif vmalloc_by[a] and not by then by = a
-    else error({ hint = "vmalloc [N] [caller|module|kind]; got '" .. a:sub(1, 20) .. "'" }, 0) end
+    else error({ hint = "vmalloc [N] [caller|module|kind]; got '" .. shown(a, 20) .. "'" }, 0) end
   end
   local v = need(self.mp.vmallocinfo{ top = n or 10 })
+  json.map(v.by_kind)  -- a map: {} when empty, as when not
   return format.vmalloc(v, by or "caller"), v
 end)
 
 def("proc", "[PID]: a process (default this one): rss, pss, uss, C heap",
   function(self, pid)
     local mp = self.mp
-    pid = pid and count(pid, nil, "PID")
+    pid = pid and count(pid, nil, "PID", 2^22 - 1)
     local p = need(mp.process(pid))
     local sm = mp.smaps(pid) or {}
     local mi = not pid and mp.mallinfo and mp.mallinfo() or {}
@@ -130,7 +149,7 @@ def("proc", "[PID]: a process (default this one): rss, pss, uss, C heap",
       { "pss", size(data.pss) }, { "uss", size(data.uss) },
       { "swap", size(data.swap) }, { "C heap in use", size(data.c_heap) },
     }), data
-  end)
+  end, 1)
 
 def("lua", "Lua heap: GC count and tracker figures", function(self)
   local data = { gc = math.floor(collectgarbage("count") * 1024) }
@@ -148,11 +167,38 @@ def("lua", "Lua heap: GC count and tracker figures", function(self)
     rows[#rows + 1] = { "tracker", "off ('track on' to start)" }
   end
   return format.columns(nil, rows), data
-end)
+end, 0)
+
+-- Millions as "4.1M", for the progress line.
+local function millions(n)
+  if n >= 1e6 then return ("%.1fM"):format(n / 1e6) end
+  if n >= 1e4 then return ("%.0fk"):format(n / 1e3) end
+  return ("%d"):format(math.floor(n))
+end
+
+-- The result of heap() or modules(): at once, or with opts.budget_ms from
+-- a job the console keeps, which run() and console:step(ms) advance; nil
+-- and a progress line while it walks.
+local function walked(self, what)
+  if not self.budget_ms then return need(self.mp[what]()) end
+  local job = self.jobs[what]
+  if not job then
+    job = self.mp[what]{ max_ms = self.budget_ms }
+    self.jobs[what] = job
+  end
+  if not job:step(self.budget_ms) then
+    local n, total, f = job:progress()
+    return nil, ("walking heap: %d%% (%s of %s objects)")
+      :format(math.floor(f * 100), millions(n), millions(total))
+  end
+  self.jobs[what] = nil
+  return need(job:result())
+end
 
 def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
   n = count(n, 15)
-  local rows = need(self.mp.modules())
+  local rows, walking = walked(self, "modules")
+  if not rows then return walking, nil end
   table.sort(rows, function(a, b) return (a.exclusive or 0) > (b.exclusive or 0) end)
   local cells = {}
   for i = 1, math.min(#rows, n) do
@@ -163,7 +209,8 @@ def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
 end)
 
 def("heap", "census of the Lua heap by type", function(self)
-  local h = need(self.mp.heap())
+  local h, walking = walked(self, "heap")
+  if not h then return walking, nil end
   local cells = {}
   for t, v in pairs(h.by_type) do cells[#cells + 1] = { t, v.count, size(v.bytes) } end
   table.sort(cells, function(a, b) return a[2] > b[2] end)
@@ -203,11 +250,15 @@ def("mark", "remember the present, for 'diff'", function(self)
   local warm = observe(self.mp)
   if warm.slab then self.mp.diff(warm.slab, warm.slab) end
   warm = nil  -- luacheck: ignore 311 (not counted in the mark)
-  local text = "marked: " .. os.date("%H:%M:%S")
-  self.marked = observe(self.mp)
-  -- counted with the mark itself held, as 'diff' will count it
-  self.marked.lua = live()
-  return text, { ok = true }
+  local text, data = "marked: " .. os.date("%H:%M:%S"), { ok = true }
+  local marked = observe(self.mp)
+  self.marked = marked
+  -- counted with the mark itself held, as 'diff' will count it; a mark
+  -- without its count (memory ran out) is no mark
+  self.marked = nil
+  marked.lua = live()
+  self.marked = marked
+  return text, data
 end)
 
 def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
@@ -244,7 +295,7 @@ def("gc", "full collection; shows what it freed", function()
   collectgarbage("collect")
   local freed = math.floor((before - collectgarbage("count")) * 1024)
   return "collected: freed " .. size(freed), { freed = freed }
-end)
+end, 0)
 
 def("track", "on|off: the allocator tracker", function(self, what)
   local t = tracker(self)
@@ -261,7 +312,7 @@ def("track", "on|off: the allocator tracker", function(self, what)
     return "tracking off", { on = false }
   end
   return "usage: track on|off", nil
-end)
+end, 1)
 
 -- The least limit the console accepts: live bytes plus half again, and at
 -- least MIN_HEADROOM more. Below it the collector cannot keep up (Lua 5.1
@@ -282,6 +333,7 @@ def("limit", "<size: 512M, 2G ...>|off: cap the Lua heap", function(self, what)
   end
   local bytes = M.parse_size(what or "")
   if not bytes then return "usage: limit <size like 512M>|off", nil end
+  if bytes >= 2^53 then return "refused: " .. shown(what, 20) .. " is more than any heap", nil end
   local floor = least_limit(live())
   if bytes < floor then
     return ("refused: %s is below live plus headroom; at least %s"):format(
@@ -291,7 +343,7 @@ def("limit", "<size: 512M, 2G ...>|off: cap the Lua heap", function(self, what)
   local text, data = "limit " .. size(bytes), { limit = bytes }
   t:limit(bytes)
   return text, data
-end)
+end, 1)
 
 def("watch", "take a sample; rank growth once there are 3", function(self)
   if not self.watcher then
@@ -300,7 +352,7 @@ def("watch", "take a sample; rank growth once there are 3", function(self)
   self.watcher:sample()
   local r = self.watcher:report()
   return format.watch(r, 10), r
-end)
+end, 0)
 
 def("drop", "<1|2|3>: drop caches (if the host allows it)", function(self, level)
   if not self.allow_drop_caches then
@@ -311,7 +363,7 @@ def("drop", "<1|2|3>: drop caches (if the host allows it)", function(self, level
   local ok, r = self.mp.drop_caches(n)
   if not ok then error({ hint = r }, 0) end
   return "dropped: freed " .. size(r.freed), r
-end)
+end, 1)
 
 def("json", "<command>: the command's figures as JSON", function(self, ...)
   local args = { ... }
@@ -325,9 +377,27 @@ def("json", "<command>: the command's figures as JSON", function(self, ...)
   return s or err, data
 end)
 
+-- "usage: NAME ARGS", ARGS from the help line: what comes before its
+-- first ': ' outside brackets ('limit <size: 512M ...>|off: ...').
+local function usage(name)
+  local line = ""
+  for _, h in ipairs(help) do if h[1] == name then line = h[2] end end
+  local depth = 0
+  for i = 1, #line do
+    local c = line:sub(i, i)
+    if c == "[" or c == "<" then depth = depth + 1
+    elseif c == "]" or c == ">" then depth = depth - 1
+    elseif c == ":" and depth == 0 then return "usage: " .. name .. " " .. line:sub(1, i - 1) end
+  end
+  return "usage: " .. name
+end
+
 -- One short line for the operator: no install paths, no traceback.
 local function oneline(e)
   local msg = type(e) == "table" and tostring(e.hint) or tostring(e)
+  -- "error loading module 'memprobe.heap' from file '/usr/...': not
+  -- enough memory" and the like
+  if msg:find("not enough memory", 1, true) then return "failed: not enough memory" end
   msg = msg:match("^[^\n]*")
   -- "/usr/.../console.lua:65: bad argument ..." and nested prefixes
   local prev
@@ -340,17 +410,19 @@ end
 -- Runs a command by name; errors come back as one short line, never raise.
 function Console:call(name, args)
   if #args > MAX_WORDS then return "too many words: a command takes a few", nil end
+  if most[name] and #args > most[name] then return usage(name), nil end
   local ok, text, data = pcall(commands[name], self, (table.unpack or unpack)(args))
   if ok then return text, data end
   return oneline(text), nil
 end
 
--- Words of a line, without a leading 'mem'; nil when there are too many.
+-- Words of a line, without a leading 'mem'; nil when there are more
+-- than MAX_WORDS.
 local function words(line)
   local w = {}
   if type(line) ~= "string" and type(line) ~= "number" then line = "" end
   for word in tostring(line):gmatch("%S+") do
-    if #w == MAX_WORDS + 1 then return nil end
+    if #w == MAX_WORDS then return nil end
     w[#w + 1] = word
   end
   if w[1] == "mem" and #w > 1 then table.remove(w, 1) end
@@ -364,7 +436,7 @@ local function answer(self, line)
   local name = table.remove(w, 1)
   if name == nil then return "type 'help' for the commands", nil end
   if not commands[name] then
-    return "unknown command '" .. name:sub(1, 40) .. "': type 'help'", nil
+    return "unknown command '" .. shown(name, 40) .. "': type 'help'", nil
   end
   return self:call(name, w)
 end
@@ -373,13 +445,21 @@ end
 -- @tparam string line e.g. `"mem slab 10"` or `"slab 10"`
 -- @treturn string text to print: exactly one value, and it never raises,
 -- so `return console:run(line)` hands a reply function a string
-function Console:run(line)
-  -- 'limit off' first and without making anything: it is how an operator
-  -- gets out of a heap that sits at its cap
-  if line == "limit off" or line == "mem limit off" then
-    local t = tracker(self)
-    if t then t:limit(nil) return "limit off" end
+-- 'limit off' first and without making anything (find with no captures
+-- allocates nothing): it is how an operator gets out of a heap that sits
+-- at its cap. True when it was that and the limit is off.
+local function limit_off(self, line)
+  if type(line) ~= "string" or not (line:find("^%s*limit%s+off%s*$")
+     or line:find("^%s*mem%s+limit%s+off%s*$")) then
+    return false
   end
+  local t = tracker(self)
+  if t then t:limit(nil) end
+  return t ~= nil
+end
+
+function Console:run(line)
+  if limit_off(self, line) then return "limit off" end
   local ok, text = pcall(answer, self, line)
   if ok and type(text) == "string" then return text end
   local ok2, msg = pcall(oneline, text)
@@ -389,22 +469,45 @@ end
 --- The figures behind a command's text, for scripts.
 -- @tparam string line as for `run`
 -- @treturn ?table the figures, or nil and the text (a hint or an error)
+local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the cap
+
 function Console:data(line)
+  if limit_off(self, line) then return LIMIT_OFF end
   local ok, text, data = pcall(answer, self, line)
-  if not ok then return nil, "failed: not enough memory" end
+  if not ok then
+    local ok2, msg = pcall(oneline, text)
+    return nil, ok2 and msg or "failed: not enough memory"
+  end
   if data == nil then return nil, text end
   return data
 end
 
+--- Advances the heap walks that `heap` and `modules` started (with
+-- `budget_ms`), from the host's tick: a game loop's frame, an
+-- `ngx.timer`, a `skynet.timeout`.
+-- @tparam[opt] number ms the budget of this tick (default `budget_ms`)
+-- @treturn boolean true when no walk is left
+function Console:step(ms)
+  local left = true
+  for _, job in pairs(self.jobs) do
+    if not job:step(ms or self.budget_ms) then left = false end
+  end
+  return left
+end
+
 --- Creates a console.
 -- @tparam[opt] table opts `allow_drop_caches` (default false): whether
--- `drop` may write /proc/sys/vm/drop_caches
--- @treturn table a console with `run(line)` and `data(line)`
+-- `drop` may write /proc/sys/vm/drop_caches; `budget_ms`: `heap` and
+-- `modules` walk in slices of that many milliseconds, answering with
+-- their progress until the next `run` finds them done
+-- @treturn table a console with `run(line)`, `data(line)` and `step(ms)`
 function M.new(opts)
-  opts = check("new", opts, { allow_drop_caches = "boolean" }, 1, 3)
+  opts = check("new", opts, { allow_drop_caches = "boolean", budget_ms = "number" }, 1, 3)
   return setmetatable({
     mp = require "memprobe",
     allow_drop_caches = opts.allow_drop_caches == true,
+    budget_ms = opts.budget_ms and opts.budget_ms > 0 and opts.budget_ms or nil,
+    jobs = {},
   }, Console)
 end
 

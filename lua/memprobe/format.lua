@@ -70,26 +70,38 @@ function M.columns(header, rows)
 end
 
 -- free's unit flags: bytes per unit, binary (-k -m -g) or decimal (--si).
-local free_units = { b = 1, k = 2^10, m = 2^20, g = 2^30, t = 2^40 }
-local free_si = { b = 1, k = 1e3, m = 1e6, g = 1e9, t = 1e12 }
+local free_units = { b = 1, k = 2^10, m = 2^20, g = 2^30, t = 2^40, p = 2^50 }
+local free_si = { b = 1, k = 1e3, m = 1e6, g = 1e9, t = 1e12, p = 1e15 }
 
--- procps' -h: three significant digits, "Ki"/"Mi"... (or "K"/"M" with --si).
+-- procps' -h: the first unit, from bytes up, in which the figure fits in
+-- 4 characters ("9.1M", "25G") or, binary, 5 ("8.6Mi", "23Gi"): one
+-- decimal (rounded) when it fits, else the whole part (truncated, as
+-- procps does: 23.9GiB is "23Gi").
 local function free_human(n, si)
   if n == nil then return "-" end
-  local base, v, i = si and 1000 or 1024, math.abs(n), 1
-  local names = { "B", "K", "M", "G", "T", "P" }
-  while v >= base and i < #names do v, i = v / base, i + 1 end
-  local unit = names[i] .. ((i > 1 and not si) and "i" or "")
-  local text = (i == 1 or v >= 10) and ("%.0f"):format(v) or ("%.1f"):format(v)
-  return (n < 0 and "-" or "") .. text .. unit
+  local sign = n < 0 and "-" or ""
+  local bytes = math.floor(math.abs(n))
+  local text = ("%d"):format(bytes) .. "B"
+  if #text <= 4 then return sign .. text end
+  local base, width = si and 1000 or 1024, si and 4 or 5
+  for i, letter in ipairs({ "K", "M", "G", "T", "P" }) do
+    local unit = letter .. (si and "" or "i")
+    local v = bytes / base ^ i
+    text = ("%.1f"):format(v) .. unit
+    if #text <= width then return sign .. text end
+    text = ("%d"):format(math.floor(v)) .. unit
+    if #text <= width then return sign .. text end
+  end
+  return sign .. text
 end
 
 --- The table `free` prints, from a `memprobe.free()` result, as procps
 -- free(1) does: KiB by default.
 -- @tparam table f result of `memprobe.free()`
 -- @param[opt] how `true` (or `{ unit = "h" }`) for sizes for people, else a
--- table `{ unit = "b"|"k"|"m"|"g"|"t"|"h", si = boolean, wide = boolean }`
--- (`wide`: buffers and cache in two columns, as `free -w`)
+-- table `{ unit = "b"|"k"|"m"|"g"|"t"|"p"|"h", si = boolean, wide =
+-- boolean, total = boolean }` (`wide`: buffers and cache in two columns,
+-- as `free -w`; `total`: a Total line, RAM plus swap, as `free -t`)
 -- @treturn string
 function M.free(f, how)
   if how == true then how = { unit = "h" } end
@@ -111,6 +123,11 @@ function M.free(f, how)
             fmt(f.buffers), fmt(f.cache), fmt(f.available) }
   end
   local rows = { mem, { "Swap:", fmt(f.swap_total), fmt(f.swap_used), fmt(f.swap_free) } }
+  if how.total then
+    local function sum(a, b) return a and b and a + b end
+    rows[3] = { "Total:", fmt(sum(f.total, f.swap_total)), fmt(sum(f.used, f.swap_used)),
+                fmt(sum(f.free, f.swap_free)) }
+  end
   return M.columns(header, rows)
 end
 

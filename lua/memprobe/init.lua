@@ -12,8 +12,10 @@ local requires = require "memprobe.requires"
 
 local M = {}
 
+-- The heap walk's heap_* functions are memprobe.heap's internals: the
+-- public API is heap(), modules(), snapshot(), path() and calibrate().
 for name, fn in pairs(core) do
-  M[name] = fn
+  if not name:match("^heap_") then M[name] = fn end
 end
 
 --- What grew and shrank between two meminfo(), slabinfo() or

@@ -50,8 +50,11 @@ function M.new(opts)
   if opts.samples and opts.samples < 2 then bad("samples must be an integer >= 2") end
   if opts.sources then
     if #opts.sources == 0 then bad("sources must be a non-empty list") end
+    local seen = {}
     for _, s in ipairs(opts.sources) do
       if not known[s] then bad(("unknown source '%s'"):format(tostring(s))) end
+      if seen[s] then bad(("source '%s' given twice"):format(s)) end
+      seen[s] = true
     end
   end
   local w = setmetatable({
@@ -72,23 +75,33 @@ end
 function Watch:sample(t)
   local memprobe = require "memprobe"
   local n = self.n + 1
-  self.n = n
-  self.times[n] = t or self.clock()
-  for _, src in ipairs(self.sources) do
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t == math.huge or t == -math.huge) then
+    error("bad argument #1 to 'sample' (a finite number of seconds expected, got " ..
+      (type(t) == "number" and tostring(t) or type(t)) .. ")", 2)
+  end
+  t = t or self.clock()
+  -- every source is read before the sample counts: a sample cut short
+  -- (memory ran out) would read as series falling to 0 and back
+  local read, errs = {}, {}
+  for i, src in ipairs(self.sources) do
     local r, err = known[src](memprobe)
     if r then
-      local series = (src == "process" or src == "lua") and r or diff.series(r)
-      local d = self.data[src]
-      if not d then d = {}; self.data[src] = d end
-      for name, v in pairs(series) do
-        local s = d[name]
-        if not s then s = {}; d[name] = s end
-        s[n] = v
+      read[i] = (src == "process" or src == "lua") and r or diff.series(r)
+      for name in pairs(read[i]) do
+        local d = self.data[src] or {}
+        self.data[src] = d
+        d[name] = d[name] or {}
       end
     else
-      self.errors[src] = err
+      errs[src] = err
     end
   end
+  self.times[n] = t
+  for i, src in ipairs(self.sources) do
+    for name, v in pairs(read[i] or {}) do self.data[src][name][n] = v end
+  end
+  for src, err in pairs(errs) do self.errors[src] = err end
+  self.n = n
   return n
 end
 
@@ -134,7 +147,7 @@ end
 -- `flagged` holds the entries that grew and never shrank between two
 -- samples (monotonic growth; at least 3 samples).
 function Watch:report(opts)
-  opts = opts or {}
+  opts = check("report", opts, { top = "count" }, 1, 3)
   local n, times = self.n, self.times
   local out, flagged = {}, {}
   for _, src in ipairs(self.sources) do
