@@ -414,6 +414,14 @@ static void limits (lua_State *L, mp_ctx *c, cg *g, int t,
   }
 }
 
+/* A figure read back from a result table, as an int64_t without the
+** undefined behaviour of casting a double out of range. */
+static int64_t held (lua_Number n) {
+  if (!(n > -(lua_Number)MP_BYTES_MAX))
+    return -MP_BYTES_MAX;
+  return n < (lua_Number)MP_BYTES_MAX ? (int64_t)n : MP_BYTES_MAX;
+}
+
 /* working_set = usage - inactive file pages, never below 0. */
 static void working_set (lua_State *L, int t, const char *key) {
   lua_getfield(L, t, "usage");
@@ -421,8 +429,8 @@ static void working_set (lua_State *L, int t, const char *key) {
   if (lua_isnumber(L, -2) && lua_istable(L, -1)) {
     lua_getfield(L, -1, key);
     if (lua_isnumber(L, -1)) {
-      int64_t ws = (int64_t)lua_tonumber(L, -3) -
-                   (int64_t)lua_tonumber(L, -1);
+      int64_t ws = memprobe_add(held(lua_tonumber(L, -3)),
+                                -held(lua_tonumber(L, -1)));
       mp_pushint(L, ws < 0 ? 0 : ws);
       lua_setfield(L, t, "working_set");
     }
@@ -511,7 +519,7 @@ own cgroup), else at /sys/fs/cgroup.
 @treturn table the figures, or nil, message, errno when the process is
 in no memory cgroup
 */
-static int l_cgroup (lua_State *L) {
+MP_READER(l_cgroup) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;

@@ -28,9 +28,7 @@ void memprobe_register (lua_State *L, const luaL_Reg *l) {
 static int ctx_gc (lua_State *L) {
   mp_ctx *c = (mp_ctx *)luaL_checkudata(L, 1, MP_CTX_MT);
   memprobe_closeall(c);
-  free(c->buf);
-  c->buf = NULL;
-  c->cap = 0;
+  memprobe_freebufs(c);
   return 0;
 }
 
@@ -41,6 +39,7 @@ static mp_ctx *new_ctx (lua_State *L) {
   for (i = 0; i < MP_NSLOTS; i++)
     c->slot[i].fd = -1;
   c->pid = getpid();
+  c->down = memprobe_stack_down();
   c->pagesize = sysconf(_SC_PAGESIZE);
   if (luaL_newmetatable(L, MP_CTX_MT)) {
     lua_pushcfunction(L, ctx_gc);

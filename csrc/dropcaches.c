@@ -16,6 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <sys/vfs.h>
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC  0x9fa0
+#endif
+#endif
+
 
 #define DROP_REL  "sys/vm/drop_caches"
 
@@ -57,18 +64,30 @@ static void push_free (lua_State *L) {
   }
 }
 
-/* Writes the level; returns 0 or an errno value. */
+/*
+** Writes the level; returns 0, an errno value or MP_ENOTPROC. Only the
+** kernel's file is written: a symlink, a FIFO or any file of another
+** filesystem under a config{} root is refused before the sync, and
+** nothing is truncated.
+*/
 static int write_level (mp_ctx *c, int level) {
 #if defined(__linux__)
   char path[MP_PATHMAX], text[3];
+  struct statfs fs;
   int fd, err = 0;
   ssize_t n;
   if (snprintf(path, sizeof(path), "%s/" DROP_REL, c->root[MP_PROC]) >=
       (int)sizeof(path))
     return ENAMETOOLONG;
+  fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)  /* a symlink, a FIFO without a reader, a directory */
+    return errno == ELOOP || errno == ENXIO || errno == EISDIR
+           ? MP_ENOTPROC : errno;
+  if (fstatfs(fd, &fs) != 0 || fs.f_type != PROC_SUPER_MAGIC) {
+    close(fd);
+    return MP_ENOTPROC;
+  }
   sync();  /* dirty pages cannot be dropped: write them out first */
-  if ((fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)) < 0)
-    return errno;
   text[0] = (char)('0' + level);
   text[1] = '\n';
   text[2] = '\0';
@@ -108,7 +127,7 @@ a message saying so, and EACCES, EROFS or EINVAL.
 @treturn boolean true
 @treturn table `{ level, before, after, freed, confirmed }`
 */
-static int l_drop_caches (lua_State *L) {
+static int drop_caches (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
   lua_Number v = lua_tonumber(L, 1);
   int level, err, t, want;
@@ -161,6 +180,10 @@ static int l_drop_caches (lua_State *L) {
 ** drop_caches keeps free() as its second upvalue, so meminfo.c must have
 ** registered it first (core.c opens this file after it).
 */
+static int l_drop_caches (lua_State *L) {
+  return memprobe_leased(L, drop_caches, 2);
+}
+
 void memprobe_open_dropcaches (lua_State *L, mp_ctx *c) {
   (void)c;
   lua_pushvalue(L, -1);

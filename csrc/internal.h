@@ -36,6 +36,12 @@ typedef struct mp_slot {
   char path[MP_PATHMAX];    /* full path, the key */
 } mp_slot;
 
+/* A read buffer: malloc'ed, off the Lua heap, grown by reads. */
+typedef struct mp_buf {
+  char *p;
+  size_t cap;
+} mp_buf;
+
 /*
 ** Per-state context: one per lua_State, reached as upvalue 1 of every
 ** function in memprobe.core, so two states never share mutable C data.
@@ -45,8 +51,11 @@ typedef struct mp_ctx {
   pid_t pid;                 /* owner of the kept fds (/proc/self!) */
   unsigned next;             /* round-robin victim when slots are full */
   mp_slot slot[MP_NSLOTS];
-  char *buf;                 /* read buffer, grows; malloc'ed, off the Lua heap */
-  size_t cap;
+  mp_buf *bufs;              /* bufs[i]: the buffer of the reader at depth i */
+  unsigned nbufs;
+  unsigned depth;            /* readers running (memprobe_leased) */
+  uintptr_t outer;           /* the frame of the outermost of them */
+  int down;                  /* the C stack grows towards lower addresses */
   long pagesize;
   size_t heap_bytes;         /* C buffers held by heap walks (heap.c) */
 } mp_ctx;
@@ -57,7 +66,19 @@ typedef struct mp_ctx {
 MP_API mp_ctx *memprobe_ctx (lua_State *L);
 MP_API void memprobe_register (lua_State *L, const luaL_Reg *l);
 
-/* procfs.c: reading */
+/* procfs.c: reading. A reader runs through memprobe_leased, which lends
+** it a buffer of its own for the whole call; memprobe_read fills it. */
+#define MP_ENOTREG   (-1)  /* not a regular file, nor a procfs/sysfs one */
+#define MP_ENOTPROC  (-2)  /* a write target that is not a procfs file */
+MP_API int memprobe_leased (lua_State *L, lua_CFunction f, int nup);
+/* Defines the Lua function 'name' (upvalue: the context) as its body,
+** name_, run through memprobe_leased: MP_READER(l_meminfo) { ... } */
+#define MP_READER(name) \
+  static int name##_ (lua_State *L); \
+  static int name (lua_State *L) { return memprobe_leased(L, name##_, 1); } \
+  static int name##_ (lua_State *L)
+MP_API void memprobe_freebufs (mp_ctx *c);
+MP_API int memprobe_stack_down (void);
 MP_API int memprobe_read (mp_ctx *c, int root, const char *rel,
                           const char **data, size_t *len);
 MP_API int memprobe_read_nocache (mp_ctx *c, int root,
@@ -89,6 +110,25 @@ MP_API size_t memprobe_countlines (const char *s, size_t len);
 MP_API const char *memprobe_skipspace (const char *s, const char *end);
 MP_API const char *memprobe_int64 (const char *s, const char *end,
                                    int64_t *v);
+/*
+** The one rule for sizes: n units (1 for bytes and counts, 1024 for kB,
+** the page size for pages) as bytes, held to +-MP_BYTES_MAX (8 PiB, exact
+** in a double) instead of overflowing; sums through memprobe_add. Inline:
+** the hot readers convert every field.
+*/
+#define MP_BYTES_MAX  ((int64_t)1 << 53)
+static inline int64_t memprobe_bytes (int64_t n, int64_t unit) {
+  const uint64_t max = (uint64_t)MP_BYTES_MAX;
+  uint64_t a = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+  uint64_t b = unit < 0 ? 0 - (uint64_t)unit : (uint64_t)unit;
+  uint64_t p = (b != 0 && a > max / b) ? max : a * b;
+  if (p > max)
+    p = max;
+  return ((n < 0) != (unit < 0)) ? -(int64_t)p : (int64_t)p;
+}
+static inline int64_t memprobe_add (int64_t a, int64_t b) {
+  return memprobe_bytes(memprobe_bytes(a, 1) + memprobe_bytes(b, 1), 1);
+}
 
 /* zones.c: zoneinfo, buddyinfo and the NUMA node files */
 enum {
@@ -206,10 +246,10 @@ MP_API void memprobe_cgroup_reldir (const char *path, const char *root,
 ** very code the binding runs. Feed meminfo to memprobe_free_meminfo; when
 ** it returns 1 (no MemAvailable) feed zoneinfo to memprobe_free_zoneinfo;
 ** then memprobe_free_finish fills out[] and 'have' (a bit per field in
-** memprobe_free_names order). Values are clamped to +-MP_BYTES_MAX, far
-** above any machine and exact in a double, so the sums cannot overflow.
+** memprobe_free_names order). Values are held to +-MP_BYTES_MAX, far
+** above any machine and exact in a double, so the sums cannot overflow;
+** memprobe_free_finish returns -1 when MemTotal or MemFree is at the cap.
 */
-#define MP_BYTES_MAX  ((int64_t)1 << 53)
 #define MP_FREE_NIN   11
 #define MP_FREE_NOUT  12
 typedef struct mp_free {
@@ -222,8 +262,6 @@ typedef struct mp_free {
   int estimated;              /* available was estimated */
 } mp_free;
 MP_API extern const char *const memprobe_free_names[MP_FREE_NOUT];
-MP_API int64_t memprobe_clamp (int64_t v, int kb);
-MP_API int64_t memprobe_mul (int64_t a, int64_t b);
 MP_API int memprobe_free_meminfo (mp_free *f, const char *s, size_t len);
 MP_API void memprobe_free_zoneinfo (mp_free *f, const char *s, size_t len);
 MP_API int memprobe_free_finish (mp_free *f, int64_t pagesize);

@@ -12,15 +12,34 @@
 #include <string.h>
 
 
-/* Sets table[key] = value (kB become bytes) at the index in ud. Pushing an
-** existing short string does not allocate, so refilling a table doesn't. */
-typedef struct setter { lua_State *L; int t; } setter;
+/*
+** Sets table[key] = value (kB become bytes). The key strings are kept in
+** a table by line number (upvalue 2) and reused while the line still
+** holds the same key, which is every call once warm: interning the ~60
+** keys of meminfo was most of a call's cost. So refilling a table does
+** not allocate.
+*/
+typedef struct setter { lua_State *L; int t, keys, n; } setter;
+
+static void push_key (setter *s, const char *key, size_t klen) {
+  lua_State *L = s->L;
+  const char *k;
+  size_t n;
+  lua_rawgeti(L, s->keys, ++s->n);  /* a string or nil */
+  k = lua_tolstring(L, -1, &n);
+  if (k != NULL && n == klen && memcmp(k, key, klen) == 0)
+    return;
+  lua_pop(L, 1);
+  lua_pushlstring(L, key, klen);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, s->keys, s->n);
+}
 
 static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
-  lua_pushlstring(s->L, key, klen);
-  mp_pushint(s->L, kb ? memprobe_clamp(v, 1) : v);
+  push_key(s, key, klen);
+  mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
 
@@ -35,6 +54,8 @@ static int read_into (lua_State *L, const char *rel,
   int err;
   s.L = L;
   s.t = memprobe_into(L, 1);
+  s.keys = lua_upvalueindex(2);
+  s.n = 0;
   if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   p(data, len, set_field, &s);
@@ -51,8 +72,12 @@ are skipped.
 @tparam[opt] table into a table to refill: no garbage once warm
 @treturn table the fields, or nil, message, errno
 */
-static int l_meminfo (lua_State *L) {
+static int meminfo (lua_State *L) {
   return read_into(L, "meminfo", memprobe_parse_kv);
+}
+
+static int l_meminfo (lua_State *L) {
+  return memprobe_leased(L, meminfo, 2);
 }
 
 /***
@@ -62,8 +87,12 @@ counts them; `pgpgin`/`pgpgout` are KiB).
 @tparam[opt] table into a table to refill
 @treturn table the counters, or nil, message, errno
 */
-static int l_vmstat (lua_State *L) {
+static int vmstat (lua_State *L) {
   return read_into(L, "vmstat", memprobe_parse_pairs);
+}
+
+static int l_vmstat (lua_State *L) {
+  return memprobe_leased(L, vmstat, 2);
 }
 
 /* The meminfo fields free() needs, in mp_free.in[] order. */
@@ -83,35 +112,13 @@ const char *const memprobe_free_names[MP_FREE_NOUT] = {
   "buff_cache", "available", "swap_total", "swap_free", "swap_used"
 };
 
-/* A kernel value in bytes (or a count), held to +-MP_BYTES_MAX. */
-int64_t memprobe_clamp (int64_t v, int kb) {
-  int64_t lim = kb ? MP_BYTES_MAX / 1024 : MP_BYTES_MAX;
-  if (v > lim) v = lim;
-  if (v < -lim) v = -lim;
-  return kb ? v * 1024 : v;
-}
-
-/* a * b for sizes read from the kernel (pages * page size ...), held to
-** +-MP_BYTES_MAX like memprobe_clamp, so that garbage cannot overflow. */
-int64_t memprobe_mul (int64_t a, int64_t b) {
-  int neg;
-  a = memprobe_clamp(a, 0);
-  b = memprobe_clamp(b, 0);
-  neg = (a < 0) != (b < 0);
-  if (a < 0) a = -a;
-  if (b < 0) b = -b;
-  if (a != 0 && b > MP_BYTES_MAX / a)
-    return neg ? -MP_BYTES_MAX : MP_BYTES_MAX;
-  return neg ? -(a * b) : a * b;
-}
-
 static void pick_field (void *ud, const char *key, size_t klen, int64_t v,
                         int kb) {
   mp_free *f = (mp_free *)ud;
   int i;
   for (i = 0; i < MP_FREE_NIN; i++)
     if (strlen(fieldname[i]) == klen && memcmp(fieldname[i], key, klen) == 0) {
-      f->in[i] = memprobe_clamp(v, kb);
+      f->in[i] = memprobe_bytes(v, kb ? 1024 : 1);
       f->seen |= 1u << i;
       return;
     }
@@ -122,7 +129,7 @@ static void sum_low (void *ud, const char *key, size_t klen, int64_t v,
   mp_free *f = (mp_free *)ud;
   (void)kb;
   if (klen == 3 && memcmp(key, "low", 3) == 0) {
-    f->low = memprobe_clamp(f->low + memprobe_clamp(v, 0), 0);
+    f->low = memprobe_add(f->low, v);
     f->zones++;
   }
 }
@@ -170,7 +177,8 @@ static void put (mp_free *f, int i, int ok, int64_t v) {
 ** The summary procps >= 4.0.1 prints. 'used' is total - available
 ** (procps 4, psutil 7.1); 'used_classic' is the older
 ** total - free - buffers - cache. 'cache' includes SReclaimable, as
-** procps counts it. Returns 0 when meminfo had no MemTotal or MemFree.
+** procps counts it. Returns 0 when meminfo had no MemTotal or MemFree,
+** -1 when one of them is out of range (8 PiB or more).
 */
 int memprobe_free_finish (mp_free *f, int64_t pagesize) {
   const int64_t *v = f->in;
@@ -180,6 +188,8 @@ int memprobe_free_finish (mp_free *f, int64_t pagesize) {
   f->estimated = 0;
   if (!has(f, TOTAL) || !has(f, MFREE))
     return 0;
+  if (v[TOTAL] >= MP_BYTES_MAX || v[MFREE] >= MP_BYTES_MAX)
+    return -1;
   if (!has(f, AVAIL) || avail == 0) {
     f->estimated = 1;
     avail = f->zones > 0 ? estimate_available(f, pagesize) : v[MFREE];
@@ -212,7 +222,7 @@ estimated from the zones' low watermarks).
 @tparam[opt] table into a table to refill
 @treturn table the summary, or nil, message, errno
 */
-static int l_free (lua_State *L) {
+MP_READER(l_free) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -228,10 +238,11 @@ static int l_free (lua_State *L) {
     else if (err == ENOMEM)
       return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
   }
-  if (!memprobe_free_finish(&f, c->pagesize)) {
+  if ((i = memprobe_free_finish(&f, c->pagesize)) != 1) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s/meminfo: no MemTotal or MemFree line",
-                    c->root[MP_PROC]);
+    lua_pushfstring(L, i == 0 ? "%s/meminfo: no MemTotal or MemFree line"
+                    : "%s/meminfo: MemTotal or MemFree out of range "
+                    "(8 PiB or more)", c->root[MP_PROC]);
     lua_pushinteger(L, 0);
     return 3;
   }
@@ -248,13 +259,25 @@ static int l_free (lua_State *L) {
   return 1;
 }
 
+/* Module table at -2, context at -1. meminfo and vmstat have a second
+** upvalue each: the table of their key strings by line. */
 void memprobe_open_meminfo (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
     { "free",    l_free },
+    { NULL, NULL }
+  };
+  static const luaL_Reg keyed[] = {
     { "meminfo", l_meminfo },
     { "vmstat",  l_vmstat },
     { NULL, NULL }
   };
+  int i;
   (void)c;
   memprobe_register(L, funcs);
+  for (i = 0; keyed[i].name != NULL; i++) {
+    lua_pushvalue(L, -1);
+    lua_createtable(L, 64, 0);
+    lua_pushcclosure(L, keyed[i].func, 2);
+    lua_setfield(L, -3, keyed[i].name);
+  }
 }

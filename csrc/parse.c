@@ -51,7 +51,11 @@ size_t memprobe_countlines (const char *s, size_t len) {
   return n;
 }
 
+/* Blanks, eight at a time first: meminfo pads every value to a column. */
 const char *memprobe_skipspace (const char *s, const char *end) {
+  static const char blanks[8] = { ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ' };
+  while (end - s >= 8 && memcmp(s, blanks, 8) == 0)
+    s += 8;
   while (s < end && (*s == ' ' || *s == '\t'))
     s++;
   return s;
@@ -81,6 +85,30 @@ const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
   return s;
 }
 
+/*
+** An unsigned decimal, as the kernel prints sizes and counters: no sign
+** (a line with one does not parse), and a value beyond INT64_MAX is held
+** there instead of failing, so that memprobe_bytes can report it as out
+** of range rather than the line going missing.
+*/
+static const char *size_value (const char *s, const char *end, int64_t *v) {
+  const char *start = s;
+  int64_t acc = 0;
+  unsigned d;
+  while (s < end && (d = (unsigned)((unsigned char)*s - '0')) <= 9) {
+    s++;
+    if (acc < INT64_MAX / 10 - 1)
+      acc = acc * 10 + (int64_t)d;
+    else
+      acc = acc > (INT64_MAX - (int64_t)d) / 10 ? INT64_MAX
+                                                : acc * 10 + (int64_t)d;
+  }
+  if (s == start)
+    return NULL;
+  *v = acc;
+  return s;
+}
+
 static int is_eol (const char *s, const char *end) {
   return s == end || *s == '\n';
 }
@@ -89,8 +117,9 @@ static int is_eol (const char *s, const char *end) {
 ** "Key:   value [kB]" lines (meminfo, status, smaps_rollup). The key runs
 ** to the colon and may hold spaces and parentheses ("Active(file)");
 ** whitespace after the colon is optional. Lines with more than one number
-** (2.4-style "Mem: total used free") or with anything but "kB" after the
-** number are skipped. Returns the number of fields reported.
+** (2.4-style "Mem: total used free"), with anything but "kB" after the
+** number, or with a signed number (sizes are unsigned) are skipped.
+** Returns the number of fields reported.
 */
 int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
@@ -103,7 +132,7 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
     colon = memchr(line, ':', (size_t)(eol - line));
     if (colon == NULL || colon == line || colon - line > 64)
       continue;
-    p = memprobe_int64(memprobe_skipspace(colon + 1, eol), eol, &v);
+    p = size_value(memprobe_skipspace(colon + 1, eol), eol, &v);
     if (p == NULL)
       continue;
     p = memprobe_skipspace(p, eol);
@@ -122,7 +151,7 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
 /*
 ** "key value" lines (vmstat, memory.stat, memory.events, numastat,
 ** zoneinfo's indented counters). Leading whitespace is allowed; a line
-** whose second word is not a bare integer is skipped.
+** whose second word is not an unsigned integer is skipped.
 */
 int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len;
@@ -136,7 +165,7 @@ int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
       k++;
     if (k == key || k == eol || k - key > 64)
       continue;
-    p = memprobe_int64(memprobe_skipspace(k, eol), eol, &v);
+    p = size_value(memprobe_skipspace(k, eol), eol, &v);
     if (p == NULL || !is_eol(memprobe_skipspace(p, eol), eol))
       continue;
     cb(ud, key, (size_t)(k - key), v, 0);

@@ -198,7 +198,7 @@ once warm, so it can be polled from a game loop.
 @function rss
 @treturn integer bytes, or nil, message, errno
 */
-static int l_rss (lua_State *L) {
+MP_READER(l_rss) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -209,7 +209,7 @@ static int l_rss (lua_State *L) {
     return memprobe_fail(L, c, MP_PROC, "self/statm", err);
   if (memprobe_parse_statm(data, len, v, 2) < 2)
     return memprobe_badformat(L, c, MP_PROC, "self/statm");
-  mp_pushint(L, memprobe_mul(v[1], c->pagesize));
+  mp_pushint(L, memprobe_bytes(v[1], c->pagesize));
   return 1;
 }
 
@@ -222,7 +222,7 @@ static void set_status (void *ud, const char *key, size_t klen, int kind,
   if (kind == MP_STRING)
     lua_pushlstring(s->L, str, slen);
   else
-    mp_pushint(s->L, kind == MP_BYTES ? memprobe_clamp(v, 1) : v);
+    mp_pushint(s->L, memprobe_bytes(v, kind == MP_BYTES ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
 
@@ -240,7 +240,7 @@ included) allocates nothing once warm; `process(into)` reads self.
 @treturn table the fields, or nil, message, errno (ENOENT or ESRCH when
 the process does not exist)
 */
-static int l_process (lua_State *L) {
+MP_READER(l_process) {
   static const char *const statm_names[] = {
     "size", "resident", "shared", "text", NULL, "data"
   };
@@ -279,7 +279,7 @@ static int l_process (lua_State *L) {
     if (statm_names[i] == NULL)  /* lib: always 0 since 2.6 */
       continue;
     if (i < n)
-      mp_pushint(L, memprobe_mul(v[i], c->pagesize));
+      mp_pushint(L, memprobe_bytes(v[i], c->pagesize));
     else
       lua_pushnil(L);
     lua_setfield(L, st, statm_names[i]);
@@ -311,12 +311,12 @@ static void add_smaps (void *ud, const char *key, size_t klen, int64_t v,
   if (a->sum) {
     lua_pushvalue(a->L, -1);
     lua_rawget(a->L, a->t);
-    v = memprobe_clamp(memprobe_clamp(v, 1) +
-                       memprobe_clamp((int64_t)lua_tonumber(a->L, -1), 0), 0);
+    v = memprobe_add(memprobe_bytes(v, 1024),
+                     (int64_t)lua_tointeger(a->L, -1));
     lua_pop(a->L, 1);
   }
   else
-    v = memprobe_clamp(v, 1);
+    v = memprobe_bytes(v, 1024);
   mp_pushint(a->L, v);
   lua_rawset(a->L, a->t);
 }
@@ -333,7 +333,7 @@ Another user's process needs CAP_SYS_PTRACE.
 @tparam[opt] integer pid a positive pid; this process when absent
 @treturn table the fields, or nil, message, errno
 */
-static int l_smaps (lua_State *L) {
+MP_READER(l_smaps) {
   mp_ctx *c = memprobe_ctx(L);
   char pid[16], rel[48];
   const char *data;
@@ -359,8 +359,8 @@ static int l_smaps (lua_State *L) {
   lua_getfield(L, 2, "private_clean");
   lua_getfield(L, 2, "private_dirty");
   if (lua_isnumber(L, -1) && lua_isnumber(L, -2)) {
-    mp_pushint(L, (int64_t)lua_tonumber(L, -1) +
-                  (int64_t)lua_tonumber(L, -2));
+    mp_pushint(L, memprobe_add((int64_t)lua_tointeger(L, -1),
+                               (int64_t)lua_tointeger(L, -2)));
     lua_setfield(L, 2, "uss");
   }
   lua_pop(L, 2);

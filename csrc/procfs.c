@@ -18,6 +18,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__linux__)
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#endif
+
 
 #define MP_READMAX  (64u << 20)  /* no /proc file is this large */
 
@@ -47,6 +52,8 @@ static const struct hint {
     "run on the host" },
   { MP_PROC, "sys/vm/drop_caches", EINVAL,
     "the kernel refused the value" },
+  { MP_PROC, "sys/vm/drop_caches", MP_ENOTPROC,
+    "only the kernel's drop_caches is written; symlinks are not followed" },
   { MP_SYS, "kernel/slab", EACCES, "needs root or CAP_DAC_READ_SEARCH" },
   { MP_SYS, "kernel/slab", ENOENT, "no such cache, or kernel without SLUB" },
   { MP_PROC, "sysvipc/shm", ENOENT, "kernel built without CONFIG_SYSVIPC" },
@@ -83,6 +90,15 @@ int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
   lua_pushnil(L);
   if (err == ENOSYS)
     lua_pushliteral(L, "not supported on this platform");
+  else if (err == MP_ENOTREG || err == MP_ENOTPROC) {
+    const char *why = err == MP_ENOTREG ? "not a regular file"
+                                        : "not a procfs file";
+    if (hint != NULL)
+      lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, why, hint);
+    else
+      lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, why);
+    err = 0;  /* no system call failed: the file is not the kernel's */
+  }
   else if (hint != NULL)
     lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, strerror(err),
                     hint);
@@ -104,37 +120,170 @@ void memprobe_closeall (mp_ctx *c) {
 }
 
 /*
-** Makes room for 'need' more bytes after 'used'. The buffer comes from
-** malloc, not from the state's allocator: memprobe's own bookkeeping
-** stays out of the heap it measures, so a tracker's 'live' keeps equal to
-** collectgarbage("count") however large a /proc file gets.
+** {======================================================
+** Buffer leases
+** =======================================================
+** A reader parses its file while it creates Lua values, and creating one
+** can run a finalizer that calls another reader. So no two running
+** readers share a buffer: the reader at nesting depth i owns bufs[i] from
+** its start to its return. The outermost reader (depth 0) is called
+** directly; a nested one, which only a finalizer can start, runs under
+** lua_pcall so that its depth is given back even when it raises. An
+** outermost reader that raised leaves depth > 0 behind; the next call
+** tells that from a live outer reader by the C stack: a live one is an
+** ancestor of the new call, so its frame lies on the far side of the
+** new call's frame in the direction the stack grows from.
 */
-static int grow (mp_ctx *c, size_t used, size_t need) {
-  size_t ncap = c->cap ? c->cap : 8192;
-  char *nb;
-  while (ncap - used < need)
-    ncap *= 2;
-  nb = (char *)realloc(c->buf, ncap);
+
+/* Buffers above this are given back when their reader returns. */
+#define MP_KEEPMAX  (1u << 20)
+
+/* Whether the C stack grows towards lower addresses, from the frames of
+** a caller and its callee; new_ctx asks once. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int below (const volatile char *outer) {
+  volatile char here = 0;
+  return (uintptr_t)&here < (uintptr_t)outer;
+}
+
+int memprobe_stack_down (void) {
+  volatile char here = 0;
+  return below(&here);
+}
+
+void memprobe_freebufs (mp_ctx *c) {
+  unsigned i;
+  for (i = 0; i < c->nbufs; i++)
+    free(c->bufs[i].p);
+  free(c->bufs);
+  c->bufs = NULL;
+  c->nbufs = 0;
+  c->depth = 0;
+}
+
+/* Makes bufs[depth] exist; 0 or ENOMEM. */
+static int reserve (mp_ctx *c, unsigned depth) {
+  mp_buf *nb;
+  if (depth < c->nbufs)
+    return 0;
+  nb = (mp_buf *)realloc(c->bufs, (depth + 1) * sizeof(mp_buf));
   if (nb == NULL)
     return ENOMEM;
-  c->buf = nb;
-  c->cap = ncap;
+  c->bufs = nb;
+  for (; c->nbufs <= depth; c->nbufs++) {
+    nb[c->nbufs].p = NULL;
+    nb[c->nbufs].cap = 0;
+  }
   return 0;
 }
 
-/* Reads fd from offset 0 to EOF into c->buf, NUL-terminated. */
-static int read_all (mp_ctx *c, int fd, size_t *len) {
+/* A buffer grown by a large file does not stay for the life of the
+** state. */
+static void trim (mp_buf *b) {
+  if (b->cap > MP_KEEPMAX) {
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+  }
+}
+
+/* A nested reader: called with the reader as an extra first argument,
+** and with the upvalues of the function that was called. */
+static int nested (lua_State *L) {
+  lua_CFunction f = lua_tocfunction(L, 1);
+  lua_remove(L, 1);
+  return f(L);
+}
+
+/*
+** Runs the reader f with a buffer that no other running reader uses, as
+** if f had been called: f sees the upvalues of the running function
+** ('nup' of them) and its arguments. Every function that calls
+** memprobe_read runs through here.
+*/
+int memprobe_leased (lua_State *L, lua_CFunction f, int nup) {
+  mp_ctx *c = memprobe_ctx(L);
+  volatile char here = 0;
+  uintptr_t at = (uintptr_t)&here;
+  int nargs, i, status, n;
+  if (c->depth > 0 && (c->down ? at >= c->outer : at <= c->outer)) {
+    trim(&c->bufs[0]);  /* the outer reader raised: none is running */
+    c->depth = 0;
+  }
+  if (c->depth == 0) {
+    if (reserve(c, 0) != 0)
+      return luaL_error(L, "not enough memory");
+    c->depth = 1;
+    c->outer = at;
+    n = f(L);
+    trim(&c->bufs[0]);
+    c->depth = 0;
+    return n;
+  }
+  /* In a finalizer run during another reader: the closure first, as this
+  ** allocates and may run finalizers (which find depth as it is). */
+  nargs = lua_gettop(L);
+  for (i = 1; i <= nup; i++)
+    lua_pushvalue(L, lua_upvalueindex(i));
+  lua_pushcclosure(L, nested, nup);
+  lua_insert(L, 1);
+  lua_pushcfunction(L, f);
+  lua_insert(L, 2);
+  if (reserve(c, c->depth) != 0)
+    return luaL_error(L, "not enough memory");
+  c->depth++;
+  status = lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
+  c->depth--;
+  trim(&c->bufs[c->depth]);
+  if (status != 0)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* }====================================================== */
+
+/*
+** Makes room for 'need' more bytes after 'used', up to MP_READMAX plus
+** the NUL. The buffer comes from malloc, not from the state's allocator:
+** memprobe's own bookkeeping stays out of the heap it measures, so a
+** tracker's 'live' keeps equal to collectgarbage("count") however large
+** a /proc file gets.
+*/
+static int grow (mp_buf *b, size_t used, size_t need) {
+  size_t ncap = b->cap ? b->cap : 8192;
+  char *nb;
+  while (ncap - used < need && ncap <= MP_READMAX)
+    ncap *= 2;
+  if (ncap > MP_READMAX + 1)
+    ncap = MP_READMAX + 1;
+  nb = (char *)realloc(b->p, ncap);
+  if (nb == NULL)
+    return ENOMEM;
+  b->p = nb;
+  b->cap = ncap;
+  return 0;
+}
+
+/* Reads fd from offset 0 to EOF into b, NUL-terminated; a file of more
+** than MP_READMAX bytes is EFBIG. */
+static int read_all (mp_buf *b, int fd, size_t *len) {
   size_t off = 0;
   for (;;) {
     ssize_t n;
-    if (c->cap - off < 4096 || c->cap == 0) {
-      int err;
-      if (off >= MP_READMAX)
+    int err;
+    if ((b->cap == 0 || b->cap - off < 4096 + 1) &&
+        b->cap < MP_READMAX + 1 && (err = grow(b, off, 4096 + 1)) != 0)
+      return err;
+    if (b->cap - off > 1)
+      n = pread(fd, b->p + off, b->cap - off - 1, (off_t)off);
+    else {  /* full: one byte more is too much */
+      char probe;
+      n = pread(fd, &probe, 1, (off_t)off);
+      if (n > 0)
         return EFBIG;
-      if ((err = grow(c, off, 4096 + 1)) != 0)
-        return err;
     }
-    n = pread(fd, c->buf + off, c->cap - off - 1, (off_t)off);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -144,20 +293,71 @@ static int read_all (mp_ctx *c, int fd, size_t *len) {
       break;
     off += (size_t)n;
   }
-  c->buf[off] = '\0';
+  b->p[off] = '\0';
   *len = off;
   return 0;
 }
 
+/* root/rel into out (MP_PATHMAX bytes); no snprintf: every read does it. */
 static int fullpath (mp_ctx *c, int root, const char *rel, char *out) {
-  int n = snprintf(out, MP_PATHMAX, "%s/%s", c->root[root], rel);
-  return (n < 0 || n >= MP_PATHMAX) ? ENAMETOOLONG : 0;
+  size_t a = strlen(c->root[root]), b = strlen(rel);
+  if (a + 1 + b >= MP_PATHMAX)
+    return ENAMETOOLONG;
+  memcpy(out, c->root[root], a);
+  out[a] = '/';
+  memcpy(out + a + 1, rel, b + 1);
+  return 0;
+}
+
+/* The buffer of the reader running now. */
+static mp_buf *current (mp_ctx *c) {
+  return c->depth > 0 ? &c->bufs[c->depth - 1] : NULL;
 }
 
 #if defined(__linux__)
 
-static int open_slot (mp_ctx *c, const char *path) {
-  int i, fd;
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC  0x9fa0
+#endif
+#ifndef SYSFS_MAGIC
+#define SYSFS_MAGIC       0x62656572
+#endif
+
+/* The filesystem fd lives on: PROC_SUPER_MAGIC, SYSFS_MAGIC ..., or 0. */
+static long fs_type (int fd) {
+  struct statfs fs;
+  return fstatfs(fd, &fs) == 0 ? (long)fs.f_type : 0;
+}
+
+/*
+** Opens path for reading. Only regular files and the files of procfs and
+** sysfs are read: a FIFO would block (hence O_NONBLOCK, which regular
+** and kernel files ignore), a device never ends. Sets *keep when the fd
+** may be kept: only the kernel's own files stay what they are; a file
+** under a config{} root can be replaced, deleted or rewritten.
+*/
+static int open_file (const char *path, int *fd, int *keep) {
+  struct stat st;
+  long type;
+  if ((*fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+    return errno;
+  type = fs_type(*fd);
+  *keep = type == PROC_SUPER_MAGIC || type == SYSFS_MAGIC;
+  if (fstat(*fd, &st) != 0) {
+    int err = errno;
+    close(*fd);
+    return err;
+  }
+  if (!S_ISREG(st.st_mode) && !*keep) {
+    close(*fd);
+    return MP_ENOTREG;
+  }
+  return 0;
+}
+
+/* The kept fd of path, or -1 when it has none. */
+static int find_slot (mp_ctx *c, const char *path) {
+  int i;
   pid_t pid = getpid();
   if (pid != c->pid) {  /* forked: our fds point at the parent's /proc/self */
     memprobe_closeall(c);
@@ -166,9 +366,11 @@ static int open_slot (mp_ctx *c, const char *path) {
   for (i = 0; i < MP_NSLOTS; i++)
     if (c->slot[i].fd >= 0 && strcmp(c->slot[i].path, path) == 0)
       return c->slot[i].fd;
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
+  return -1;
+}
+
+static void keep_slot (mp_ctx *c, const char *path, int fd) {
+  int i;
   for (i = 0; i < MP_NSLOTS && c->slot[i].fd >= 0; i++)
     ;
   if (i == MP_NSLOTS) {  /* full: evict round-robin */
@@ -177,7 +379,6 @@ static int open_slot (mp_ctx *c, const char *path) {
   }
   c->slot[i].fd = fd;
   strcpy(c->slot[i].path, path);
-  return fd;
 }
 
 static void drop_slot (mp_ctx *c, int fd) {
@@ -190,25 +391,42 @@ static void drop_slot (mp_ctx *c, int fd) {
     }
 }
 
+/* Reads path whole into the running reader's buffer; 'cache' lets a
+** kernel file keep its fd. */
+static int read_file (mp_ctx *c, const char *path, int cache,
+                      const char **data, size_t *len) {
+  mp_buf *b = current(c);
+  int fd, keep, err;
+  if (b == NULL)  /* not run through memprobe_leased: a bug */
+    return EINVAL;
+  if (cache && (fd = find_slot(c, path)) >= 0) {
+    /* a kept fd that fails (its process exited) is reopened next time */
+    if ((err = read_all(b, fd, len)) != 0)
+      drop_slot(c, fd);
+  }
+  else {
+    if ((err = open_file(path, &fd, &keep)) != 0)
+      return err;
+    err = read_all(b, fd, len);
+    if (cache && keep && err == 0)
+      keep_slot(c, path, fd);
+    else
+      close(fd);
+  }
+  *data = b->p;
+  return err;
+}
+
 /*
-** Reads root/rel whole into c->buf (valid until the next read). Returns 0
-** or an errno value for memprobe_fail. A kept fd that fails (the process
-** it described has exited) is dropped so the next call opens afresh.
+** Reads root/rel whole into the running reader's buffer (valid until its
+** next read or its return). Returns 0 or an errno value (or MP_ENOTREG)
+** for memprobe_fail.
 */
 int memprobe_read (mp_ctx *c, int root, const char *rel,
                    const char **data, size_t *len) {
   char path[MP_PATHMAX];
-  int fd, err = fullpath(c, root, rel, path);
-  if (err != 0)
-    return err;
-  if ((fd = open_slot(c, path)) < 0)
-    return errno;
-  if ((err = read_all(c, fd, len)) != 0) {
-    drop_slot(c, fd);
-    return err;
-  }
-  *data = c->buf;
-  return 0;
+  int err = fullpath(c, root, rel, path);
+  return err != 0 ? err : read_file(c, path, 1, data, len);
 }
 
 /* The same for files read once in a while (other pids, cgroup files):
@@ -217,22 +435,14 @@ int memprobe_read_nocache (mp_ctx *c, int root,
                            const char *rel, const char **data, size_t *len) {
   char path[MP_PATHMAX];
   int err = fullpath(c, root, rel, path);
-  if (err != 0)
-    return err;
-  return memprobe_read_path(c, path, data, len);
+  return err != 0 ? err : read_file(c, path, 0, data, len);
 }
 
 /* And for a whole path already put together from a root (cgroup files
 ** found through mountinfo, which may lie outside the sys root). */
 int memprobe_read_path (mp_ctx *c, const char *path, const char **data,
                         size_t *len) {
-  int fd, err;
-  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-    return errno;
-  err = read_all(c, fd, len);
-  close(fd);
-  *data = c->buf;
-  return err;
+  return read_file(c, path, 0, data, len);
 }
 
 #else  /* not Linux: every reader reports the platform */
@@ -240,6 +450,7 @@ int memprobe_read_path (mp_ctx *c, const char *path, const char **data,
 int memprobe_read (mp_ctx *c, int root, const char *rel,
                    const char **data, size_t *len) {
   (void)c; (void)root; (void)rel; (void)data; (void)len;
+  (void)current;
   return ENOSYS;
 }
 

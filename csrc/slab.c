@@ -134,7 +134,11 @@ static void add_cache (void *ud, const mp_slab *s) {
 }
 
 static int use_pct (const mp_slab *s) {
-  return s->num_objs > 0 ? (int)(100 * s->active_objs / s->num_objs) : 0;
+  if (s->num_objs <= 0)
+    return 0;
+  if (s->active_objs > INT64_MAX / 100)  /* garbage: no overflow for it */
+    return (int)((double)s->active_objs / (double)s->num_objs * 100);
+  return (int)(100 * s->active_objs / s->num_objs);
 }
 
 static double sort_key (const mp_slab *s, int key, long pagesize) {
@@ -189,9 +193,10 @@ static void push_cache (lua_State *L, const mp_slab *s, long pagesize) {
   setint(L, "pagesperslab", s->pagesperslab);
   setint(L, "active_slabs", s->active_slabs);
   setint(L, "num_slabs", s->num_slabs);
-  setint(L, "size", memprobe_mul(memprobe_mul(s->num_slabs, s->pagesperslab),
-                                 pagesize));
-  setint(L, "active_size", s->active_objs * s->objsize);
+  setint(L, "size", memprobe_bytes(memprobe_bytes(s->num_slabs,
+                                                   s->pagesperslab),
+                                    pagesize));
+  setint(L, "active_size", memprobe_bytes(s->active_objs, s->objsize));
   setint(L, "use", use_pct(s));
   setopt(L, "limit", s->limit);
   setopt(L, "batchcount", s->batchcount);
@@ -210,15 +215,15 @@ static void push_totals (lua_State *L, const collect *k, long pagesize) {
   size_t i;
   for (i = 0; i < k->n; i++) {
     const mp_slab *s = &k->e[i].s;
-    aobj += s->active_objs;
-    nobj += s->num_objs;
-    aslab += s->active_slabs;
-    nslab += s->num_slabs;
+    aobj = memprobe_add(aobj, s->active_objs);
+    nobj = memprobe_add(nobj, s->num_objs);
+    aslab = memprobe_add(aslab, s->active_slabs);
+    nslab = memprobe_add(nslab, s->num_slabs);
     acache += s->active_objs > 0;
-    asize += s->active_objs * s->objsize;
-    tsize += s->num_objs * s->objsize;
-    pages = memprobe_clamp(pages + memprobe_mul(s->num_slabs,
-                                                s->pagesperslab), 0);
+    asize = memprobe_add(asize, memprobe_bytes(s->active_objs, s->objsize));
+    tsize = memprobe_add(tsize, memprobe_bytes(s->num_objs, s->objsize));
+    pages = memprobe_add(pages, memprobe_bytes(s->num_slabs,
+                                               s->pagesperslab));
     if (i == 0 || s->objsize < omin)
       omin = s->objsize;
     if (s->objsize > omax)
@@ -233,7 +238,7 @@ static void push_totals (lua_State *L, const collect *k, long pagesize) {
   setint(L, "num_caches", (int64_t)k->n);
   setint(L, "active_size", asize);
   setint(L, "total_size", tsize);
-  setint(L, "size", memprobe_mul(pages, pagesize));
+  setint(L, "size", memprobe_bytes(pages, pagesize));
   if (k->n > 0) {
     setint(L, "min_objsize", omin);
     setint(L, "avg_objsize", nobj > 0 ? tsize / nobj : 0);
@@ -293,7 +298,7 @@ s u; larger first, n by name); `top`: keep the first N caches
 @treturn table `{ version, caches, totals [, skipped] }`, or nil, message,
 errno (a 1.x file gives nil and a message)
 */
-static int l_slabinfo (lua_State *L) {
+MP_READER(l_slabinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len, i;
@@ -518,7 +523,7 @@ counted under another name in /proc/slabinfo can be found.
 @tparam string name a cache name (no '/', not '.' or '..')
 @treturn table the numbers, or nil, message, errno
 */
-static int l_slab_detail (lua_State *L) {
+MP_READER(l_slab_detail) {
   mp_ctx *c = memprobe_ctx(L);
   size_t nlen;
   const char *name = luaL_checklstring(L, 1, &nlen);
@@ -566,8 +571,10 @@ static int l_slab_detail (lua_State *L) {
   lua_getfield(L, t, "order");
   if (lua_isnumber(L, -1) && lua_isnumber(L, -2)) {
     lua_Number slabs = lua_tonumber(L, -2), order = lua_tonumber(L, -1);
-    if (order >= 0 && order < 20) {
-      mp_pushint(L, (int64_t)slabs * ((int64_t)c->pagesize << (int)order));
+    if (order >= 0 && order < 20 && slabs >= 0 &&
+        slabs <= (lua_Number)MP_BYTES_MAX) {
+      mp_pushint(L, memprobe_bytes((int64_t)slabs,
+                                   (int64_t)c->pagesize << (int)order));
       lua_setfield(L, t, "size");
     }
   }

@@ -263,7 +263,7 @@ escapes decoded. No swap: an empty list.
 @function swaps
 @treturn table the list of swap areas, or nil, message, errno
 */
-static int l_swaps (lua_State *L) {
+MP_READER(l_swaps) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   int r;
@@ -338,7 +338,7 @@ int64 and comes back as a float (>= 2^63: no limit in practice).
 @function shm
 @treturn table the segments and the limits, or nil, message, errno
 */
-static int l_shm (lua_State *L) {
+MP_READER(l_shm) {
   mp_ctx *c = memprobe_ctx(L);
   tstate t;
   uint64_t all;
@@ -370,13 +370,13 @@ typedef struct commit { int64_t limit, as; int seen; } commit;
 static void pick_commit (void *ud, const char *key, size_t klen, int64_t v,
                          int kb) {
   commit *m = (commit *)ud;
-  if (kb && v >= 0 && v <= INT64_MAX / 1024) {
+  if (kb) {
     if (klen == 11 && memcmp(key, "CommitLimit", 11) == 0) {
-      m->limit = v * 1024;
+      m->limit = memprobe_bytes(v, 1024);
       m->seen |= 1;
     }
     else if (klen == 12 && memcmp(key, "Committed_AS", 12) == 0) {
-      m->as = v * 1024;
+      m->as = memprobe_bytes(v, 1024);
       m->seen |= 2;
     }
   }
@@ -393,7 +393,7 @@ only in mode 2 ("never").
 @function overcommit
 @treturn table the policy, limits and headroom, or nil, message, errno
 */
-static int l_overcommit (lua_State *L) {
+MP_READER(l_overcommit) {
   static const char rel[] = "sys/vm/overcommit_memory";
   mp_ctx *c = memprobe_ctx(L);
   const char *data;

@@ -173,9 +173,9 @@ typedef struct summer {
 
 static void add (agg *g, const mp_vmarea *a) {
   g->count++;
-  g->size += a->size;
+  g->size = memprobe_add(g->size, a->size);
   if (a->pages > 0)
-    g->pages += a->pages;
+    g->pages = memprobe_add(g->pages, a->pages);
 }
 
 /* Finds or makes the entry for key in arr (n entries, index in S). */
@@ -243,11 +243,11 @@ static void sum_area (void *ud, const mp_vmarea *a) {
   agg *g;
   size_t i;
   S->count++;
-  S->size += a->size;
+  S->size = memprobe_add(S->size, a->size);
   if (a->pages > 0) {
-    S->pages += a->pages;
+    S->pages = memprobe_add(S->pages, a->pages);
     if (a->flags & (1u << MP_VM_IVMALLOC))
-      S->vmalloc_pages += a->pages;
+      S->vmalloc_pages = memprobe_add(S->vmalloc_pages, a->pages);
   }
   for (i = 0; i < S->nkind && strcmp(S->kind[i].name, a->kind) != 0; i++)
     ;
@@ -310,7 +310,7 @@ static void push_sums (lua_State *L, const agg *g, long pagesize) {
   set_int(L, "count", g->count);
   set_int(L, "size", g->size);
   set_int(L, "pages", g->pages);
-  set_int(L, "bytes", memprobe_mul(g->pages, pagesize));
+  set_int(L, "bytes", memprobe_bytes(g->pages, pagesize));
 }
 
 /* Pushes arr sorted as an array of tables, at most top of them. */
@@ -392,7 +392,7 @@ callers and modules), `areas` (true adds every area: `start end size caller
 func module pages phys kind vpages`)
 @treturn table the sums, or nil, message, errno
 */
-static int l_vmallocinfo (lua_State *L) {
+MP_READER(l_vmallocinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len, i;
@@ -422,9 +422,9 @@ static int l_vmallocinfo (lua_State *L) {
   set_int(L, "count", S.count);
   set_int(L, "size", S.size);
   set_int(L, "pages", S.pages);
-  set_int(L, "bytes", S.pages * c->pagesize);
+  set_int(L, "bytes", memprobe_bytes(S.pages, c->pagesize));
   set_int(L, "vmalloc_pages", S.vmalloc_pages);
-  set_int(L, "vmalloc_bytes", S.vmalloc_pages * c->pagesize);
+  set_int(L, "vmalloc_bytes", memprobe_bytes(S.vmalloc_pages, c->pagesize));
   lua_setfield(L, t, "totals");
   lua_createtable(L, 0, (int)S.nkind);
   for (i = 0; i < S.nkind; i++) {
@@ -554,7 +554,7 @@ line, module, func, accurate }`, and `totals` `{ bytes, calls, sites }`.
 @treturn table `{ version, sites, totals [, skipped] }`, or nil, message,
 errno
 */
-static int l_allocinfo (lua_State *L) {
+MP_READER(l_allocinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data, *eol, *v;
   size_t len, i;
@@ -588,8 +588,8 @@ static int l_allocinfo (lua_State *L) {
   lua_createtable(L, (int)k.n, 0);
   for (i = 0; i < k.n; i++) {
     const mp_allocsite *s = &k.v[i];
-    bytes += s->bytes;
-    calls += s->calls;
+    bytes = memprobe_add(bytes, s->bytes);
+    calls = memprobe_add(calls, s->calls);
     if (o.top >= 0 && (lua_Integer)i >= o.top)
       continue;
     lua_createtable(L, 0, 7);

@@ -419,7 +419,7 @@ counters, one table shared by the zones of a node (4.8+).
 @function zoneinfo
 @treturn table the list of zones, or nil, message, errno
 */
-static int l_zoneinfo (lua_State *L) {
+MP_READER(l_zoneinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -519,7 +519,7 @@ counts[k + 1] is the number of free blocks of order k (2^k pages).
 @function buddyinfo
 @treturn table the list of zones with their free blocks, or nil, message, errno
 */
-static int l_buddyinfo (lua_State *L) {
+MP_READER(l_buddyinfo) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -555,12 +555,7 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
   setter *s = (setter *)ud;
   lua_pushlstring(s->L, key, klen);
-  if (kb && v <= INT64_MAX / 1024 && v >= INT64_MIN / 1024)
-    mp_pushint(s->L, v * 1024);
-  else if (kb)
-    lua_pushnumber(s->L, (lua_Number)v * 1024);
-  else
-    mp_pushint(s->L, v);
+  mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
   lua_rawset(s->L, s->t);
 }
 
@@ -630,7 +625,7 @@ a file the node does not have leaves its field nil.
 @function numa
 @treturn table the nodes, or nil, message, errno
 */
-static int l_numa (lua_State *L) {
+MP_READER(l_numa) {
   mp_ctx *c = memprobe_ctx(L);
   int err, i, n;
   memprobe_noargs(L);

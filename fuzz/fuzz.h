@@ -2,7 +2,7 @@
 ** fuzz.h: what every libFuzzer target shares. A target is one file,
 ** fuzz/fuzz_NAME.c, that defines LLVMFuzzerTestOneInput and names its
 ** seed files (paths under spec/fixtures/<tree>/) on a line starting with
-** "Seeds:"; "a+b" joins two files with a NUL byte between them. The
+** "Seeds:"; "a+b+c" joins files with a NUL byte between each. The
 ** Makefile builds every fuzz/fuzz_*.c against the whole C core.
 */
 #ifndef MEMPROBE_FUZZ_H

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   int i;
   if (memprobe_free_meminfo(&f, s, mlen) && nul != NULL)
     memprobe_free_zoneinfo(&f, nul + 1, size - mlen - 1);
-  if (memprobe_free_finish(&f, 4096)) {
+  if (memprobe_free_finish(&f, 4096) == 1) {
     FZ_CHECK(f.have & 1u);  /* total is always there */
     for (i = 0; i < MP_FREE_NOUT; i++)
       if ((f.have >> i) & 1)

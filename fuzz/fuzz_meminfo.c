@@ -10,7 +10,8 @@ static void on_kv (void *ud, const char *key, size_t klen, int64_t v,
   fz_key((fz_bounds *)ud, key, klen);
   FZ_CHECK(memchr(key, ':', klen) == NULL);
   FZ_CHECK(kb == 0 || kb == 1);
-  (void)memprobe_clamp(v, kb);
+  FZ_CHECK(v >= 0);
+  (void)memprobe_bytes(v, kb ? 1024 : 1);
 }
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {

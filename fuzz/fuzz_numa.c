@@ -9,7 +9,7 @@
 static void on_kv (void *ud, const char *key, size_t klen, int64_t v,
                    int kb) {
   fz_key((fz_bounds *)ud, key, klen);
-  (void)memprobe_clamp(v, kb);
+  (void)memprobe_bytes(v, kb ? 1024 : 1);
 }
 
 static void on_int (void *ud, int64_t v) {

@@ -12,42 +12,78 @@ local print_drop = "local m = require(\"memprobe\") print(m.drop_caches(1))"
 describe("memprobe.drop_caches()", function()
   after_each(function() memprobe.config{} end)
 
-  it("syncs, writes the level and reports before/after without reading the file", function()
-    local dir = H.tmpdir{
+  -- A child in its own mount namespace with the kernel's drop_caches (or
+  -- another procfs file) bound into a fixture tree: the report logic runs
+  -- against fixture meminfo/vmstat while the write goes to procfs.
+  local function bound(files, target, code)
+    if not H.is_root() or not H.run("command -v unshare") then return nil end
+    files["proc/sys/vm/drop_caches"] = ""
+    local dir = H.tmpdir(files)
+    local f = dir .. "/proc/sys/vm/drop_caches"
+    local out = child(("unshare -m sh -c 'mount --bind %s %s && exec \"$@\"' -")
+                      :format(target, f),
+                      ("local m = require(\"memprobe\") m.config{ proc = %q } %s")
+                      :format(dir .. "/proc", code))
+    return out, dir
+  end
+
+  it("writes the level to procfs and reports before/after from free()", function()
+    local out, dir = bound({
       ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
       ["proc/vmstat"] = H.slurp("spec/fixtures/linux-6.18/proc/vmstat"),
-      ["proc/sys/vm/drop_caches"] = "junk that must be overwritten\n",
-    }
-    -- write-only, as in the kernel: a read would fail
-    os.execute("chmod 200 '" .. dir .. "/proc/sys/vm/drop_caches'")
-    memprobe.config{ proc = dir .. "/proc" }
-    for level = 1, 3 do
-      local ok, r = memprobe.drop_caches(level)
-      assert.is_true(ok)
-      assert.are.equal(level, r.level)
-      assert.are.same(memprobe.free(), r.before)
-      assert.are.same(memprobe.free(), r.after)
-      assert.are.equal(0, r.freed)
-      -- the fixture's counters cannot move: not confirmed
-      assert.is_false(r.confirmed)
-      os.execute("chmod 600 '" .. dir .. "/proc/sys/vm/drop_caches'")
-      assert.are.equal(level .. "\n", H.slurp(dir .. "/proc/sys/vm/drop_caches"))
-      os.execute("chmod 200 '" .. dir .. "/proc/sys/vm/drop_caches'")
-    end
+    }, "/proc/sys/vm/drop_caches", [[
+      local f = m.free()
+      for level = 1, 3 do
+        local ok, r = m.drop_caches(level)
+        print(ok, r.level, r.before.total == f.total, r.after.free == f.free, r.freed,
+              r.confirmed)
+      end]])
+    if out == nil then pending("needs root, unshare and mount") return end
     H.rmdir(dir)
+    -- the fixture's counters cannot move: not confirmed
+    assert.are.equal("true\t1\ttrue\ttrue\t0\tfalse\n" ..
+                     "true\t2\ttrue\ttrue\t0\tfalse\n" ..
+                     "true\t3\ttrue\ttrue\t0\tfalse\n", out)
   end)
 
   it("leaves confirmed nil when vmstat has no drop counters", function()
-    local dir = H.tmpdir{
+    local out, dir = bound({
       ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo"),
       ["proc/vmstat"] = "nr_free_pages 5\n",
-      ["proc/sys/vm/drop_caches"] = "",
-    }
-    memprobe.config{ proc = dir .. "/proc" }
-    local ok, r = memprobe.drop_caches(2)
-    assert.is_true(ok)
-    assert.is_nil(r.confirmed)
+    }, "/proc/sys/vm/drop_caches", [[
+      local ok, r = m.drop_caches(2) print(ok, r.confirmed)]])
+    if out == nil then pending("needs root, unshare and mount") return end
     H.rmdir(dir)
+    assert.are.equal("true\tnil\n", out)
+  end)
+
+  -- Under a config{} root, drop_caches as root once wrote "1\n" over
+  -- whatever <root>/sys/vm/drop_caches was, through symlinks, and said
+  -- true. Only procfs is written now, and nothing is truncated.
+  it("refuses a regular file, a symlink and a FIFO, and leaves them as they were", function()
+    local victim = H.tmpdir{ ["precious"] = "do not overwrite\n" }
+    local cases = {
+      file = "echo junk > %s",
+      symlink = "ln -s " .. victim .. "/precious %s",
+      fifo = "mkfifo %s",
+      dir = "mkdir %s",
+    }
+    for name, make in pairs(cases) do
+      local dir = H.tmpdir{ ["proc/meminfo"] = H.slurp("spec/fixtures/linux-6.18/proc/meminfo") }
+      local f = dir .. "/proc/sys/vm/drop_caches"
+      assert(os.execute("mkdir -p " .. dir .. "/proc/sys/vm && " .. make:format(f)))
+      memprobe.config{ proc = dir .. "/proc" }
+      local r, msg, errno = memprobe.drop_caches(1)
+      memprobe.config{}
+      assert.is_nil(r, name)
+      assert.are.equal(f .. ": not a procfs file (only the kernel's drop_caches " ..
+                       "is written; symlinks are not followed)", msg, name)
+      assert.are.equal(0, errno, name)
+      if name == "file" then assert.are.equal("junk\n", H.slurp(f)) end
+      H.rmdir(dir)
+    end
+    assert.are.equal("do not overwrite\n", H.slurp(victim .. "/precious"))
+    H.rmdir(victim)
   end)
 
   it("returns nil, a message and ENOENT when the file is missing", function()
@@ -97,21 +133,15 @@ describe("memprobe.drop_caches()", function()
   end)
 
   it("returns EINVAL and the hint when the kernel refuses the value", function()
-    if not H.is_root() then pending("needs root") return end
     -- pid_max refuses anything below 301, so writing 1 changes nothing
-    local dir = H.tmpdir{ ["proc/meminfo"] = H.slurp("/proc/meminfo") }
-    os.execute("mkdir -p '" .. dir .. "/proc/sys/vm' && ln -s /proc/sys/kernel/pid_max '" ..
-               dir .. "/proc/sys/vm/drop_caches'")
     local pid_max = H.slurp("/proc/sys/kernel/pid_max")
-    memprobe.config{ proc = dir .. "/proc" }
-    local r, msg, errno = memprobe.drop_caches(1)
-    memprobe.config{}
+    local out, dir = bound({ ["proc/meminfo"] = H.slurp("/proc/meminfo") },
+                           "/proc/sys/kernel/pid_max", "print(m.drop_caches(1))")
+    if out == nil then pending("needs root, unshare and mount") return end
     H.rmdir(dir)
     assert.are.equal(pid_max, H.slurp("/proc/sys/kernel/pid_max"))
-    assert.is_nil(r)
-    assert.are.equal(dir .. "/proc/sys/vm/drop_caches: Invalid argument " ..
-                     "(the kernel refused the value)", msg)
-    assert.are.equal(22, errno)
+    assert.are.equal("nil\t" .. dir .. "/proc/sys/vm/drop_caches: Invalid argument " ..
+                     "(the kernel refused the value)\t22\n", out)
   end)
 
   it("does not create globals", function()

@@ -209,7 +209,7 @@ describe("a walk against a hostile program", function()
     package.loaded.spec_fin = world
     local cg = collectgarbage
     pcall(cg, "incremental")
-    cg("setpause", 50); cg("setstepmul", 400)  -- finalizers run often
+    H.gc_tune(50, 400)  -- finalizers run often
     local stepping, victim  -- the snapshot in a step; the one closed in it
     for _ = 1, 200 do
       local s = memprobe.snapshot{ max_units = 4000 }
@@ -235,7 +235,7 @@ describe("a walk against a hostile program", function()
       if victim then break end
       s:close()
     end
-    cg("setpause", 200); cg("setstepmul", 200)
+    H.gc_tune(200, 200)
     package.loaded.spec_fin = nil
     assert.is_not_nil(victim, "no finalizer ran inside a step")
     assert.matches("closed", tostring(victim))

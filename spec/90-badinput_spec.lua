@@ -284,3 +284,181 @@ describe("memprobe on a /proc file that changes between reads", function()
     assert(ok, err)
   end)
 end)
+
+-- A config{} root is any directory: the readers must not block on a FIFO,
+-- read a device forever, serve a replaced file from a kept fd, or keep a
+-- huge buffer after one huge file.
+describe("readers under a hostile config{} root", function()
+  after_each(function() memprobe.config{} end)
+
+  -- the reader calls each file of a tree feeds
+  local calls = {
+    { "meminfo", "meminfo" }, { "vmstat", "vmstat" }, { "free", "meminfo" },
+    { "slabinfo", "slabinfo" }, { "vmallocinfo", "vmallocinfo" },
+    { "zoneinfo", "zoneinfo" }, { "buddyinfo", "buddyinfo" }, { "swaps", "swaps" },
+    { "process", "self/status" }, { "rss", "self/statm" },
+    { "smaps", "self/smaps_rollup" }, { "shm", "sysvipc/shm" },
+  }
+
+  it("refuse a FIFO at once with 'not a regular file' instead of blocking", function()
+    -- in a child under timeout: a reader that blocks in open() never returns
+    local roots = tree("fifo", function(s) return s end)
+    for _, c in ipairs(calls) do os.remove(roots.proc .. "/" .. c[2]) end
+    for _, c in ipairs(calls) do
+      os.execute("[ -p '" .. roots.proc .. "/" .. c[2] .. "' ] || mkfifo '" ..
+                 roots.proc .. "/" .. c[2] .. "'")
+    end
+    local code = ("local m = require('memprobe') m.config{ proc = %q, sys = %q } "
+      .. "for _, c in ipairs{ %s } do print(c, select(2, m[c]())) end")
+      :format(roots.proc, roots.sys, ("%q, "):rep(#calls):format(
+        (function() local t = {} for i, c in ipairs(calls) do t[i] = c[1] end
+                    return (table.unpack or unpack)(t) end)()))
+    local out = H.run("timeout 20 " .. H.lua_cmd("-e " .. ("%q"):format(code)))
+    local want = {}
+    for _, c in ipairs(calls) do
+      want[#want + 1] = ("%s\t%s/%s: not a regular file\t0\n"):format(c[1], roots.proc, c[2])
+    end
+    assert.are.equal(table.concat(want), out)
+  end)
+
+  it("refuse a device, a directory and a symlink to a device", function()
+    local roots = tree("devices", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    for _, make in ipairs{ "ln -s /dev/zero %s", "ln -s /dev/urandom %s", "mkdir %s" } do
+      os.remove(m)
+      assert(os.execute(make:format(m)))
+      memprobe.config(roots)
+      local r, msg, errno = memprobe.meminfo()
+      assert.is_nil(r, make)
+      assert.are.equal(m .. ": not a regular file", msg, make)
+      assert.are.equal(0, errno, make)
+      os.execute("rm -rf '" .. m .. "'")
+    end
+  end)
+
+  it("read a replaced, deleted or rewritten file afresh every time", function()
+    local roots = tree("replaced", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    local function put(text)
+      local f = assert(io.open(m .. ".new", "wb"))
+      f:write(text)
+      f:close()
+      assert(os.rename(m .. ".new", m))
+    end
+    memprobe.config(roots)
+    put("MemTotal: 1 kB\n")
+    assert.are.equal(1024, memprobe.meminfo().MemTotal)
+    put("MemTotal: 2 kB\n")
+    assert.are.equal(2048, memprobe.meminfo().MemTotal)
+    os.remove(m)
+    local r, msg, errno = memprobe.meminfo()
+    assert.is_nil(r)
+    assert.are.equal(m .. ": No such file or directory", msg)
+    assert.are.equal(2, errno)
+    assert(os.execute("mkdir '" .. m .. "'"))
+    assert.are.equal(m .. ": not a regular file", select(2, memprobe.meminfo()))
+    os.execute("rmdir '" .. m .. "'")
+    put("MemTotal: 3 kB\n")
+    assert.are.equal(3072, memprobe.meminfo().MemTotal)
+  end)
+
+  -- The cap was said to be 64 MiB and was 128; the buffer then stayed.
+  it("read up to 64 MiB exactly, and give a large buffer back", function()
+    local roots = tree("huge", function(s) return s end)
+    local m = roots.proc .. "/meminfo"
+    local cap = 64 * 1024 * 1024
+    memprobe.config(roots)
+    local function sized(n)
+      assert(os.execute(("truncate -s 0 '%s' && truncate -s %d '%s'"):format(m, n, m)))
+    end
+    local function held()
+      local mi = memprobe.mallinfo()
+      return mi and mi.hblkhd + mi.uordblks
+    end
+    local before = held()
+    sized(cap + 1)
+    local r, msg, errno = memprobe.meminfo()
+    assert.is_nil(r)
+    assert.are.equal(m .. ": File too large", msg)
+    assert.are.equal(27, errno)
+    sized(cap)
+    assert.are.same({}, memprobe.meminfo())
+    local after = held()
+    if before and not H.asan and not H.valgrind then
+      assert.is_true(after - before < 16 * 1024 * 1024, (after - before) .. " bytes kept")
+    end
+    sized(0)
+    assert(os.execute(("printf 'MemTotal: 5 kB\\n' > '%s'"):format(m)))
+    assert.are.equal(5 * 1024, memprobe.meminfo().MemTotal)
+  end)
+end)
+
+-- One rule for sizes: unsigned decimals (a signed one does not parse),
+-- converted and summed through one helper that holds them to 2^53 bytes
+-- (8 PiB, exact in a double) instead of overflowing.
+describe("sizes out of range", function()
+  local max = 2 ^ 53
+  after_each(function() memprobe.config{} end)
+
+  local function root(files)
+    local dir = H.tmpdir(files)
+    memprobe.config{ proc = dir .. "/proc", sys = dir .. "/sys" }
+    return dir
+  end
+
+  it("refuse a negative size like a line that does not parse", function()
+    local dir = root{ ["proc/meminfo"] = "MemTotal: -1000 kB\nMemFree: 5 kB\nBuffers: +3 kB\n" }
+    local m = memprobe.meminfo()
+    assert.is_nil(m.MemTotal)
+    assert.is_nil(m.Buffers)
+    assert.are.equal(5 * 1024, m.MemFree)
+    local r, msg = memprobe.free()
+    assert.is_nil(r)
+    assert.are.equal(dir .. "/proc/meminfo: no MemTotal or MemFree line", msg)
+    H.rmdir(dir)
+  end)
+
+  it("hold an overflowing MemTotal at 8 PiB and say free() cannot use it", function()
+    local dir = root{ ["proc/meminfo"] =
+      "MemTotal: 99999999999999999999 kB\nMemFree: 9007199254740993 kB\nCached: 5 kB\n" }
+    local m = memprobe.meminfo()
+    assert.are.equal(max, m.MemTotal)
+    assert.are.equal(max, m.MemFree)
+    assert.are.equal(5 * 1024, m.Cached)
+    local r, msg, errno = memprobe.free()
+    assert.is_nil(r)
+    assert.are.equal(dir .. "/proc/meminfo: MemTotal or MemFree out of range (8 PiB or more)", msg)
+    assert.are.equal(0, errno)
+    H.rmdir(dir)
+  end)
+
+  it("saturate slabinfo products and totals instead of overflowing", function()
+    local huge = "9223372036854775807"
+    local line = ("big %s %s 4096 1 %s : tunables 0 0 0 : slabdata %s %s 0\n")
+      :format(huge, huge, huge, huge, huge)
+    local dir = root{ ["proc/slabinfo"] = "slabinfo - version: 2.1\n" .. line .. line }
+    local r = assert(memprobe.slabinfo())
+    local c = r.caches[1]
+    assert.are.equal(max, c.active_size)
+    assert.are.equal(max, c.size)
+    assert.are.equal(100, c.use)
+    assert.are.equal(max, r.totals.active_size)
+    assert.are.equal(max, r.totals.total_size)
+    assert.are.equal(max, r.totals.size)
+    assert.are.equal(max, r.totals.active_objs)
+    H.rmdir(dir)
+  end)
+
+  it("saturate the vmallocinfo sums instead of overflowing", function()
+    local area = "0xffffb000-0xffffc000 9223372036854775807 f+0x1/0x2 " ..
+                 "pages=9223372036854775807 vmalloc\n"
+    local dir = root{ ["proc/vmallocinfo"] = area .. area }
+    local r = assert(memprobe.vmallocinfo())
+    assert.are.equal(2, r.totals.count)
+    assert.are.equal(max, r.totals.size)
+    assert.are.equal(max, r.totals.pages)
+    assert.are.equal(max, r.totals.bytes)
+    assert.are.equal(max, r.by_caller[1].size)
+    H.rmdir(dir)
+  end)
+end)

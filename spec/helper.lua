@@ -66,6 +66,18 @@ function H.since(v)
   return num(_VERSION) >= num(v)
 end
 
+--- Sets the incremental collector's pause and step multiplier (%): 5.5
+-- has collectgarbage("param", ...) in place of setpause and setstepmul.
+function H.gc_tune(pause, stepmul)
+  if H.since("5.5") then
+    collectgarbage("param", "pause", pause)
+    collectgarbage("param", "stepmul", stepmul)
+  else
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", stepmul)
+  end
+end
+
 --- Exit status of a shell command (its output is discarded).
 function H.status(cmd)
   local p = io.popen(paths .. cmd .. " >/dev/null 2>&1; echo $?")

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Builds the seed corpus of fuzz target NAME in DIR from the fixture
 # files its source names on its "Seeds:" line (paths inside a fixture
-# tree, such as proc/meminfo, taken from every tree that has them); "a+b"
-# joins a and b with a NUL byte, as the target expects.
+# tree, such as proc/meminfo, taken from every tree that has them);
+# "a+b+c" joins the files with a NUL byte between each, as the target
+# expects.
 # usage: fuzz-seeds.sh fuzz/fuzz_NAME.c DIR
 src=$1 dir=$2
 mkdir -p "$dir"
@@ -11,16 +12,17 @@ seeds=$(sed -n '/Seeds:/,/\*\//p' "$src" | sed 's/.*Seeds://; s/\*\/.*//; s/^\*\
 n=0
 for tree in spec/fixtures/*/; do
   for seed in $seeds; do
-    a=${seed%%+*} b=
-    [ "$a" != "$seed" ] && b=${seed#*+}
-    [ -f "$tree/$a" ] || continue
-    [ -z "$b" ] || [ -f "$tree/$b" ] || continue
+    parts=$(echo "$seed" | tr '+' ' ')
+    ok=1
+    for part in $parts; do [ -f "$tree/$part" ] || ok=0; done
+    [ $ok = 1 ] || continue
     out="$dir/seed-$(basename "$tree")-$(echo "$seed" | tr '/+' '__')"
-    if [ -n "$b" ]; then
-      { cat "$tree/$a"; printf '\0'; cat "$tree/$b"; } >"$out"
-    else
-      cp "$tree/$a" "$out"
-    fi
+    first=1
+    for part in $parts; do
+      [ $first = 1 ] || printf '\0'
+      cat "$tree/$part"
+      first=0
+    done >"$out"
     n=$((n + 1))
   done
 done

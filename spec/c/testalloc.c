@@ -21,7 +21,19 @@ typedef struct failing {
   long count;      /* growing allocations since arm() */
   long failat;     /* 0: never fail */
   long failed;     /* allocations refused since arm() */
+  struct failing *next;  /* on the spent list, once removed */
 } failing;
+
+/*
+** Wrappers are never freed. On Lua 5.5 a string made while one was
+** installed (a luaL_Buffer result over 1 KiB: an external string) keeps
+** (failing_alloc, wrapper) and frees through it whenever it dies, after
+** remove() and in lua_close too. Removed wrappers stay on this list, one
+** per install(), reachable for valgrind; never reused, since a reused one
+** would forward those frees to another allocator. (Spec code: the one
+** mutable static, for one state per process.)
+*/
+static failing *spent;
 
 /* Frees and shrinks never fail: Lua 5.1 asserts that they cannot. */
 static void *failing_alloc (void *ud, void *p, size_t osize, size_t nsize) {
@@ -76,6 +88,7 @@ static int l_install (lua_State *L) {
   a->f = f;
   a->ud = ud;
   a->count = a->failat = a->failed = 0;
+  a->next = NULL;
   pin();
   lua_pushlightuserdata(L, a);  /* before the switch: it may allocate */
   lua_setfield(L, LUA_REGISTRYINDEX, REGKEY);
@@ -90,7 +103,9 @@ static int l_remove (lua_State *L) {
   if (lua_getallocf(L, &ud) == failing_alloc) {
     failing *a = (failing *)ud;
     lua_setallocf(L, a->f, a->ud);
-    free(a);
+    a->failat = 0;
+    a->next = spent;
+    spent = a;
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, REGKEY);
     lua_pushboolean(L, 1);

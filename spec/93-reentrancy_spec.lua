@@ -1,0 +1,136 @@
+-- Finalizers run at any Lua allocation, and a finalizer may call a
+-- reader while another reader is halfway through its file. Each reader
+-- must then parse a buffer of its own: every result, inside the
+-- finalizers and out, must be what a quiet run gives.
+local memprobe = require "memprobe"
+local H = require "spec.helper"
+
+-- LuaJIT's compiled loops under setpause 0 can spin without ever
+-- finishing a cycle (also before memprobe is involved): interpret them.
+if jit then jit.off() end
+
+-- An object whose finalizer calls fn (userdata on 5.1 and LuaJIT, where
+-- tables have no __gc).
+local newproxy = newproxy  -- luacheck: ignore
+local function finalized(fn)
+  if newproxy then
+    local u = newproxy(true)
+    getmetatable(u).__gc = fn
+    return u
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+-- The readers under test, each with a summary of its result that any
+-- damage to its buffer would change.
+local readers = {
+  meminfo = function() return memprobe.meminfo() end,
+  vmstat = function() return memprobe.vmstat() end,
+  free = function() return memprobe.free() end,
+  process = function() return memprobe.process() end,
+  smaps = function() return memprobe.smaps() end,
+  slabinfo = function()
+    local r, err = memprobe.slabinfo()
+    if not r then return { err = err } end
+    local names = {}
+    for i, c in ipairs(r.caches) do names[i] = c.name .. "=" .. c.active_objs end
+    return { version = r.version, names = table.concat(names, ","),
+             total = r.totals.active_size }
+  end,
+  vmallocinfo = function()
+    local r, err = memprobe.vmallocinfo{ areas = true }
+    if not r then return { err = err } end
+    local areas, callers = {}, {}
+    for i, a in ipairs(r.areas) do
+      areas[i] = tostring(a.caller) .. ":" .. tostring(a.size)
+    end
+    for i, g in ipairs(r.by_caller) do
+      callers[i] = tostring(g.caller) .. ":" .. tostring(g.size)
+    end
+    return { areas = table.concat(areas, ","), callers = table.concat(callers, ","),
+             total = r.totals.size }
+  end,
+  zoneinfo = function() return #assert(memprobe.zoneinfo()) end,
+  swaps = function() return memprobe.swaps() end,
+}
+local ITER = tonumber(os.getenv("REENTRANT_ITER")) or 1500
+local names = {}
+for k in pairs(readers) do names[#names + 1] = k end
+table.sort(names)
+
+-- The same comparison for every result: a deep equality with a path to
+-- the first difference.
+local function diff(a, b, path)
+  if type(a) ~= type(b) then return path end
+  if type(a) ~= "table" then return a ~= b and path or nil end
+  for k, v in pairs(a) do
+    local d = diff(v, b[k], path .. "." .. tostring(k))
+    if d then return d end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return path .. "." .. tostring(k) end
+  end
+  return nil
+end
+
+describe("readers called from finalizers", function()
+  local expected = {}
+
+  setup(function()
+    memprobe.config(H.fixture("linux-6.18"))
+    collectgarbage("collect")
+    collectgarbage("stop")
+    for _, name in ipairs(names) do expected[name] = readers[name]() end
+    collectgarbage("restart")
+  end)
+
+  teardown(function()
+    collectgarbage("restart")
+    collectgarbage("setpause", 200)
+    memprobe.config{}
+  end)
+
+  it("give every reader a buffer no finalizer can touch", function()
+    assert.is_table(expected.meminfo)
+    assert.is_string(expected.slabinfo.names)
+    local bad, calls, n = {}, 0, #names
+    local function check(name, got)
+      calls = calls + 1
+      local d = diff(expected[name], got, name)
+      if d and #bad < 5 then bad[#bad + 1] = d end
+    end
+    -- a collection step at every allocation: finalizers run inside the
+    -- readers' parses
+    collectgarbage("setpause", 0)
+    for i = 1, ITER do
+      for j = 1, 3 do
+        local name = names[(i + j) % n + 1]
+        finalized(function() check(name, readers[name]()) end)
+      end
+      local name = names[i % n + 1]
+      check(name, readers[name]())
+    end
+    collectgarbage("setpause", 200)
+    collectgarbage("collect")
+    collectgarbage("collect")
+    assert.are.same({}, bad)
+    assert.is_true(calls > 5000, "finalizers ran: " .. calls)
+  end)
+
+  it("keep working after a finalizer's reader raised", function()
+    -- a reader that raises inside a finalizer (bad argument) must give
+    -- its buffer back; the outer reader's result stays right
+    collectgarbage("setpause", 0)
+    local bad = 0
+    for _ = 1, 300 do
+      finalized(function() pcall(memprobe.slabinfo, { sort = "?" }) end)
+      finalized(function() pcall(memprobe.meminfo, 5) end)
+      pcall(memprobe.meminfo, 5)  -- the outermost reader raises too
+      if diff(expected.meminfo, memprobe.meminfo(), "m") then bad = bad + 1 end
+      if diff(expected.slabinfo, readers.slabinfo(), "s") then bad = bad + 1 end
+    end
+    collectgarbage("setpause", 200)
+    collectgarbage("collect")
+    assert.are.equal(0, bad)
+  end)
+end)
