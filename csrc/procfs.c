@@ -396,7 +396,7 @@ static void drop_slot (mp_ctx *c, int fd) {
 static int read_file (mp_ctx *c, const char *path, int cache,
                       const char **data, size_t *len) {
   mp_buf *b = current(c);
-  int fd, keep, err;
+  int fd, keep = 0, err;
   if (b == NULL)  /* not run through memprobe_leased: a bug */
     return EINVAL;
   if (cache && (fd = find_slot(c, path)) >= 0) {
