@@ -236,7 +236,9 @@ describe("memprobe in a skynet node", function()
     assert.matches("table +%d+", table.concat(out, "\n"))
     print(("\n  ping answered after %.0f ms of a %.0f ms heap walk")
       :format(ping * 1e3, whole * 1e3))
-    assert.is_true(ping < whole / 2)
+    -- a walk that held the service would answer first: the ping comes
+    -- back while the walk is still going
+    assert.is_true(ping < whole)
     assert.are.equal(0, call(n.console, addr, '"drop"')[1])
   end)
 
