@@ -13,7 +13,7 @@ description = {
   detailed = [[
 memprobe reads the kernel's view (meminfo, slab, vmalloc, cgroup, NUMA),
 the process's view (RSS, PSS/USS, C heap) and the Lua state's own view
-(allocator hook, heap walk, per-module accounting) from Lua 5.1-5.4 and
+(allocator hook, heap walk, per-module accounting) from Lua 5.1-5.5 and
 LuaJIT 2.1, and exports them for Prometheus.
 
 Optional, used when installed: lua-cjson or dkjson (JSON output of the
@@ -26,7 +26,7 @@ Embedding hosts: the rock installs memprobe.h in its conf directory
   labels = { "memory", "profiling", "linux", "procfs" },
 }
 dependencies = {
-  "lua >= 5.1, < 5.5",
+  "lua >= 5.1, < 5.6",
 }
 test_dependencies = {
   "busted",
