@@ -208,21 +208,17 @@ describe("memprobe on malformed /proc trees", function()
         names[#names + 1] = name
       end
     end
-    local lua = H.interpreter()
-    local script = ([[
+    local out = H.nobody(function(path, cpath)
+      return ("-e %q"):format(([[
       package.path = %q; package.cpath = %q
       local m = require "memprobe"
       m.config{ proc = %q, sys = %q }
       for name in (%q):gmatch("%%S+") do
         local ok, r, msg, errno = pcall(m[name])
         print(name, ok, r == nil, msg, errno)
-      end]]):format(package.path, package.cpath, roots.proc, roots.sys,
-      table.concat(names, " "))
-    -- Not H.run: under `make asan` the interpreter needs LD_PRELOAD.
-    local p = io.popen(("setpriv --reuid=65534 --regid=65534 --clear-groups %s -e %q 2>&1")
-      :format(lua, script))
-    local out = p:read("*a")
-    p:close()
+      end]]):format(path, cpath, roots.proc, roots.sys,
+        table.concat(names, " ")))
+    end)
     for _, name in ipairs(names) do
       local line = out:match("\n?(" .. name .. "\t[^\n]*)")
       assert(line, name .. ": no output line in " .. out)

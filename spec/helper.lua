@@ -154,6 +154,44 @@ function H.lua_cmd(args, wrapper)
     wrapper or "", package.path, package.cpath, H.interpreter(), args)
 end
 
+--- Output (stdout, stderr and an "exit N" line) of `args` run as the
+-- unprivileged uid 65534 under the interpreter running the specs. A
+-- checkout in a private (0700) home is out of that user's reach, so the
+-- child runs in a world-readable copy of lua/, bin/, the running core and,
+-- when it lives in the checkout, the interpreter. `args` is a string, or a
+-- function(path, cpath) that builds one for those copies.
+function H.nobody(args)
+  local copy = H.tmpdir()
+  local sh = function(c) assert(os.execute(c), c) end
+  sh(("cp -R lua bin '%s/' && mkdir -p '%s/core/memprobe'"):format(copy, copy))
+  for tmpl in package.cpath:gmatch("[^;]+") do
+    local so = tmpl:gsub("%?", "memprobe/core")
+    local f = io.open(so, "rb")
+    if f then
+      f:close()
+      sh(("cp '%s' '%s/core/memprobe/core.so'"):format(so, copy))
+      break
+    end
+  end
+  local interp = H.interpreter()
+  local exe = interp:match("(%S+)$")
+  if exe:find("/", 1, true) and not exe:match("^/usr/") then
+    sh(("cp '%s' '%s/lua-interpreter'"):format(exe, copy))
+    interp = interp:sub(1, #interp - #exe) .. copy .. "/lua-interpreter"
+  end
+  sh(("chmod -R a+rX '%s'"):format(copy))
+  local path = copy .. "/lua/?.lua;" .. copy .. "/lua/?/init.lua;;"
+  local cpath = copy .. "/core/?.so;;"
+  if type(args) == "function" then args = args(path, cpath) end
+  local p = io.popen(("cd '%s' && setpriv --reuid=65534 --regid=65534 " ..
+    "--clear-groups env LUA_PATH='%s' LUA_CPATH='%s' %s %s 2>&1; echo \"exit $?\"")
+    :format(copy, path, cpath, interp, args))
+  local out = p:read("*a")
+  p:close()
+  H.rmdir(copy)
+  return out
+end
+
 --- Output (stdout and stderr) of H.lua_cmd(args, wrapper), followed by
 -- an "exit N" line with its exit status.
 function H.lua(args, wrapper)
