@@ -86,7 +86,7 @@ describe("readers called from finalizers", function()
 
   teardown(function()
     collectgarbage("restart")
-    collectgarbage("setpause", 200)
+    H.gc_tune(200)
     memprobe.config{}
   end)
 
@@ -101,7 +101,7 @@ describe("readers called from finalizers", function()
     end
     -- a collection step at every allocation: finalizers run inside the
     -- readers' parses
-    collectgarbage("setpause", 0)
+    H.gc_tune(0)
     for i = 1, ITER do
       for j = 1, 3 do
         local name = names[(i + j) % n + 1]
@@ -110,7 +110,7 @@ describe("readers called from finalizers", function()
       local name = names[i % n + 1]
       check(name, readers[name]())
     end
-    collectgarbage("setpause", 200)
+    H.gc_tune(200)
     collectgarbage("collect")
     collectgarbage("collect")
     assert.are.same({}, bad)
@@ -120,7 +120,7 @@ describe("readers called from finalizers", function()
   it("keep working after a finalizer's reader raised", function()
     -- a reader that raises inside a finalizer (bad argument) must give
     -- its buffer back; the outer reader's result stays right
-    collectgarbage("setpause", 0)
+    H.gc_tune(0)
     local bad = 0
     for _ = 1, 300 do
       finalized(function() pcall(memprobe.slabinfo, { sort = "?" }) end)
@@ -129,7 +129,7 @@ describe("readers called from finalizers", function()
       if diff(expected.meminfo, memprobe.meminfo(), "m") then bad = bad + 1 end
       if diff(expected.slabinfo, readers.slabinfo(), "s") then bad = bad + 1 end
     end
-    collectgarbage("setpause", 200)
+    H.gc_tune(200)
     collectgarbage("collect")
     assert.are.equal(0, bad)
   end)

@@ -66,15 +66,16 @@ function H.since(v)
   return num(_VERSION) >= num(v)
 end
 
---- Sets the incremental collector's pause and step multiplier (%): 5.5
--- has collectgarbage("param", ...) in place of setpause and setstepmul.
+--- Sets the incremental collector's pause and, if given, step multiplier
+-- (%): 5.5 has collectgarbage("param", ...) in place of setpause and
+-- setstepmul.
 function H.gc_tune(pause, stepmul)
   if H.since("5.5") then
     collectgarbage("param", "pause", pause)
-    collectgarbage("param", "stepmul", stepmul)
+    if stepmul then collectgarbage("param", "stepmul", stepmul) end
   else
     collectgarbage("setpause", pause)
-    collectgarbage("setstepmul", stepmul)
+    if stepmul then collectgarbage("setstepmul", stepmul) end
   end
 end
 
