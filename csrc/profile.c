@@ -665,8 +665,8 @@ static lua_State *home_thread (lua_State *L) {
 
 /*
 ** core.profile(rate[, seed]): starts sampling the running state, tracking
-** it first if needed. Only one profile samples a state at a time; a
-** stopped one still attached is detached (its figures freeze).
+** it first if needed. One profile samples a state at a time: the one
+** before is stopped and detached (its figures stay, frozen).
 */
 static int l_profile (lua_State *L) {
   lua_Number rate = luaL_checknumber(L, 1);
@@ -685,8 +685,6 @@ static int l_profile (lua_State *L) {
   lua_rawseti(L, -2, 1);
   mp_setuv(L, -2);
   t = memprobe_track(L);
-  if (t->prof != NULL && t->prof->running)
-    return luaL_error(L, "a profile is already running (stop it first)");
   if ((p = (mp_prof *)calloc(1, sizeof(mp_prof))) == NULL)
     return luaL_error(L, "not enough memory");
   p->rate = rate;
@@ -698,6 +696,8 @@ static int l_profile (lua_State *L) {
   if (intern_ids(p, NULL, 0) != MP_UNKNOWN)
     return luaL_error(L, "not enough memory");
   /* nothing below runs Lua: the tracker is still t */
+  if (t->prof != NULL)  /* the profile before: its samples so far stay */
+    attribute(L, t->prof, 1);
   memprobe_prof_detach(t);
   p->t = t;
   p->running = 1;

@@ -114,15 +114,18 @@ describe("memprobe.profile()", function()
     assert.is_true(q:info().samples > 0)
   end)
 
-  it("refuses a second running profile", function()
+  it("stops the running profile when a new one starts; its figures stay", function()
     local p = profile(4096)
-    assert.has_error(function() memprobe.profile() end,
-      "a profile is already running (stop it first)")
-    p:stop()
+    leak(20000)
     local q = profile(4096)
-    q:stop()
+    local n = p:info().samples
+    assert.is_false(p:info().running)
     assert.is_false(p:info().attached)
     assert.is_true(q:info().attached)
+    leak(20000)
+    q:stop()
+    assert.are.equal(n, p:info().samples)
+    assert.are.equal("leak", p:top(1, "alloc")[1].func)
   end)
 
   it("gives folded stacks, root first", function()

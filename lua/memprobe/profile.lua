@@ -10,6 +10,8 @@
 local core = require "memprobe.core"
 
 local M = {}
+-- The profile that samples now, if any (weak: a dropped one may go).
+local current = setmetatable({}, { __mode = "v" })
 
 --- The default rate, bytes per sample on average (docs/profile.md says
 -- why this value).
@@ -36,7 +38,9 @@ local function round(x)
   return math.floor(x + 0.5)
 end
 
---- Starts sampling the running state (tracking it first if needed).
+--- Starts sampling the running state (tracking it first if needed). One
+-- profile samples a state at a time: the one before is stopped, and its
+-- figures stay as they were.
 -- @tparam[opt] table opts `rate` (bytes per sample on average, default
 -- `DEFAULT_RATE`), `seed` (a number: the same draws every run),
 -- `precise` (LuaJIT: compiled code returns to the interpreter at every
@@ -60,7 +64,10 @@ function M.new(opts)
   if opts.seed ~= nil and type(opts.seed) ~= "number" then
     error("bad argument #1 to 'profile' (seed must be a number)", 2)
   end
+  local before = current[1]
+  if before and before.precise then before:stop() end
   local self = setmetatable({ core = core.profile(rate, opts.seed), rate = rate }, Profile)
+  current[1] = self
   if opts.precise and jit then
     -- Compiled code reaches the count hook only where it returns to the
     -- interpreter; side traces linked to other traces skip that, and
