@@ -48,6 +48,7 @@ build = {
         "csrc/embed.c",
         "csrc/heap.c",
         "csrc/heapbook.c",
+        "csrc/heapdiff.c",
         "csrc/heapmodel.c",
         "csrc/heapwalk.c",
         "csrc/hookcell.c",
