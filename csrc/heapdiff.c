@@ -73,16 +73,6 @@ static int added_gc (lua_State *L) {
   return 0;
 }
 
-/* Data-like edges (indices, keys of big tables) group together. */
-static int collapse (const snap *s, const hobj *o) {
-  if (o->edge == E_INDEX || o->edge == E_NUMKEY || o->edge == E_OBJKEY ||
-      o->edge == E_KEY || o->edge == E_STACK)
-    return 1;
-  return o->edge == E_FIELD && o->parent &&
-         REC(s, o->parent - 1)->aux > 64 &&
-         REC(s, o->parent - 1)->type == LUA_TTABLE;
-}
-
 /* Does x rank below y among the growths kept (fewer entries, or as many
 ** and found later)? The heap's root is the lowest. */
 static int below (const grew *x, const grew *y) {
@@ -126,7 +116,7 @@ static void offer (added *a, uint32_t rec, double entries) {
 /* The group of a record that hangs from an old object: found or made. */
 static uint32_t group_of (lua_State *L, added *a, const snap *s,
                           const hobj *o) {
-  uint32_t gp = o->parent, ge = o->edge, gn = collapse(s, o) ? 0 : o->name;
+  uint32_t gp = o->parent, ge = o->edge, gn = memprobe_datalike(s, o->edge, o->parent) ? 0 : o->name;
   uint32_t h = memprobe_mix(((uint64_t)gp << 32) ^ ((uint64_t)ge << 24) ^ gn);
   uint32_t slot;
   group *x;
@@ -192,16 +182,10 @@ static void push_group (lua_State *L, added *a, const snap *s, int out,
   setnum(L, "count", x.count);
   setnum(L, "bytes", x.bytes);
   if (x.parent) memprobe_pushpath(L, s, x.parent - 1);
-  else { lua_newtable(L); lua_newtable(L); }
-  if (x.name == 0 && x.edge != E_ROOT && x.edge != E_MT &&
-      x.edge != E_ENV && x.edge != E_PROTO)
-    lua_pushliteral(L, "[*]");
-  else
-    memprobe_pushsegment(L, s, (int)x.edge, x.name);
-  lua_rawseti(L, -3, (int)mp_rawlen(L, -3) + 1);
-  lua_pushnumber(L, 0);
+  else lua_newtable(L);
+  memprobe_pushedge(L, s, (int)x.edge, x.name,
+                    memprobe_datalike(s, (int)x.edge, x.parent));
   lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
-  lua_setfield(L, -3, "wide");
   lua_setfield(L, -2, "path");
   lua_rawseti(L, out, (int)gi + 1);
 }
@@ -218,7 +202,6 @@ static void push_grown (lua_State *L, const snap *s, const snap *old,
   setnum(L, "entries", after - before);
   setnum(L, "bytes", bytes);
   memprobe_pushpath(L, s, x.rec);
-  lua_setfield(L, -3, "wide");
   lua_setfield(L, -2, "path");
   lua_rawseti(L, out, k);
 }
