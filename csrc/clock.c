@@ -17,10 +17,14 @@ resolution; only differences mean anything.
 @function clock
 @treturn number seconds
 */
-static int l_clock (lua_State *L) {
+double memprobe_now (void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int l_clock (lua_State *L) {
+  lua_pushnumber(L, (lua_Number)memprobe_now());
   return 1;
 }
 

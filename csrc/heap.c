@@ -306,7 +306,7 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 @tparam table roots array of `{ value, name, label }`
 @tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
 (functions whose frames on the walking thread are not roots), `started`
-(a `heap_clock()` reading the first slice counts from)
+(a `clock()` reading the first slice counts from)
 @treturn userdata the snapshot
 */
 /*
@@ -458,84 +458,70 @@ static int l_stats (lua_State *L) {
   return 1;
 }
 
-static int identifier (const char *n) {
-  if (!(*n == '_' || (*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z')))
-    return 0;
-  for (; *n; n++)
-    if (!(*n == '_' || (*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
-          (*n >= '0' && *n <= '9')))
-      return 0;
-  return 1;
-}
-
 static const char *const tnames[T_NTYPES] = {
   "nil", "boolean", "lightuserdata", "number", "string", "table",
   "function", "userdata", "thread", "proto", "cdata", "proto", "upvalue"
 };
 
-/* Pushes the path segment of an edge: ".name", "[3]", ":metatable" ... */
-static void pushsegment (lua_State *L, const snap *s, int edge,
-                         uint32_t name) {
+/* edge.kind by E_*: E_UPVAL and E_UPIDX are both "upvalue" (a name or a
+** number as key). */
+static const char *const ekinds[] = {
+  "root", "field", "index", "numkey", "objkey", "key", "metatable",
+  "upvalue", "upvalue", "uservalue", "env", "local", "frame", "stack",
+  "proto"
+};
+
+/*
+** Pushes an edge as Lua sees it: { kind, key, data }. key is the edge's
+** argument: a root's name, a field's name, an index, a local's or an
+** upvalue's name (or number), a level, a slot, a key's type; absent for
+** the edges that have none. data is true for a data-like edge
+** (memprobe_datalike), which a pattern shows as [*].
+*/
+void memprobe_pushedge (lua_State *L, const snap *s, int edge,
+                        uint32_t name, int data) {
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, ekinds[edge <= E_PROTO ? edge : E_PROTO]);
+  lua_setfield(L, -2, "kind");
   switch (edge) {
-    case E_ROOT: lua_pushstring(L, memprobe_name_of(s, name)); break;
-    case E_FIELD: {
-      const char *n = memprobe_name_of(s, name);
-      if (identifier(n)) lua_pushfstring(L, ".%s", n);
-      else lua_pushfstring(L, "[\"%s\"]", n);
+    case E_ROOT: case E_FIELD: case E_UPVAL: case E_LOCAL:
+      lua_pushstring(L, memprobe_name_of(s, name));
       break;
-    }
-    case E_INDEX: lua_pushfstring(L, "[%d]", (int)name); break;
-    case E_NUMKEY: lua_pushliteral(L, "[<number>]"); break;
+    case E_INDEX: case E_UPIDX: case E_UVALUE: case E_FRAME: case E_STACK:
+      mp_pushint(L, name);
+      break;
     case E_OBJKEY:
-      lua_pushfstring(L, "[<%s>]", tnames[name < T_NTYPES ? name : 0]);
+      lua_pushstring(L, tnames[name < T_NTYPES ? name : 0]);
       break;
-    case E_KEY: lua_pushliteral(L, ":key"); break;
-    case E_MT: lua_pushliteral(L, ":metatable"); break;
-    case E_UPVAL:
-      lua_pushfstring(L, ":upvalue(%s)", memprobe_name_of(s, name));
-      break;
-    case E_UPIDX: lua_pushfstring(L, ":upvalue(%d)", (int)name); break;
-    case E_UVALUE: lua_pushfstring(L, ":uservalue(%d)", (int)name); break;
-    case E_ENV: lua_pushliteral(L, ":env"); break;
-    case E_LOCAL:
-      lua_pushfstring(L, ":local(%s)", memprobe_name_of(s, name));
-      break;
-    case E_FRAME: lua_pushfstring(L, ":frame(%d)", (int)name); break;
-    case E_STACK: lua_pushfstring(L, ":stack(%d)", (int)name); break;
-    default: lua_pushliteral(L, ":proto"); break;
+    default: lua_pushnil(L); break;
+  }
+  lua_setfield(L, -2, "key");
+  if (data) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "data");
   }
 }
 
-/*
-** Pushes the path of record r as two arrays: segments from the root, and
-** for each segment the entry count of the table it leaves (0 for other
-** containers), which memprobe.heap uses to tell data keys from names.
-*/
-static void pushpath (lua_State *L, const snap *s, uint32_t r) {
+/* Pushes the path of record r: its edges from the root, an array. */
+void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r) {
   uint32_t chain[256], k = 0, i;
-  int n = 0;
   while (k < 256) {
     chain[k++] = r;
     if (REC(s, r)->parent == 0) break;
     r = REC(s, r)->parent - 1;
   }
   lua_createtable(L, (int)k, 0);
-  lua_createtable(L, (int)k, 0);
   for (i = k; i-- > 0;) {
     const hobj *o = REC(s, chain[i]);
-    const hobj *up = o->parent ? REC(s, o->parent - 1) : NULL;
-    n++;
-    pushsegment(L, s, o->edge, o->name);
-    lua_rawseti(L, -3, n);
-    lua_pushnumber(L, up && up->type == LUA_TTABLE ? up->aux : 0);
-    lua_rawseti(L, -2, n);
+    memprobe_pushedge(L, s, o->edge, o->name,
+                      memprobe_datalike(s, o->edge, o->parent));
+    lua_rawseti(L, -2, (int)(k - i));
   }
 }
 
-/* Same as pushpath, into fields 'path' and 'wide' of the table on top. */
+/* memprobe_pushpath into field 'path' of the table on top. */
 static void setpath (lua_State *L, const snap *s, uint32_t r) {
-  pushpath(L, s, r);
-  lua_setfield(L, -3, "wide");
+  memprobe_pushpath(L, s, r);
   lua_setfield(L, -2, "path");
 }
 
@@ -957,16 +943,11 @@ static int l_referrers (lua_State *L) {
   int i;
   lua_createtable(L, s->nref, 0);
   for (i = 0; i < s->nref; i++) {
-    lua_createtable(L, 0, 2);
-    pushpath(L, s, s->ref[i] - 1);
-    pushsegment(L, s, (int)s->refedge[i], s->refname[i]);
-    lua_rawseti(L, -3, (int)mp_rawlen(L, -3) + 1);
-    {
-      const hobj *up = REC(s, s->ref[i] - 1);
-      lua_pushnumber(L, up->type == LUA_TTABLE ? up->aux : 0);
-      lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
-    }
-    lua_setfield(L, -3, "wide");
+    lua_createtable(L, 0, 1);
+    memprobe_pushpath(L, s, s->ref[i] - 1);
+    memprobe_pushedge(L, s, (int)s->refedge[i], s->refname[i],
+                      memprobe_datalike(s, (int)s->refedge[i], s->ref[i]));
+    lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
     lua_setfield(L, -2, "path");
     lua_rawseti(L, -2, i + 1);
   }
@@ -977,16 +958,6 @@ typedef struct group {
   uint32_t parent, edge, name;
   double count, bytes;
 } group;
-
-/* Data-like edges (indices, keys of big tables) group together. */
-static int collapse (const snap *s, const hobj *o) {
-  if (o->edge == E_INDEX || o->edge == E_NUMKEY || o->edge == E_OBJKEY ||
-      o->edge == E_KEY || o->edge == E_STACK)
-    return 1;
-  return o->edge == E_FIELD && o->parent &&
-         REC(s, o->parent - 1)->aux > 64 &&
-         REC(s, o->parent - 1)->type == LUA_TTABLE;
-}
 
 /*
 ** added(new, old, top) -> groups, grown. An object of new is old when old
@@ -1028,7 +999,7 @@ static int l_added (lua_State *L) {
       t = i;
       gp = o->parent;
       ge = o->edge;
-      gn = collapse(a, o) ? 0 : o->name;
+      gn = memprobe_datalike(a, o->edge, o->parent) ? 0 : o->name;
       h = memprobe_mix(((uint64_t)gp << 32) ^ ((uint64_t)ge << 24) ^ gn);
       for (slot = h & (gicap - 1); gindex[slot] != 0;
            slot = (slot + 1) & (gicap - 1)) {
@@ -1060,17 +1031,11 @@ static int l_added (lua_State *L) {
     lua_createtable(L, 0, 4);
     setnum(L, "count", g[i].count);
     setnum(L, "bytes", g[i].bytes);
-    if (g[i].parent) pushpath(L, a, g[i].parent - 1);
-    else { lua_newtable(L); lua_newtable(L); }
-    if (g[i].name == 0 && g[i].edge != E_ROOT && g[i].edge != E_MT &&
-        g[i].edge != E_ENV && g[i].edge != E_PROTO)
-      lua_pushliteral(L, "[*]");
-    else
-      pushsegment(L, a, (int)g[i].edge, g[i].name);
-    lua_rawseti(L, -3, (int)mp_rawlen(L, -3) + 1);
-    lua_pushnumber(L, 0);
+    if (g[i].parent) memprobe_pushpath(L, a, g[i].parent - 1);
+    else lua_newtable(L);
+    memprobe_pushedge(L, a, (int)g[i].edge, g[i].name,
+                      memprobe_datalike(a, (int)g[i].edge, g[i].parent));
     lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
-    lua_setfield(L, -3, "wide");
     lua_setfield(L, -2, "path");
     lua_rawseti(L, -2, (int)i + 1);
   }
@@ -1101,7 +1066,6 @@ static int l_added (lua_State *L) {
 
 void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
-    { "heap_clock",        memprobe_l_clock },
     { "heap_dumpsize",     memprobe_l_dumpsize },
     { "heap_model_job",    memprobe_l_model_job },
     { "heap_sample",       memprobe_l_sample },

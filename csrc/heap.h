@@ -252,6 +252,25 @@ static inline double stringsize (const model *m, size_t len) {
   return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
 }
 
+/*
+** Data-like edges: those whose argument is data rather than a name
+** (indices, number and object keys, key objects, stack slots), and the
+** fields of a table of more than DATAWIDE entries. Diffs group the objects
+** under them together, and patterns show them as [*]. parent is the
+** referrer's record + 1 (0 for none).
+*/
+#define DATAWIDE  64
+static inline int memprobe_datalike (const snap *s, int edge,
+                                     uint32_t parent) {
+  const hobj *up;
+  if (edge == E_INDEX || edge == E_NUMKEY || edge == E_OBJKEY ||
+      edge == E_KEY || edge == E_STACK)
+    return 1;
+  if (edge != E_FIELD || parent == 0) return 0;
+  up = REC(s, parent - 1);
+  return up->type == LUA_TTABLE && up->aux > DATAWIDE;
+}
+
 /* heapwalk.c: the bookkeeping outside the Lua heap */
 MP_API void memprobe_nomem (lua_State *L);
 MP_API void *memprobe_xrealloc (lua_State *L, snap *s, void *p, size_t osz,
@@ -281,7 +300,6 @@ MP_API int64_t memprobe_discover (walker *w, int vi, uint32_t parent,
                                   int edge, uint32_t name, int32_t label);
 MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
                                   void *ud);
-MP_API double memprobe_now (void);
 MP_API int memprobe_budget (walker *w);
 MP_API int memprobe_run (walker *w);
 MP_API int memprobe_settle (walker *w);
@@ -303,7 +321,6 @@ MP_API void memprobe_readmodel (lua_State *L, int t, model *m);
 MP_API int memprobe_l_sample (lua_State *L);
 MP_API int memprobe_l_dumpsize (lua_State *L);
 MP_API int memprobe_l_thread (lua_State *L);
-MP_API int memprobe_l_clock (lua_State *L);
 MP_API int memprobe_l_walk_buffers (lua_State *L);
 
 /* heapmodel.c: the model measured in a scratch state, as a job */
@@ -316,5 +333,10 @@ MP_API int memprobe_step_body (lua_State *L);
 MP_API int memprobe_l_snapshot (lua_State *L);
 MP_API int memprobe_l_step (lua_State *L);
 MP_API int memprobe_l_rows (lua_State *L);
+
+/* heap.c: paths as Lua sees them, arrays of edges { kind, key, data } */
+MP_API void memprobe_pushedge (lua_State *L, const snap *s, int edge,
+                               uint32_t name, int data);
+MP_API void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r);
 
 #endif

@@ -179,17 +179,6 @@ int memprobe_l_thread (lua_State *L) {
 }
 
 /***
-The monotonic clock the heap walk's time budgets are read on.
-@function heap_clock
-@local
-@treturn number seconds
-*/
-int memprobe_l_clock (lua_State *L) {
-  lua_pushnumber(L, memprobe_now());
-  return 1;
-}
-
-/***
 Bytes of C buffers that the heap walks of this state hold now.
 @function heap_walk_buffers
 @local

@@ -21,7 +21,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 
 #define ARENA     65536     /* bytes of one chunk of edge names */
@@ -512,12 +511,6 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   REC(s, r)->edge = E_PROTO;
   if (memprobe_shared_proto(L, fi)) REC(s, r)->flags |= F_HOST;
   return r;
-}
-
-double memprobe_now (void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /*

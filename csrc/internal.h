@@ -300,6 +300,9 @@ MP_API void memprobe_open_ledger (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_process (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_cgroup (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_clock (lua_State *L, mp_ctx *c);
+/* clock.c: seconds on the monotonic clock, the one every timing and
+** budget reads (memprobe.clock() in Lua) */
+MP_API double memprobe_now (void);
 MP_API void memprobe_open_textfile (lua_State *L, mp_ctx *c);
 MP_API void memprobe_open_pids (lua_State *L, mp_ctx *c);
 

@@ -281,6 +281,34 @@ describe("memprobe.modules()", function()
 end)
 
 describe("memprobe.snapshot()", function()
+  it("gives paths as edges { kind, key, data }, data-like ones marked", function()
+    package.loaded.spec_edges = (function()  -- no local holds them
+      local big, holder = {}, {}
+      for i = 1, 5000 do big[i] = true end
+      for i = 1, 100 do holder["f" .. i] = i end
+      holder.f50 = big
+      return { holder = holder }
+    end)()
+    local snap = memprobe.snapshot()
+    local c = snap:census(1000)
+    snap:close()
+    package.loaded.spec_edges = nil
+    local path
+    for _, e in ipairs(c.largest) do
+      if e.path[2] and e.path[2].key == "holder" and e.path[3] then
+        path = e.path
+      end
+    end
+    assert.is_table(path)
+    assert.are.same({ kind = "root", key = "package.loaded.spec_edges" },
+                    path[1])
+    assert.are.same({ kind = "field", key = "holder" }, path[2])
+    -- a field of a table of more than 64 entries is data
+    assert.are.same({ kind = "field", key = "f50", data = true }, path[3])
+    assert.are.equal("package.loaded.spec_edges.holder[*]",
+                     heap.pattern(path))
+  end)
+
   it("diffs name a planted leak by its path pattern", function()
     local quest = { cache = {} }
     package.loaded.quest = quest

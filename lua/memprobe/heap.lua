@@ -111,25 +111,35 @@ local function roots_of()
   return roots, names
 end
 
---- Joins path segments into a string.
-local function join(path)
-  return concat(path)
+-- An edge of a path, as the walk gives it ({ kind, key, data }), in
+-- Lua's syntax: ".name", "[3]", ":upvalue(x)" ...
+local function segment(e)
+  local kind, key = e.kind, e.key
+  if kind == "root" then return key end
+  if kind == "field" then
+    return is_name(key) and "." .. key or '["' .. key .. '"]'
+  end
+  if kind == "index" then return format("[%d]", key) end
+  if kind == "numkey" then return "[<number>]" end
+  if kind == "objkey" then return "[<" .. key .. ">]" end
+  if key == nil then return ":" .. kind end
+  return ":" .. kind .. "(" .. tostring(key) .. ")"
 end
 
---- The pattern of a path given as segments: indices, and the keys of
--- tables with many entries (data rather than names), become `[*]`.
--- @tparam {string,...} path segments (".name", "[3]", ":upvalue(x)" ...)
--- @tparam {number,...} wide entry count of the table each segment leaves
--- @treturn string
-function M.pattern(path, wide)
+--- Joins a path (an array of edges) into a string.
+local function join(path)
   local out = {}
-  for i, seg in ipairs(path) do
-    if match(seg, "^%[%d+%]$") or match(seg, "^%[<") or
-       ((wide[i] or 0) > 64 and (match(seg, "^%.") or match(seg, '^%["'))) then
-      seg = "[*]"
-    end
-    out[i] = seg
-  end
+  for i, e in ipairs(path) do out[i] = segment(e) end
+  return concat(out)
+end
+
+--- The pattern of a path: its data-like edges (indices, the keys of
+-- tables with many entries, as the walk marks them) become `[*]`.
+-- @tparam {table,...} path edges `{ kind, key, data }`
+-- @treturn string
+function M.pattern(path)
+  local out = {}
+  for i, e in ipairs(path) do out[i] = e.data and "[*]" or segment(e) end
   return concat(out)
 end
 local pattern = M.pattern
@@ -172,7 +182,7 @@ end
 local function walk(opts, label_each, target, fname, tally)
   opts = opts or {}
   -- a timed walk's first slice counts from here
-  local started = opts.max_ms and core.heap_clock()
+  local started = opts.max_ms and core.clock()
   checkbudget(fname or "snapshot", opts)
   local roots, names = roots_of()
   if not label_each then
@@ -269,7 +279,6 @@ local function census_of(snap, top, gc_bytes)
   local c = snap:census(top)
   for _, big in ipairs(c.largest) do
     big.path = join(big.path)
-    big.wide = nil
   end
   c.gc_bytes = gc_bytes
   c.unexplained = gc_bytes - c.total
@@ -371,6 +380,10 @@ function M.snapshot(opts)
   return (walk(opts))
 end
 
+-- What an edge costs a path's readability: named keys nothing, indices
+-- 1, the VM's edges (upvalues, locals, metatables) 2.
+local anon_cost = { root = 0, field = 0, index = 1, numkey = 1, objkey = 1 }
+
 --- The shortest readable reference paths to obj, named keys first.
 -- @param obj a table, function, userdata, thread or string
 -- @tparam[opt] table opts `max` paths (default 5), `model`
@@ -387,32 +400,26 @@ function M.path(obj, opts)
   local ok, refs = pcall(snap.referrers, snap)
   snap:close()
   if not ok then error(refs, 0) end
-  local list = {}
+  local list, others = {}, false
   for _, r in ipairs(refs) do
-    -- named keys cost nothing, indices 1, the VM's edges (upvalues,
-    -- locals, metatables) 2
     local anon = 0
-    for _, seg in ipairs(r.path) do
-      if match(seg, "^:") then anon = anon + 2
-      elseif match(seg, "^%[") then anon = anon + 1 end
-    end
-    list[#list + 1] = { path = join(r.path), anon = anon, len = #r.path }
+    for _, e in ipairs(r.path) do anon = anon + (anon_cost[e.kind] or 2) end
+    -- the running thread's locals hold obj at least in this call: show
+    -- them only when nothing else does
+    local stack = r.path[1].kind == "root" and r.path[1].key == "thread"
+    others = others or not stack
+    list[#list + 1] = { path = join(r.path), anon = anon, len = #r.path,
+                        stack = stack }
   end
   sort(list, function(a, b)
     if a.anon ~= b.anon then return a.anon < b.anon end
     if a.len ~= b.len then return a.len < b.len end
     return a.path < b.path
   end)
-  -- the running thread's locals hold obj at least in this call: show
-  -- them only when nothing else does
-  local others = false
-  for _, e in ipairs(list) do
-    if not match(e.path, "^thread:") then others = true end
-  end
   local out, seen = {}, {}
   for _, e in ipairs(list) do
     if not seen[e.path] and #out < (opts.max or 5) and
-       not (others and match(e.path, "^thread:")) then
+       not (others and e.stack) then
       seen[e.path] = true
       out[#out + 1] = e.path
     end
@@ -424,7 +431,7 @@ end
 local function merge(groups)
   local by, out = {}, {}
   for _, g in ipairs(groups) do
-    local p = pattern(g.path, g.wide)
+    local p = pattern(g.path)
     local e = by[p]
     if not e then
       e = { path = p, count = 0, bytes = 0 }
@@ -456,7 +463,6 @@ function M.diff(newer, older, opts)
   for _, g in ipairs(d.freed) do d.freed_bytes = d.freed_bytes + g.bytes end
   for _, g in ipairs(grown) do
     g.path = join(g.path)
-    g.wide = nil
     d.grown[#d.grown + 1] = g
   end
   sort(d.grown, function(a, b)
