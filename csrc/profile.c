@@ -336,18 +336,21 @@ void memprobe_prof_note (mp_tracker *t, void *p, void *ptr, size_t osize,
   }
   if (n == 0 || !pr->running)
     return;
-  if (n < t->left) {
-    t->left -= n;
+  if (n < t->sample) {
+    t->sample -= n;
     return;
   }
   take(t, pr, p, n);
-  t->left = draw(pr);
+  t->sample = draw(pr);
 }
 
 /* The hook's fast path found a sampled bucket for a freed block. */
 void memprobe_prof_forget (mp_tracker *t, void *ptr) {
-  if (t->prof != NULL)
+  if (t->prof != NULL) {
     forget(t, t->prof, ptr);
+    if (t->pseen == NULL)
+      memprobe_rearm(t);
+  }
 }
 
 /* }====================================================== */
@@ -595,7 +598,9 @@ void memprobe_prof_detach (mp_tracker *t) {
   p->t = NULL;
   t->prof = NULL;
   t->pseen = NULL;
-  t->left = SIZE_MAX;
+  memprobe_rearm(t);
+  t->sample = SIZE_MAX;
+  memprobe_rearm(t);
 }
 
 /* }====================================================== */
@@ -702,7 +707,9 @@ static int l_profile (lua_State *L) {
   p->t = t;
   p->running = 1;
   t->prof = p;
-  t->left = draw(p);
+  memprobe_rearm(t);
+  t->sample = draw(p);
+  memprobe_rearm(t);
   return 1;
 }
 
@@ -722,8 +729,11 @@ static int l_stop (lua_State *L) {
   mp_prof *p = check_prof(L);
   settle(L, p);
   p->running = 0;
-  if (p->t != NULL)
-    p->t->left = SIZE_MAX;
+  if (p->t != NULL) {
+    memprobe_rearm(p->t);
+    p->t->sample = SIZE_MAX;
+    memprobe_rearm(p->t);
+  }
   disarm(p);
   return 0;
 }
@@ -733,8 +743,12 @@ static int l_reset (lua_State *L) {
   mp_prof *p = check_prof(L);
   disarm(p);
   clear(p);
-  if (p->t != NULL && p->running)
-    p->t->left = draw(p);
+  if (p->t != NULL && p->running) {
+    memprobe_rearm(p->t);
+    p->t->sample = draw(p);
+  }
+  if (p->t != NULL)
+    memprobe_rearm(p->t);
   return 0;
 }
 
