@@ -51,7 +51,6 @@
 #include <time.h>
 
 #define MP_PROFILE_MT  "memprobe.Profile"
-#define MP_NPEND   64     /* samples waiting for the hook */
 #define MP_DEPTH   64     /* frames kept per stack, from the leaf */
 #define MP_NAMEMAX 64
 #define MP_UNKNOWN 1      /* the stack id of samples with no stack */
@@ -98,8 +97,8 @@ typedef struct mp_prof {
   int savedmask, savedcount;
   mp_rec *rec;            /* rec[1..nrec]; rec[0] unused */
   uint32_t nrec, reccap, freerec;
-  uint32_t pend[MP_NPEND];
-  unsigned npend;
+  uint32_t *pend;         /* samples waiting for the hook */
+  uint32_t npend, pendcap;
   mp_btab blocks;         /* sampled live block -> its first record */
   size_t nlive;           /* live records */
   mp_frame **frames;      /* frames[1..nframes] */
@@ -225,12 +224,18 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
   p->nlive++;
   t->pseen = p->seen;
   p->samples++;
-  if (p->npend < MP_NPEND) {
-    p->pend[p->npend++] = r;
-    arm(p);
+  if (p->npend == p->pendcap) {  /* compiled code can take many */
+    uint32_t cap = p->pendcap ? p->pendcap * 2 : 64;
+    uint32_t *v = (uint32_t *)realloc(p->pend, cap * sizeof(uint32_t));
+    if (v == NULL) {  /* no room to wait: no stack for it */
+      charge(p, r, MP_UNKNOWN);
+      return;
+    }
+    p->pend = v;
+    p->pendcap = cap;
   }
-  else  /* the hook has not run for MP_NPEND samples: no stack for it */
-    charge(p, r, MP_UNKNOWN);
+  p->pend[p->npend++] = r;
+  arm(p);
 }
 
 /* Block b is freed: its records leave the live view. */
@@ -529,8 +534,7 @@ static uint32_t intern_stack (lua_State *L, mp_prof *p, int level) {
 
 /* Charges the pending samples to the stack of L from 'level' up. */
 static void attribute (lua_State *L, mp_prof *p, int level) {
-  unsigned i;
-  uint32_t s;
+  uint32_t i, s;
   if (p->npend == 0)
     return;
   s = intern_stack(L, p, level);
@@ -541,7 +545,7 @@ static void attribute (lua_State *L, mp_prof *p, int level) {
 
 /* Outside a safe point (detach): pending samples go without a stack. */
 static void attribute_unknown (mp_prof *p) {
-  unsigned i;
+  uint32_t i;
   for (i = 0; i < p->npend; i++)
     charge(p, p->pend[i], MP_UNKNOWN);
   p->npend = 0;
@@ -627,6 +631,7 @@ static void free_prof (mp_prof *p) {
   free(p->frametab.v);
   free(p->stacktab.v);
   free(p->rec);
+  free(p->pend);
   memprobe_btab_free(&p->blocks);
   free(p);
 }
