@@ -19,7 +19,8 @@ end
 local function colour(name)
   local h = 0
   for i = 1, #name do h = (h * 31 + name:byte(i)) % 65536 end
-  return ("rgb(%d,%d,%d)"):format(205 + h % 50, 80 + math.floor(h / 7) % 120, 40 + math.floor(h / 3) % 50)
+  return ("rgb(%d,%d,%d)"):format(205 + h % 50, 80 + math.floor(h / 7) % 120,
+                                  40 + math.floor(h / 3) % 50)
 end
 
 -- The call tree: children by label, bytes summed, root first.
