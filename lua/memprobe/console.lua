@@ -525,7 +525,8 @@ local function prof_top(p, a, b)
   end
   local rows, out = p:top(n, kind), {}
   for i, r in ipairs(rows) do
-    out[i] = { shown(r.site, 40), shown(r.func, 16), size(r.bytes), r.count }
+    local site = #r.site > 40 and ".." .. r.site:sub(-38) or r.site  -- keep the line
+    out[i] = { shown(site, 40), shown(r.func, 16), size(r.bytes), r.count }
   end
   if #out == 0 then return ("no %s samples yet"):format(kind), rows end
   return kind .. " bytes by site (estimates)\n" ..
