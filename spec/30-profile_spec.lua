@@ -17,9 +17,9 @@ local function within(est, truth, tol)
 end
 
 describe("memprobe.profile() on the planted leak", function()
-  -- LuaJIT: 'precise' keeps compiled loops from carrying samples into
-  -- the loop that runs next (docs/profile.md); PUC Lua needs nothing.
-  local r = planted(jit and "precise" or "")
+  -- At the defaults (on LuaJIT 'precise' is on: compiled loops do not
+  -- carry samples into the loop that runs next; docs/profile.md).
+  local r = planted("")
 
   it("names the leaking line as the top live site, within 15% of the truth", function()
     assert.are.equal("leak", r.live1, r.out)
@@ -33,17 +33,17 @@ describe("memprobe.profile() on the planted leak", function()
 
   if jit then
     it("keeps the live total unbiased under LuaJIT without 'precise'", function()
-      local j = planted("")
+      local j = planted("imprecise")
       assert.is_true(within(j.total, j.truth, 0.15), j.out)
     end)
   end
 end)
 
 -- Profiles made by a spec, stopped after it (a failed spec leaves none
--- running). 'precise' makes LuaJIT charge the spec's loops to themselves.
+-- running).
 local made = {}
 local function profile(rate)
-  local p = memprobe.profile{ rate = rate, precise = true }
+  local p = memprobe.profile{ rate = rate }
   made[#made + 1] = p
   return p
 end
@@ -150,6 +150,7 @@ describe("memprobe.profile()", function()
       { function() memprobe.profile(1) end, "bad argument #1 to 'profile'" },
       { function() memprobe.profile{ rate = 0 } end, "rate must be 1 byte or more" },
       { function() memprobe.profile{ bogus = 1 } end, "unknown option 'bogus'" },
+      { function() memprobe.profile{ precise = 1 } end, "precise must be a boolean" },
       { function() p:top(1, "heap") end, "bad argument #2 to 'top'" },
       { function() p:folded("x") end, "bad argument #1 to 'folded'" },
       { function() p:pprof(1) end, "bad argument #1 to 'pprof'" },

@@ -6,7 +6,7 @@ local keep = {}
 local function leak(n) for i = 1, n do keep[#keep + 1] = { i, i, i, i } end end
 local function profiled()
   keep = {}
-  local p = memprobe.profile{ rate = 4096, precise = true }
+  local p = memprobe.profile{ rate = 4096 }
   leak(50000)
   p:stop()
   return p
