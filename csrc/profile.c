@@ -44,7 +44,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,9 +129,54 @@ static double uniform (mp_prof *p) {
   return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/*
+** The two transcendental functions the sampler needs, without libm (a
+** host that links memprobe's objects need not add -lm). ln(x) for x in
+** (0, 1]: x = m * 2^e with m in [1, 2), ln m = 2 atanh((m-1)/(m+1)) by
+** its series (relative error below 1e-7, plenty for a random draw).
+*/
+static double ln (double x) {
+  uint64_t b;
+  int e;
+  double m, t, t2, sum;
+  memcpy(&b, &x, sizeof(b));
+  e = (int)((b >> 52) & 0x7FF) - 1023;
+  b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+  memcpy(&m, &b, sizeof(m));
+  t = (m - 1) / (m + 1);
+  t2 = t * t;
+  sum = t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 *
+            (1.0 / 9 + t2 * (1.0 / 11 + t2 / 13))))));
+  return e * 0.69314718055994530942 + 2 * sum;
+}
+
+/* 1 - exp(-x) for x >= 0: the series near 0, 2^-k exp(-r) above. */
+static double one_minus_exp (double x) {
+  double term = 1, sum = 0, e;
+  int i, k;
+  if (x > 40)
+    return 1;
+  if (x < 0.5) {  /* x - x^2/2! + x^3/3! - ...: no cancellation */
+    for (i = 1; i <= 16; i++) {
+      term *= x / i;
+      sum += (i & 1) ? term : -term;
+    }
+    return sum;
+  }
+  k = (int)(x / 0.69314718055994530942);
+  x -= k * 0.69314718055994530942;  /* now in [0, ln 2) */
+  for (e = 1, i = 1; i <= 18; i++) {
+    term *= -x / i;
+    e += term;
+  }
+  for (; k > 0; k--)
+    e *= 0.5;
+  return 1 - e;
+}
+
 /* Bytes to the next sample: exponential with mean rate, at least 1. */
 static size_t draw (mp_prof *p) {
-  double d = -log(1.0 - uniform(p)) * p->rate;  /* 1 - u is in (0, 1] */
+  double d = -ln(1.0 - uniform(p)) * p->rate;  /* 1 - u is in (0, 1] */
   return d < 1 ? 1 : d > 9.0e15 ? (size_t)9.0e15 : (size_t)d;
 }
 
@@ -215,7 +259,7 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
   }
   x = &p->rec[r];
   x->n = (double)n;
-  x->w = 1.0 / -expm1(-(double)n / p->rate);
+  x->w = 1.0 / one_minus_exp((double)n / p->rate);
   x->live = 1;
   x->stack = 0;
   x->next = memprobe_btab_get(&p->blocks, b);
