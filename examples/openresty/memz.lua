@@ -51,7 +51,8 @@ end
 -- the timer that advances its jobs.
 function M.init_worker()
   memprobe.track()
-  require "memprobe.heap"  -- the walk's code loads here, not in a tick
+  -- the walk's code and size model load here, not in a tick
+  require("memprobe.heap").model()
   console = new_console()
   -- an application's state, for the walk to take some ticks
   M.cache = {}

@@ -29,7 +29,8 @@ local M = {}
 -- @return the console
 function M.start(opts)
   opts = opts or {}
-  require "memprobe.heap"  -- the walk's code loads now, not in a tick
+  -- the walk's code and size model load now, not in a tick
+  require("memprobe.heap").model()
   local waiting, answers = {}, {}  -- by line: coroutines, the answer
   local stats = { ticks = 0, longest = 0 }
   local c = console.new{ budget_ms = SLICE, reply = function(line, text)
