@@ -426,20 +426,28 @@ static int l_release (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
   double ms = luaL_optnumber(L, 2, 0), start = memprobe_now();
   pass2 *p2 = &s->p2;
+  int work = 0;  /* since the last clock read, in chunks of records */
   luaL_argcheck(L, !s->busy, 1, "snapshot is busy (inside its own step)");
   if (!s->closed) s->closing = 1;  /* no method reads it from now on */
-  /* each turn frees at most a megabyte or a chunk of records: the clock
-  ** is read between two, and half the budget is for the caller */
-  while (!s->closed && !(ms > 0 && memprobe_now() - start >= ms / 2000)) {
+  /* a turn frees a chunk of records (128 KB: 1) or a megabyte (8); the
+  ** clock is read every 16, and half the budget is for the caller */
+  while (!s->closed) {
+    if (work >= 16) {
+      if (ms > 0 && memprobe_now() - start >= ms / 2000) break;
+      work = 0;
+    }
     if (p2->seensize > 0) {  /* the per-record buffer first, from its end */
       size_t n = p2->seensize < RELEASE ? p2->seensize : RELEASE;
       p2->seensize -= n;
       memprobe_book_unmap(&s->book, (char *)p2->seen + p2->seensize, n);
       if (p2->seensize == 0) p2->seen = NULL;
+      work += 8;
     }
-    else if (!memprobe_index_release(&s->book, &s->index)) continue;
-    else if (s->obj.n > 0)
+    else if (!memprobe_index_release(&s->book, &s->index)) work += 8;
+    else if (s->obj.n > 0) {
       memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+      work++;
+    }
     else memprobe_snap_free(s);
   }
   lua_pushboolean(L, s->closed);
