@@ -29,6 +29,7 @@ static int ctx_gc (lua_State *L) {
   mp_ctx *c = (mp_ctx *)luaL_checkudata(L, 1, MP_CTX_MT);
   memprobe_closeall(c);
   memprobe_freebufs(c);
+  memprobe_unwatch_fork(c);
   return 0;
 }
 
@@ -38,7 +39,6 @@ static mp_ctx *new_ctx (lua_State *L) {
   memset(c, 0, sizeof(*c));
   for (i = 0; i < MP_NSLOTS; i++)
     c->slot[i].fd = -1;
-  c->pid = getpid();
   c->down = memprobe_stack_down();
   c->pagesize = sysconf(_SC_PAGESIZE);
   if (luaL_newmetatable(L, MP_CTX_MT)) {
@@ -48,6 +48,7 @@ static mp_ctx *new_ctx (lua_State *L) {
     lua_setfield(L, -2, "__name");
   }
   lua_setmetatable(L, -2);
+  memprobe_watch_fork(c);  /* after the __gc that undoes it */
   return c;
 }
 

@@ -33,6 +33,7 @@ enum { MP_PROC = 0, MP_SYS = 1 };
 
 typedef struct mp_slot {
   int fd;                   /* -1 when free */
+  int whole;                /* the kernel makes it in one go */
   char path[MP_PATHMAX];    /* full path, the key */
 } mp_slot;
 
@@ -49,6 +50,7 @@ typedef struct mp_buf {
 typedef struct mp_ctx {
   char root[2][MP_ROOTMAX];  /* "/proc" and "/sys", or config{} roots */
   pid_t pid;                 /* owner of the kept fds (/proc/self!) */
+  volatile unsigned char *alive;  /* 1, and 0 in a forked child */
   unsigned next;             /* round-robin victim when slots are full */
   mp_slot slot[MP_NSLOTS];
   mp_buf *bufs;              /* bufs[i]: the buffer of the reader at depth i */
@@ -89,10 +91,24 @@ MP_API int memprobe_read_path (mp_ctx *c, const char *path,
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
+MP_API void memprobe_watch_fork (mp_ctx *c);
+MP_API void memprobe_unwatch_fork (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
 MP_API void memprobe_noargs (lua_State *L);
 MP_API int memprobe_badformat (lua_State *L, mp_ctx *c, int root,
                                const char *rel);
+
+/* fill.c: refilling a table by line, with the key strings of last time
+** (a keys table per reader, made by memprobe_fill_keys). */
+typedef struct mp_keys mp_keys;
+typedef struct mp_fill {
+  lua_State *L;
+  int t, keys, n;           /* the table filled, the keys table, fields */
+  mp_keys *k;
+} mp_fill;
+MP_API void memprobe_fill_keys (lua_State *L);
+MP_API void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys);
+MP_API void memprobe_fill_key (mp_fill *f, const char *key, size_t klen);
 
 /* parse.c: pure parsers, no Lua, fuzzed on their own */
 typedef void (*mp_kv_cb) (void *ud, const char *key, size_t klen,

@@ -12,54 +12,30 @@
 #include <string.h>
 
 
-/*
-** Sets table[key] = value (kB become bytes). The key strings are kept in
-** a table by line number (upvalue 2) and reused while the line still
-** holds the same key, which is every call once warm: interning the ~60
-** keys of meminfo was most of a call's cost. So refilling a table does
-** not allocate.
-*/
-typedef struct setter { lua_State *L; int t, keys, n; } setter;
-
-static void push_key (setter *s, const char *key, size_t klen) {
-  lua_State *L = s->L;
-  const char *k;
-  size_t n;
-  lua_rawgeti(L, s->keys, ++s->n);  /* a string or nil */
-  k = lua_tolstring(L, -1, &n);
-  if (k != NULL && n == klen && memcmp(k, key, klen) == 0)
-    return;
-  lua_pop(L, 1);
-  lua_pushlstring(L, key, klen);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, s->keys, s->n);
-}
-
+/* Sets t[key] = value (kB become bytes), the key string from the
+** reader's keys table (fill.c): refilling a table does not allocate. */
 static void set_field (void *ud, const char *key, size_t klen, int64_t v,
                        int kb) {
-  setter *s = (setter *)ud;
-  push_key(s, key, klen);
-  mp_pushint(s->L, memprobe_bytes(v, kb ? 1024 : 1));
-  lua_rawset(s->L, s->t);
+  mp_fill *f = (mp_fill *)ud;
+  memprobe_fill_key(f, key, klen);
+  mp_pushint(f->L, memprobe_bytes(v, kb ? 1024 : 1));
+  lua_rawset(f->L, f->t);
 }
 
 /* Reads rel under /proc into the table given as argument 1 (or a new one)
-** with parser p. */
+** with parser p; upvalue 2 is the reader's keys table. */
 static int read_into (lua_State *L, const char *rel,
                       int (*p) (const char *, size_t, mp_kv_cb, void *)) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
-  setter s;
+  mp_fill f;
   int err;
-  s.L = L;
-  s.t = memprobe_into(L, 1);
-  s.keys = lua_upvalueindex(2);
-  s.n = 0;
+  memprobe_fill_start(&f, L, memprobe_into(L, 1), lua_upvalueindex(2));
   if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
-  p(data, len, set_field, &s);
-  lua_settop(L, s.t);
+  p(data, len, set_field, &f);
+  lua_settop(L, f.t);
   return 1;
 }
 
@@ -276,7 +252,7 @@ void memprobe_open_meminfo (lua_State *L, mp_ctx *c) {
   memprobe_register(L, funcs);
   for (i = 0; keyed[i].name != NULL; i++) {
     lua_pushvalue(L, -1);
-    lua_createtable(L, 64, 0);
+    memprobe_fill_keys(L);
     lua_pushcclosure(L, keyed[i].func, 2);
     lua_setfield(L, -3, keyed[i].name);
   }

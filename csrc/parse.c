@@ -51,14 +51,60 @@ size_t memprobe_countlines (const char *s, size_t len) {
   return n;
 }
 
-/* Blanks, eight at a time first: meminfo pads every value to a column. */
-const char *memprobe_skipspace (const char *s, const char *end) {
-  static const char blanks[8] = { ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ' };
-  while (end - s >= 8 && memcmp(s, blanks, 8) == 0)
+/*
+** Word-at-a-time helpers for the per-tick parsers (meminfo, vmstat and
+** status run them on every line at every call). A word is 8 bytes loaded
+** from s, the first byte lowest; other byte orders and compilers take
+** the byte loops.
+*/
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define MP_SWAR  1
+#define ONES     0x0101010101010101ull
+static inline uint64_t word (const char *s) {
+  uint64_t w;
+  memcpy(&w, s, 8);
+  return w;
+}
+#endif
+
+/* Blanks: meminfo pads every value to a column with spaces. */
+static inline const char *blanks (const char *s, const char *end) {
+#if defined(MP_SWAR)
+  while (end - s >= 8) {
+    uint64_t y = word(s) ^ (ONES * ' ');  /* a space becomes 0 */
+    if (y != 0) {
+      s += __builtin_ctzll(y) >> 3;  /* the first byte that is not */
+      break;
+    }
     s += 8;
+  }
+#endif
   while (s < end && (*s == ' ' || *s == '\t'))
     s++;
   return s;
+}
+
+/* The first blank at or after s, or lim. */
+static inline const char *word_end (const char *s, const char *lim) {
+#if defined(MP_SWAR)
+  while (lim - s >= 8) {
+    uint64_t w = word(s), sp = w ^ (ONES * ' '), tab = w ^ (ONES * '\t');
+    /* the lowest flag of each marks its first zero byte exactly */
+    uint64_t z = (((sp - ONES) & ~sp) | ((tab - ONES) & ~tab)) &
+                 (ONES * 0x80);
+    if (z != 0)
+      return s + (__builtin_ctzll(z) >> 3);
+    s += 8;
+  }
+#endif
+  while (s < lim && *s != ' ' && *s != '\t')
+    s++;
+  return s;
+}
+
+const char *memprobe_skipspace (const char *s, const char *end) {
+  return blanks(s, end);
 }
 
 /*
@@ -92,25 +138,23 @@ const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
 ** of range rather than the line going missing.
 */
 static const char *size_value (const char *s, const char *end, int64_t *v) {
-  const char *start = s;
+  const char *start = s, *fast = end - s > 18 ? s + 18 : end;
   int64_t acc = 0;
   unsigned d;
-  while (s < end && (d = (unsigned)((unsigned char)*s - '0')) <= 9) {
+  /* 18 digits cannot overflow: no check in the loop every line runs */
+  while (s < fast && (d = (unsigned)((unsigned char)*s - '0')) <= 9) {
+    acc = acc * 10 + (int64_t)d;
     s++;
-    if (acc < INT64_MAX / 10 - 1)
-      acc = acc * 10 + (int64_t)d;
-    else
-      acc = acc > (INT64_MAX - (int64_t)d) / 10 ? INT64_MAX
-                                                : acc * 10 + (int64_t)d;
   }
   if (s == start)
     return NULL;
+  while (s < end && (d = (unsigned)((unsigned char)*s - '0')) <= 9) {
+    acc = acc > (INT64_MAX - (int64_t)d) / 10 ? INT64_MAX
+                                              : acc * 10 + (int64_t)d;
+    s++;
+  }
   *v = acc;
   return s;
-}
-
-static int is_eol (const char *s, const char *end) {
-  return s == end || *s == '\n';
 }
 
 /*
@@ -122,27 +166,29 @@ static int is_eol (const char *s, const char *end) {
 ** Returns the number of fields reported.
 */
 int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
-  const char *end = s + len;
+  const char *end = s + len, *eol;
   int n = 0;
-  while (s < end) {
-    const char *line = s, *colon, *p, *eol;
+  for (; s < end; s = eol + 1) {
+    const char *colon, *p;
     int64_t v;
     int kb = 0;
-    s = memprobe_line(line, end, &eol);
-    colon = memchr(line, ':', (size_t)(eol - line));
-    if (colon == NULL || colon == line || colon - line > 64)
+    if ((eol = memchr(s, '\n', (size_t)(end - s))) == NULL)
+      eol = end;
+    /* a colon past 64 bytes of key is no key */
+    colon = memchr(s, ':', eol - s > 65 ? 65 : (size_t)(eol - s));
+    if (colon == NULL || colon == s)
       continue;
-    p = size_value(memprobe_skipspace(colon + 1, eol), eol, &v);
+    p = size_value(blanks(colon + 1, eol), eol, &v);
     if (p == NULL)
       continue;
-    p = memprobe_skipspace(p, eol);
+    p = blanks(p, eol);
     if (eol - p >= 2 && p[0] == 'k' && p[1] == 'B') {
       kb = 1;
-      p = memprobe_skipspace(p + 2, eol);
+      p = blanks(p + 2, eol);
     }
-    if (!is_eol(p, eol))
+    if (p != eol)
       continue;
-    cb(ud, line, (size_t)(colon - line), v, kb);
+    cb(ud, s, (size_t)(colon - s), v, kb);
     n++;
   }
   return n;
@@ -154,19 +200,20 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
 ** whose second word is not an unsigned integer is skipped.
 */
 int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
-  const char *end = s + len;
+  const char *end = s + len, *eol;
   int n = 0;
-  while (s < end) {
-    const char *eol, *next = memprobe_line(s, end, &eol);
-    const char *key = memprobe_skipspace(s, eol), *k = key, *p;
+  for (; s < end; s = eol + 1) {
+    const char *key, *k, *lim, *p;
     int64_t v;
-    s = next;
-    while (k < eol && *k != ' ' && *k != '\t')
-      k++;
-    if (k == key || k == eol || k - key > 64)
-      continue;
-    p = size_value(memprobe_skipspace(k, eol), eol, &v);
-    if (p == NULL || !is_eol(memprobe_skipspace(p, eol), eol))
+    if ((eol = memchr(s, '\n', (size_t)(end - s))) == NULL)
+      eol = end;
+    key = k = blanks(s, eol);
+    lim = eol - key > 65 ? key + 65 : eol;
+    k = word_end(key, lim);
+    if (k == key || k == lim)
+      continue;  /* no key, no value, or a key past 64 bytes */
+    p = size_value(blanks(k, eol), eol, &v);
+    if (p == NULL || blanks(p, eol) != eol)
       continue;
     cb(ud, key, (size_t)(k - key), v, 0);
     n++;

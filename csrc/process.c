@@ -58,10 +58,12 @@ static const char *const not_counts[] = {
 /* Fields of status kept as strings. */
 static const char *const string_fields[] = { "Name", "State", "Umask", NULL };
 
-/* k may hold NULs: compare lengths first, never read past *list. */
+/* k may hold NULs: compare lengths first, never read past *list. The
+** first byte goes before: status runs this on every line. */
 static int in_list (const char *const *list, const char *k, size_t klen) {
   for (; *list != NULL; list++)
-    if (strlen(*list) == klen && memcmp(*list, k, klen) == 0)
+    if ((*list)[0] == k[0] && strlen(*list) == klen &&
+        memcmp(*list, k, klen) == 0)
       return 1;
   return 0;
 }
@@ -213,17 +215,20 @@ MP_READER(l_rss) {
   return 1;
 }
 
-typedef struct setter { lua_State *L; int t; } setter;
-
+/* t[key] = value; the key strings of self's status are kept (fill.c),
+** another process's are made anew: they do not follow self's lines. */
 static void set_status (void *ud, const char *key, size_t klen, int kind,
                         int64_t v, const char *str, size_t slen) {
-  setter *s = (setter *)ud;
-  lua_pushlstring(s->L, key, klen);
-  if (kind == MP_STRING)
-    lua_pushlstring(s->L, str, slen);
+  mp_fill *f = (mp_fill *)ud;
+  if (f->keys != 0)
+    memprobe_fill_key(f, key, klen);
   else
-    mp_pushint(s->L, memprobe_bytes(v, kind == MP_BYTES ? 1024 : 1));
-  lua_rawset(s->L, s->t);
+    lua_pushlstring(f->L, key, klen);
+  if (kind == MP_STRING)
+    lua_pushlstring(f->L, str, slen);
+  else
+    mp_pushint(f->L, memprobe_bytes(v, kind == MP_BYTES ? 1024 : 1));
+  lua_rawset(f->L, f->t);
 }
 
 /***
@@ -240,7 +245,7 @@ included) allocates nothing once warm; `process(into)` reads self.
 @treturn table the fields, or nil, message, errno (ENOENT or ESRCH when
 the process does not exist)
 */
-MP_READER(l_process) {
+static int process (lua_State *L) {
   static const char *const statm_names[] = {
     "size", "resident", "shared", "text", NULL, "data"
   };
@@ -250,14 +255,15 @@ MP_READER(l_process) {
   size_t len;
   int64_t v[6];
   int other, err, n, i, st;
-  setter s;
+  mp_fill s;
   if (lua_istable(L, 1) && lua_isnone(L, 2)) {  /* process(into) */
     lua_pushnil(L);
     lua_insert(L, 1);
   }
   other = check_pid(L, 1, pid, sizeof(pid));
-  s.L = L;
-  s.t = memprobe_into(L, 2);
+  memprobe_fill_start(&s, L, memprobe_into(L, 2), lua_upvalueindex(2));
+  if (other)
+    s.keys = 0;
   snprintf(rel, sizeof(rel), "%s/status", pid);
   if ((err = read_pid(c, other, rel, &data, &len)) != 0)
     return pid_fail(L, c, other, rel, err);
@@ -402,14 +408,21 @@ static int l_mallinfo (lua_State *L) {
 #endif
 }
 
+static int l_process (lua_State *L) {
+  return memprobe_leased(L, process, 2);
+}
+
 void memprobe_open_process (lua_State *L, mp_ctx *c) {
   static const luaL_Reg funcs[] = {
     { "mallinfo", l_mallinfo },
-    { "process",  l_process },
     { "rss",      l_rss },
     { "smaps",    l_smaps },
     { NULL, NULL }
   };
   (void)c;
   memprobe_register(L, funcs);
+  lua_pushvalue(L, -1);  /* process() keeps the key strings of status */
+  memprobe_fill_keys(L);
+  lua_pushcclosure(L, l_process, 2);
+  lua_setfield(L, -3, "process");
 }

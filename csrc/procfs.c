@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #if defined(__linux__)
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #endif
@@ -267,17 +268,20 @@ static int grow (mp_buf *b, size_t used, size_t need) {
 }
 
 /* Reads fd from offset 0 to EOF into b, NUL-terminated; a file of more
-** than MP_READMAX bytes is EFBIG. */
-static int read_all (mp_buf *b, int fd, size_t *len) {
+** than MP_READMAX bytes is EFBIG. With 'whole', a read that does not fill
+** the buffer is the end: no second read to see EOF. */
+static int read_all (mp_buf *b, int fd, int whole, size_t *len) {
   size_t off = 0;
   for (;;) {
     ssize_t n;
+    size_t want;
     int err;
     if ((b->cap == 0 || b->cap - off < 4096 + 1) &&
         b->cap < MP_READMAX + 1 && (err = grow(b, off, 4096 + 1)) != 0)
       return err;
-    if (b->cap - off > 1)
-      n = pread(fd, b->p + off, b->cap - off - 1, (off_t)off);
+    want = b->cap - off - 1;
+    if (want > 0)
+      n = pread(fd, b->p + off, want, (off_t)off);
     else {  /* full: one byte more is too much */
       char probe;
       n = pread(fd, &probe, 1, (off_t)off);
@@ -289,9 +293,9 @@ static int read_all (mp_buf *b, int fd, size_t *len) {
         continue;
       return errno;
     }
-    if (n == 0)
-      break;
     off += (size_t)n;
+    if (n == 0 || (whole && (size_t)n < want))
+      break;
   }
   b->p[off] = '\0';
   *len = off;
@@ -355,18 +359,50 @@ static int open_file (const char *path, int *fd, int *keep) {
   return 0;
 }
 
-/* The kept fd of path, or -1 when it has none. */
-static int find_slot (mp_ctx *c, const char *path) {
-  int i;
-  pid_t pid = getpid();
-  if (pid != c->pid) {  /* forked: our fds point at the parent's /proc/self */
-    memprobe_closeall(c);
-    c->pid = pid;
+/*
+** Whether the process forked since the fds were opened. A child's copy of
+** the page that MADV_WIPEONFORK clears reads 0; without one (kernels
+** before 4.14), getpid() tells, a system call per read.
+*/
+static int forked (mp_ctx *c) {
+  if (c->alive != NULL) {
+    if (*c->alive)
+      return 0;
+    *c->alive = 1;
+    return 1;
   }
+  if (getpid() == c->pid)
+    return 0;
+  c->pid = getpid();
+  return 1;
+}
+
+/*
+** Files the kernel makes in one go (single_open): a read that does not
+** fill the buffer has the whole file. Others (vmstat, zoneinfo ...) are
+** a record at a time, and a read may stop at a page's worth of records.
+*/
+static int in_one_go (const char *path) {
+  static const char *const whole[] = { "/meminfo", "/self/statm",
+                                       "/self/status", NULL };
+  size_t n = strlen(path), i;
+  for (i = 0; whole[i] != NULL; i++) {
+    size_t w = strlen(whole[i]);
+    if (n >= w && memcmp(path + n - w, whole[i], w) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* The kept slot of path, or NULL when it has none. */
+static mp_slot *find_slot (mp_ctx *c, const char *path) {
+  int i;
+  if (forked(c))  /* our fds point at the parent's /proc/self */
+    memprobe_closeall(c);
   for (i = 0; i < MP_NSLOTS; i++)
     if (c->slot[i].fd >= 0 && strcmp(c->slot[i].path, path) == 0)
-      return c->slot[i].fd;
-  return -1;
+      return &c->slot[i];
+  return NULL;
 }
 
 static void keep_slot (mp_ctx *c, const char *path, int fd) {
@@ -378,6 +414,7 @@ static void keep_slot (mp_ctx *c, const char *path, int fd) {
     close(c->slot[i].fd);
   }
   c->slot[i].fd = fd;
+  c->slot[i].whole = in_one_go(path);
   strcpy(c->slot[i].path, path);
 }
 
@@ -396,18 +433,19 @@ static void drop_slot (mp_ctx *c, int fd) {
 static int read_file (mp_ctx *c, const char *path, int cache,
                       const char **data, size_t *len) {
   mp_buf *b = current(c);
+  mp_slot *slot;
   int fd, keep = 0, err;
   if (b == NULL)  /* not run through memprobe_leased: a bug */
     return EINVAL;
-  if (cache && (fd = find_slot(c, path)) >= 0) {
+  if (cache && (slot = find_slot(c, path)) != NULL) {
     /* a kept fd that fails (its process exited) is reopened next time */
-    if ((err = read_all(b, fd, len)) != 0)
-      drop_slot(c, fd);
+    if ((err = read_all(b, slot->fd, slot->whole, len)) != 0)
+      drop_slot(c, slot->fd);
   }
   else {
     if ((err = open_file(path, &fd, &keep)) != 0)
       return err;
-    err = read_all(b, fd, len);
+    err = read_all(b, fd, 0, len);
     if (cache && keep && err == 0)
       keep_slot(c, path, fd);
     else
@@ -465,6 +503,34 @@ int memprobe_read_path (mp_ctx *c, const char *path, const char **data,
 }
 
 #endif
+
+/* The page of forked(), made when the context is. */
+void memprobe_watch_fork (mp_ctx *c) {
+  c->pid = getpid();
+  c->alive = NULL;
+#if defined(MADV_WIPEONFORK)
+  {
+    void *p = mmap(NULL, (size_t)c->pagesize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return;
+    if (madvise(p, (size_t)c->pagesize, MADV_WIPEONFORK) != 0) {
+      munmap(p, (size_t)c->pagesize);
+      return;
+    }
+    c->alive = (volatile unsigned char *)p;
+    *c->alive = 1;
+  }
+#endif
+}
+
+void memprobe_unwatch_fork (mp_ctx *c) {
+#if defined(MADV_WIPEONFORK)
+  if (c->alive != NULL)
+    munmap((void *)(uintptr_t)c->alive, (size_t)c->pagesize);
+#endif
+  c->alive = NULL;
+}
 
 /* Pushes the table to fill: argument 'arg' when it is a table, else a new
 ** one. Reusing a table makes the hot readers allocation-free once warm. */

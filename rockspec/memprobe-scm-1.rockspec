@@ -46,6 +46,7 @@ build = {
         "csrc/core.c",
         "csrc/dropcaches.c",
         "csrc/embed.c",
+        "csrc/fill.c",
         "csrc/heap.c",
         "csrc/heapbook.c",
         "csrc/heapmodel.c",

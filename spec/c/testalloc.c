@@ -11,6 +11,8 @@
 
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -139,6 +141,27 @@ static int l_disarm (lua_State *L) {
   return 2;
 }
 
+/*
+** fork() runs fn in a child and returns its exit status: 0 when fn
+** returned true. For the specs of what a forked child reads (memprobe's
+** kept /proc/self files), on runtimes without an FFI.
+*/
+static int l_fork (lua_State *L) {
+  pid_t pid;
+  int status = 0;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if ((pid = fork()) < 0)
+    return luaL_error(L, "fork failed");
+  if (pid == 0) {
+    int ok = lua_pcall(L, 0, 1, 0) == 0 && lua_toboolean(L, -1);
+    _exit(ok ? 0 : 1);
+  }
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+    return luaL_error(L, "waitpid failed");
+  lua_pushinteger(L, WEXITSTATUS(status));
+  return 1;
+}
+
 __attribute__((visibility("default")))
 int luaopen_memprobe_testalloc (lua_State *L);
 
@@ -147,6 +170,7 @@ int luaopen_memprobe_testalloc (lua_State *L) {
   static const luaL_Reg funcs[] = {
     { "arm",     l_arm },
     { "disarm",  l_disarm },
+    { "fork",    l_fork },
     { "install", l_install },
     { "remove",  l_remove },
     { NULL, NULL }
