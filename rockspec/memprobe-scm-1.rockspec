@@ -49,6 +49,7 @@ build = {
         "csrc/fill.c",
         "csrc/heap.c",
         "csrc/heapbook.c",
+        "csrc/heapdiff.c",
         "csrc/heapmodel.c",
         "csrc/heapwalk.c",
         "csrc/hookcell.c",
