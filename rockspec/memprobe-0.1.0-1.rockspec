@@ -58,7 +58,9 @@ build = {
         "csrc/parse.c",
         "csrc/pids.c",
         "csrc/process.c",
+        "csrc/pprof.c",
         "csrc/procfs.c",
+        "csrc/profile.c",
         "csrc/sharedcode.c",
         "csrc/sysvm.c",
         "csrc/textfile.c",
@@ -82,6 +84,7 @@ build = {
     ["memprobe.heapmodel"] = "lua/memprobe/heapmodel.lua",
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
     ["memprobe.options"] = "lua/memprobe/options.lua",
+    ["memprobe.profile"] = "lua/memprobe/profile.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },
