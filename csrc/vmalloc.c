@@ -570,13 +570,9 @@ MP_READER(l_allocinfo) {
   k.cap = memprobe_countlines(data, len);
   k.n = 0;
   k.v = (mp_allocsite *)mp_newuserdata(L, k.cap * sizeof(mp_allocsite));
-  if (memprobe_parse_allocinfo(data, len, &skipped, add_site, &k) < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s/allocinfo: no 'allocinfo - version:' header",
-                    c->root[MP_PROC]);
-    lua_pushinteger(L, 0);
-    return 3;
-  }
+  if (memprobe_parse_allocinfo(data, len, &skipped, add_site, &k) < 0)
+    return memprobe_result(L, 0, "%s/allocinfo: no 'allocinfo - version:' "
+                           "header", c->root[MP_PROC]);
   qsort(k.v, k.n, sizeof(mp_allocsite), by_bytes);
   lua_createtable(L, 0, 4);
   eol = memprobe_nextline(data, data + len);
