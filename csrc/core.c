@@ -71,6 +71,7 @@ MEMPROBE_API int luaopen_memprobe_core (lua_State *L) {
   memprobe_open_clock(L, c);
   memprobe_open_textfile(L, c);
   memprobe_open_pids(L, c);
+  memprobe_open_profile(L, c);
   lua_pop(L, 1);  /* the context stays alive as an upvalue */
   lua_pushliteral(L, MEMPROBE_VERSION);
   lua_setfield(L, -2, "_VERSION");

@@ -1,6 +1,6 @@
 /*
-** heap.c: Snapshot objects, the census, per-root ownership and snapshot
-** diffs built on the heap walk (heapwalk.c), and the registration of the
+** heap.c: Snapshot objects, the census and per-root ownership built on
+** the heap walk (heapwalk.c; heapdiff.c diffs two), and the registration of the
 ** heap_* functions.
 **
 ** A "memprobe.Snapshot" userdata owns the bookkeeping of one walk, kept
@@ -299,7 +299,7 @@ The heap walk behind `heap()`, `modules()`, `snapshot()` and `path()`:
 starts a `memprobe.Snapshot` over the given roots with the given size
 model, and runs its first step within the budgets. Methods: `step([ms [,
 units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
-`added(older [, top])`, `close()`.
+`close()` (heap_added diffs two).
 @function heap_snapshot
 @local
 @param model the size model (a table, or the job measuring it)
@@ -523,12 +523,6 @@ void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r) {
 static void setpath (lua_State *L, const snap *s, uint32_t r) {
   memprobe_pushpath(L, s, r);
   lua_setfield(L, -2, "path");
-}
-
-/* The walk's own objects and the code the host shares are not the
-** state's: no view counts them, and shared code gets its own row. */
-static int counted (const hobj *o) {
-  return !(o->flags & (F_IGNORE | F_HOST));
 }
 
 /* Pushes { [type] = { count, bytes } } for the types of n[] with a count. */
@@ -954,111 +948,10 @@ static int l_referrers (lua_State *L) {
   return 1;
 }
 
-typedef struct group {
-  uint32_t parent, edge, name;
-  double count, bytes;
-} group;
-
-/*
-** added(new, old, top) -> groups, grown. An object of new is old when old
-** has one of the same identity and type that it counted: the records old
-** ignores are its walk's own objects (queue, roots and options tables),
-** garbage once it finished, whose addresses new objects may take; only
-** its first, old's own userdata, lives on. Each added object belongs to
-** the group of its topmost added ancestor: (the old container it hangs
-** from, the edge into it, collapsed for data-like edges). Records are in
-** discovery order, so a parent always precedes its children.
-*/
-static int l_added (lua_State *L) {
-  snap *a = checksnap(L, 1), *b = checksnap(L, 2);
-  int top = (int)luaL_optinteger(L, 3, 20);
-  uint32_t i, ng = 0, gcap = 0, *topof, *gindex = NULL, gicap;
-  group *g = NULL;
-  int k;
-  luaL_argcheck(L, a->done, 1, "walk not finished");
-  luaL_argcheck(L, b->done, 2, "walk not finished");
-  lua_settop(L, 3);
-  topof = (uint32_t *)lua_newuserdata(L, (size_t)a->obj.n * 4 + 4);
-  gicap = 1024;
-  while (gicap < a->obj.n) gicap *= 2;
-  gindex = (uint32_t *)lua_newuserdata(L, (size_t)gicap * 4);
-  memset(gindex, 0, (size_t)gicap * 4);
-  lua_newtable(L);  /* holds group arrays as userdata as they grow */
-  for (i = 0; i < a->obj.n; i++) {
-    const hobj *o = REC(a, i);
-    int64_t j;
-    uint32_t t, gp, ge, gn, h, slot;
-    topof[i] = 0xffffffffu;
-    if (!counted(o) || o->type == T_PROTO) continue;
-    j = memprobe_lookup(b, o->p);
-    if (j >= 0 && REC(b, j)->type == o->type &&
-        (counted(REC(b, j)) || j == 0))  /* record 0: old itself */
-      continue;
-    t = o->parent ? topof[o->parent - 1] : 0xffffffffu;
-    if (t == 0xffffffffu) {  /* hangs from an old object: a new group */
-      t = i;
-      gp = o->parent;
-      ge = o->edge;
-      gn = memprobe_datalike(a, o->edge, o->parent) ? 0 : o->name;
-      h = memprobe_mix(((uint64_t)gp << 32) ^ ((uint64_t)ge << 24) ^ gn);
-      for (slot = h & (gicap - 1); gindex[slot] != 0;
-           slot = (slot + 1) & (gicap - 1)) {
-        group *x = &g[gindex[slot] - 1];
-        if (x->parent == gp && x->edge == ge && x->name == gn) break;
-      }
-      if (gindex[slot] == 0) {
-        if (ng == gcap) {
-          group *ngp;
-          gcap = gcap ? gcap * 2 : 64;
-          ngp = (group *)lua_newuserdata(L, gcap * sizeof(group));
-          if (ng) memcpy(ngp, g, ng * sizeof(group));
-          lua_rawseti(L, -2, 1);  /* the old array may go */
-          g = ngp;
-        }
-        g[ng].parent = gp; g[ng].edge = ge; g[ng].name = gn;
-        g[ng].count = g[ng].bytes = 0;
-        gindex[slot] = ++ng;
-      }
-      topof[i] = gindex[slot] - 1;
-    }
-    else
-      topof[i] = t;
-    g[topof[i]].count++;
-    g[topof[i]].bytes += SIZE(o);
-  }
-  lua_createtable(L, (int)ng, 0);
-  for (i = 0; i < ng; i++) {
-    lua_createtable(L, 0, 4);
-    setnum(L, "count", g[i].count);
-    setnum(L, "bytes", g[i].bytes);
-    if (g[i].parent) memprobe_pushpath(L, a, g[i].parent - 1);
-    else lua_newtable(L);
-    memprobe_pushedge(L, a, (int)g[i].edge, g[i].name,
-                      memprobe_datalike(a, (int)g[i].edge, g[i].parent));
-    lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
-    lua_setfield(L, -2, "path");
-    lua_rawseti(L, -2, (int)i + 1);
-  }
-  /* tables in both that grew: the 'top' that grew most */
-  lua_newtable(L);
-  k = 0;
-  for (i = 0; i < a->obj.n && top > 0; i++) {
-    const hobj *o = REC(a, i);
-    int64_t j;
-    if (!counted(o) || o->type != LUA_TTABLE) continue;
-    j = memprobe_lookup(b, o->p);
-    if (j < 0 || REC(b, j)->type != LUA_TTABLE || !counted(REC(b, j)) ||
-        o->aux <= REC(b, j)->aux)
-      continue;
-    lua_createtable(L, 0, 5);
-    setnum(L, "before", REC(b, j)->aux);
-    setnum(L, "after", o->aux);
-    setnum(L, "entries", (double)o->aux - REC(b, j)->aux);
-    setnum(L, "bytes", SIZE(o) - SIZE(REC(b, j)));
-    setpath(L, a, i);
-    lua_rawseti(L, -2, ++k);
-  }
-  return 2;
+/* For heapdiff.c, which builds snap:diff on these. */
+snap *memprobe_checksnap (lua_State *L, int i) { return checksnap(L, i); }
+void memprobe_setnum (lua_State *L, const char *k, double v) {
+  setnum(L, k, v);
 }
 
 /* }====================================================== */
@@ -1075,7 +968,6 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
     { NULL, NULL }
   };
   static const luaL_Reg methods[] = {
-    { "added",     l_added },
     { "census",    l_census },
     { "close",     snap_gc },
     { "referrers", l_referrers },
@@ -1105,6 +997,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   }
   lua_pop(L, 1);
   memprobe_open_model(L);
+  memprobe_open_heapdiff(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);

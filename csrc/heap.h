@@ -271,6 +271,12 @@ static inline int memprobe_datalike (const snap *s, int edge,
   return up->type == LUA_TTABLE && up->aux > DATAWIDE;
 }
 
+/* The walk's own objects and the code the host shares are not the
+** state's: no view counts them, and shared code gets its own row. */
+static inline int counted (const hobj *o) {
+  return !(o->flags & (F_IGNORE | F_HOST));
+}
+
 /* heapwalk.c: the bookkeeping outside the Lua heap */
 MP_API void memprobe_nomem (lua_State *L);
 MP_API void *memprobe_xrealloc (lua_State *L, snap *s, void *p, size_t osz,
@@ -338,5 +344,10 @@ MP_API int memprobe_l_rows (lua_State *L);
 MP_API void memprobe_pushedge (lua_State *L, const snap *s, int edge,
                                uint32_t name, int data);
 MP_API void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r);
+
+/* heap.c: for heapdiff.c, the diff of two snapshots as a job */
+MP_API snap *memprobe_checksnap (lua_State *L, int i);
+MP_API void memprobe_setnum (lua_State *L, const char *k, double v);
+MP_API void memprobe_open_heapdiff (lua_State *L);
 
 #endif

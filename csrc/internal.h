@@ -331,6 +331,7 @@ MP_API void memprobe_btab_free (mp_btab *b);
 #define MP_NTAGS   16   /* osize type tags, variant bits folded away */
 
 struct mp_cell;
+struct mp_prof;
 
 typedef struct mp_tracker {
   lua_Alloc f;            /* the allocator we chain to, and its ud */
@@ -353,6 +354,11 @@ typedef struct mp_tracker {
   uint64_t hist[MP_NCLASS];
   uint64_t type_n[MP_NTAGS], type_b[MP_NTAGS];
   struct mp_cell *cell;   /* the hook's way to this tracker */
+  /* profile.c: the sampler's share of the hot path */
+  size_t left;            /* bytes to the next sample, SIZE_MAX: none */
+  const unsigned char *pseen;  /* sampled live blocks per address bucket,
+                                  NULL when there is none */
+  struct mp_prof *prof;   /* the attached profile, or NULL */
 } mp_tracker;
 
 /*
@@ -422,6 +428,36 @@ MP_API void memprobe_guard (mp_tracker *t);
 MP_API uint64_t memprobe_allocs (const mp_tracker *t);
 MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
 MP_API void memprobe_open_heap (lua_State *L, mp_ctx *c);
+
+/*
+** profile.c: the sampled allocation-site profiler. memprobe_prof_note is
+** the allocator's side (no Lua): the slow path calls it for every call it
+** forwards while a profile is attached; memprobe_prof_forget for a free
+** of a block whose address bucket holds a sampled block.
+*/
+#define MP_SEENBITS  16
+static inline unsigned memprobe_seenslot (const void *p) {
+  return (unsigned)(((uintptr_t)p >> 4) & ((1u << MP_SEENBITS) - 1));
+}
+MP_API void memprobe_prof_note (mp_tracker *t, void *p, void *ptr,
+                                size_t osize, size_t nsize);
+MP_API void memprobe_prof_forget (mp_tracker *t, void *ptr);
+MP_API void memprobe_prof_detach (mp_tracker *t);
+MP_API void memprobe_open_profile (lua_State *L, mp_ctx *c);
+
+/* pprof.c: profile.proto, gzip'd, from neutral arrays (see there) */
+typedef struct mp_pp_frame {
+  const char *src, *func;     /* file, function name */
+  int line, linedefined;
+} mp_pp_frame;
+typedef struct mp_pp_sample {
+  int64_t v[4];               /* alloc objects, bytes, inuse objects, bytes */
+  uint32_t n;                 /* frames, leaf first: 1-based frame indexes */
+  const uint32_t *f;
+} mp_pp_sample;
+MP_API int memprobe_pprof_write (const char *path, const mp_pp_sample *s,
+                                 size_t ns, const mp_pp_frame *f, size_t nf,
+                                 int64_t period, int def);
 
 /*
 ** heapbook.c: the heap walk's bookkeeping containers, in the C heap and

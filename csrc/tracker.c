@@ -165,12 +165,17 @@ static void *slow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
     t->mark = SIZE_MAX;
     memprobe_guard(t);
   }
+  if (t->prof != NULL)
+    memprobe_prof_note(t, p, ptr, osize, nsize);
   return p;
 }
 
 /*
 ** Growth below the guard: a new block or a realloc. Kept out of the hook
-** so that frees, the other half of all calls, need no stack frame.
+** so that frees, the other half of all calls, need no stack frame. The
+** profiler's byte clock ('left', SIZE_MAX when no profile samples) runs
+** here: the growth that reaches it, and a realloc of a block in a bucket
+** with sampled blocks, go to the slow path, which takes the sample.
 */
 #if defined(__GNUC__)
 __attribute__((noinline))
@@ -178,7 +183,7 @@ __attribute__((noinline))
 static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   void *p;
   if (ptr == NULL) {  /* osize is a type tag (5.2+) or 0 */
-    if (mp_unlikely(t->live + nsize > t->guard))
+    if (mp_unlikely(t->live + nsize > t->guard || nsize >= t->left))
       return slow(t, ptr, osize, nsize);
     if (mp_unlikely((p = t->f(t->ud, NULL, osize, nsize)) == NULL)) {
       t->failed++;
@@ -192,10 +197,13 @@ static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
     t->type_n[osize & 0x0F]++;
     t->type_b[osize & 0x0F] += nsize;
 #endif
+    t->left -= nsize;
     return p;
   }
   if (mp_unlikely(t->ledger ||
-                  (nsize > osize && t->live + (nsize - osize) > t->guard)))
+                  (nsize > osize && (t->live + (nsize - osize) > t->guard ||
+                                     nsize - osize >= t->left)) ||
+                  (t->pseen != NULL && t->pseen[memprobe_seenslot(ptr)])))
     return slow(t, ptr, osize, nsize);
   if (mp_unlikely((p = t->f(t->ud, ptr, osize, nsize)) == NULL)) {
     t->failed++;
@@ -205,6 +213,8 @@ static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   if (t->live > t->peak)
     t->peak = t->live;
   t->reallocs++;
+  if (nsize > osize)
+    t->left -= nsize - osize;
   return p;
 }
 
@@ -224,6 +234,8 @@ static inline void *hook (mp_tracker *t, void *ptr, size_t osize,
   if (ptr != NULL) {  /* free(NULL), which 5.4 does, counts for nothing */
     if (mp_unlikely(t->ledger))
       return slow(t, ptr, osize, 0);
+    if (mp_unlikely(t->pseen != NULL) && t->pseen[memprobe_seenslot(ptr)])
+      memprobe_prof_forget(t, ptr);
     t->live -= osize;
     t->frees++;
   }
@@ -262,6 +274,7 @@ void memprobe_tracker_init (mp_tracker *t, lua_Alloc f, void *ud) {
   t->f = f;
   t->ud = ud;
   t->guard = t->limit = t->mark = SIZE_MAX;
+  t->left = SIZE_MAX;
 }
 
 /*
@@ -269,6 +282,7 @@ void memprobe_tracker_init (mp_tracker *t, lua_Alloc f, void *ud) {
 ** leaves it forwarding: no limit, mark or ledger.
 */
 void memprobe_tracker_clear (mp_tracker *t) {
+  memprobe_prof_detach(t);
   memprobe_btab_free(&t->blocks);
   free(t->tag_live);
   t->tag_live = NULL;

@@ -124,6 +124,11 @@ local rows = {
   ledger = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true },
   tracker = { ok = { A() }, bad = {}, arity = 0, extra = "ignored", volatile = true,
               fault = false },
+  -- profile() stops the profile before it: each good call starts one.
+  profile = { ok = { A(), A({ rate = 65536 }) },
+              bad = { { 1, A(5) }, { 1, A("x") }, { 1, A(true) }, { 1, A({ bogus = 1 }) },
+                      { 1, A({ rate = 0 }) }, { 1, A({ rate = "x" }) } },
+              arity = 1, extra = "ignored", volatile = true, fault = false },
   track = { ok = { A(), A({}) },
             bad = { { 1, A(5) }, { 1, A("x") }, { 1, A(true) }, { 1, A({ bogus = 1 }) } },
             arity = 1, extra = "ignored", volatile = true, fault = false },

@@ -11,6 +11,7 @@ local check = require("memprobe.options").check
 
 local M = {}
 local Console = {}
+local waiting, replay  -- defined with Console:run
 Console.__index = Console
 
 local size = format.size
@@ -176,23 +177,131 @@ local function millions(n)
   return ("%d"):format(math.floor(n))
 end
 
--- The result of heap() or modules(): at once, or with opts.budget_ms from
--- a job the console keeps, which run() and console:step(ms) advance; nil
--- and a progress line while it walks.
+--- Budgeted commands.
+-- With `budget_ms`, a command that walks the heap or collects it starts
+-- a job the console keeps (in `self.jobs`, by command): `run` and
+-- `console:step(ms)` advance it, and until it is done the command answers
+-- with its progress. A task is a job made of stages, each a
+-- `function(task, ms)` that says true when done; `task.job` is the job
+-- whose progress the reply shows, `task.what` what it does.
+-- @section tasks
+local Task = {}
+Task.__index = Task
+
+local function task(self, what, stages, finish)
+  return setmetatable({ clock = self.mp.clock, what = what, stages = stages,
+                        at = 1, finish = finish }, Task)
+end
+
+function Task:step(ms)
+  local clock = self.clock
+  local deadline = clock() + ms / 1000
+  while self.at <= #self.stages do
+    local left = math.max((deadline - clock()) * 1000, 0.01)
+    if not self.stages[self.at](self, left) then return false end
+    self.at = self.at + 1
+    self.job = nil
+    if self.at <= #self.stages and clock() >= deadline then return false end
+  end
+  if self.res == nil then self.res = self:finish() end
+  return true
+end
+
+function Task:progress()
+  if self.job then return self.job:progress() end
+  return 0, 1, 0
+end
+
+function Task:result()
+  return self.res
+end
+
+-- A stage that runs a job made by make(task, ms) to its end, then hands
+-- its result to done(task, result).
+local function stage(make, done)
+  return function(t, ms)
+    if not t.job then
+      -- a job's first slice runs as it is made
+      local made = t.clock()
+      t.job = make(t, ms)
+      ms = ms - (t.clock() - made) * 1000
+      if ms < 0.01 then return false end
+    end
+    if not t.job:step(ms) then return false end
+    done(t, t.job:result())
+    return true
+  end
+end
+
+-- The progress line of a job.
+local function progress_line(job)
+  local n, total, f = job:progress()
+  return ("%s: %d%% (%s of %s objects)"):format(job.what or "walking heap",
+    math.floor(f * 100), millions(n), millions(total))
+end
+
+-- Runs the queue of jobs for up to ms: one job at a time, oldest first
+-- (two walks at once would each see the other's queue change under it,
+-- and share the budget besides). A job starts when it reaches the head.
+-- True when one finished.
+local function advance(self, ms)
+  local clock = self.mp.clock
+  local deadline = clock() + ms / 1000
+  local finished = false
+  while #self.queue > 0 do
+    local rest = (deadline - clock()) * 1000
+    if rest < ms / 10 then break end
+    local e = self.jobs[self.queue[1]]
+    if not e.job then
+      e.job = e.make(rest)  -- its first slice runs as it is made
+      rest = (deadline - clock()) * 1000
+    end
+    if rest < 0.01 or not e.job:step(rest) then break end
+    e.finished, finished = true, true
+    table.remove(self.queue, 1)
+  end
+  return finished
+end
+
+-- The result of the job 'key' makes (make() starts it): at once when
+-- ready, else nil and its progress line. The queue advances within
+-- budget_ms; once done, the next run of its command takes its result,
+-- or a replay for the host's reply function.
+local function pending(self, key, make)
+  local e = self.jobs[key]
+  if not e then
+    e = { make = make }
+    self.jobs[key] = e
+    self.queue[#self.queue + 1] = key
+  end
+  -- a replay only answers: the ticks advance the queue
+  if not e.finished and not self.replaying then advance(self, self.budget_ms) end
+  if not e.finished then
+    self.walking = key
+    if not e.job then
+      return nil, ("walking heap: queued after '%s'"):format(self.queue[1])
+    end
+    return nil, progress_line(e.job)
+  end
+  if not self.replaying then self.jobs[key] = nil end
+  return e.job:result()
+end
+
+-- The result of heap() or modules(): at once, or with budget_ms from a
+-- job; nil and a progress line while it walks.
 local function walked(self, what)
   if not self.budget_ms then return need(self.mp[what]()) end
-  local job = self.jobs[what]
-  if not job then
-    job = self.mp[what]{ max_ms = self.budget_ms }
-    self.jobs[what] = job
-  end
-  if not job:step(self.budget_ms) then
-    local n, total, f = job:progress()
-    return nil, ("walking heap: %d%% (%s of %s objects)")
-      :format(math.floor(f * 100), millions(n), millions(total))
-  end
-  self.jobs[what] = nil
-  return need(job:result())
+  local r, line = pending(self, what, function(ms)
+    return self.mp[what]{ max_ms = ms }
+  end)
+  if r == nil and line then return nil, line end
+  return need(r)
+end
+
+-- The Lua heap's live bytes, after collections: garbage is no growth.
+local function live()
+  require("memprobe.settle").settle()
+  return math.floor(collectgarbage("count") * 1024)
 end
 
 def("modules", "[N]: live bytes per package.loaded entry", function(self, n)
@@ -222,35 +331,72 @@ def("heap", "census of the Lua heap by type", function(self)
   return format.columns({ "type", "count", "bytes" }, cells), h
 end)
 
--- The Lua heap's live bytes, after collections: garbage is no growth.
-local function live()
-  require("memprobe.settle").settle()
-  return math.floor(collectgarbage("count") * 1024)
+-- The modules rows the mark/diff pair compares: the stack holds the
+-- console's own call, the mark included.
+local function by_module(rows)
+  local m, total = {}, 0
+  for _, r in ipairs(rows or {}) do
+    if r.name ~= "(stack)" then
+      m[r.name] = r.exclusive
+      total = total + r.exclusive
+    end
+  end
+  return m, total
 end
 
 -- What the mark/diff pair compares besides the Lua heap; each source may
--- be unreadable.
+-- be unreadable. With budget_ms, the modules walk is a stage of the task.
 local function observe(mp)
   local o = {}
   o.slab = mp.slabinfo and mp.slabinfo() or nil
-  if mp.modules then
-    o.modules = {}
-    for _, r in ipairs(mp.modules() or {}) do
-      -- the stack holds the console's own call, the mark included
-      if r.name ~= "(stack)" then o.modules[r.name] = r.exclusive end
-    end
-  end
+  if mp.modules then o.modules = by_module(mp.modules()) end
   return o
 end
 
+-- What the comparison needs, loaded before a mark counts: none of it is
+-- the host's growth. The size model is measured apart (warm_model).
+local function warm(self)
+  require "memprobe.heap"
+  require "memprobe.diff"
+  if self.mp.slabinfo then
+    local s = self.mp.slabinfo()
+    if s then self.mp.diff(s, s) end
+  end
+  return true
+end
+
+-- The heap walk's size model, measured within ms (all of it without).
+local function warm_model(ms)
+  return require("memprobe.heap").model_ready(ms)
+end
+
+-- The mark's task: warm, then the modules walk, whose live total (the
+-- stack left out) is the mark's Lua heap: a walk counts no garbage, and
+-- a full collection cannot be cut in slices in generational mode.
+local function mark_task(self)
+  local marked = {}
+  return task(self, "walking heap", {
+    function() return warm(self) end,
+    function(_, ms) return warm_model(ms) end,
+    stage(function(t, ms)
+      t.what = "walking heap"
+      marked.slab = self.mp.slabinfo and self.mp.slabinfo() or nil
+      return self.mp.modules{ max_ms = ms }
+    end, function(_, rows) marked.modules, marked.walked = by_module(rows) end),
+  }, function() return marked end)
+end
+
 def("mark", "remember the present, for 'diff'", function(self)
-  -- the first observation loads what the walk needs (memprobe.heap, its
-  -- size model, memprobe.diff) and is thrown away: none of that is the
-  -- host's growth
-  local warm = observe(self.mp)
-  if warm.slab then self.mp.diff(warm.slab, warm.slab) end
-  warm = nil  -- luacheck: ignore 311 (not counted in the mark)
   local text, data = "marked: " .. os.date("%H:%M:%S"), { ok = true }
+  if self.budget_ms then
+    local marked, walking = pending(self, "mark", function() return mark_task(self) end)
+    if not marked then return walking, nil end
+    self.marked = marked
+    return text, data
+  end
+  -- the heap walk, its size model and memprobe.diff load first
+  warm(self)
+  warm_model()
   local marked = observe(self.mp)
   self.marked = marked
   -- counted with the mark itself held, as 'diff' will count it; a mark
@@ -261,11 +407,8 @@ def("mark", "remember the present, for 'diff'", function(self)
   return text, data
 end)
 
-def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
-  local old = self.marked
-  if not old then return "no mark yet: type 'mark' first", nil end
-  local grew = live() - old.lua  -- before this diff makes anything
-  local now = observe(self.mp)
+-- The diff's text and figures from the mark and now.
+local function compare(self, old, grew, now)
   local lines = { "lua heap " .. size(grew) }
   local data = { lua = grew }
   if old.slab and now.slab then
@@ -288,6 +431,29 @@ def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
     end
   end
   return table.concat(lines, "\n"), data
+end
+
+-- The diff's task: the modules walk, as the mark's.
+local function diff_task(self)
+  local now = {}
+  return task(self, "walking heap", {
+    stage(function(_, ms)
+      now.slab = self.mp.slabinfo and self.mp.slabinfo() or nil
+      return self.mp.modules{ max_ms = ms }
+    end, function(_, rows) now.modules, now.walked = by_module(rows) end),
+  }, function() return now end)
+end
+
+def("diff", "what grew since 'mark': slab, Lua, modules", function(self)
+  local old = self.marked
+  if not old then return "no mark yet: type 'mark' first", nil end
+  if self.budget_ms then
+    local now, walking = pending(self, "diff", function() return diff_task(self) end)
+    if not now then return walking, nil end
+    return compare(self, old, now.walked - old.walked, now)
+  end
+  local grew = live() - old.lua  -- before this diff makes anything
+  return compare(self, old, grew, observe(self.mp))
 end)
 
 def("gc", "full collection; shows what it freed", function()
@@ -334,7 +500,10 @@ def("limit", "<size: 512M, 2G ...>|off: cap the Lua heap", function(self, what)
   local bytes = M.parse_size(what or "")
   if not bytes then return "usage: limit <size like 512M>|off", nil end
   if bytes >= 2^53 then return "refused: " .. shown(what, 20) .. " is more than any heap", nil end
-  local floor = least_limit(live())
+  -- with a budget, no collections: garbage counts as live, which only
+  -- raises the least limit
+  local floor = least_limit(self.budget_ms and
+    math.floor(collectgarbage("count") * 1024) or live())
   if bytes < floor then
     return ("refused: %s is below live plus headroom; at least %s"):format(
       size(bytes), size(floor)), nil
@@ -454,13 +623,49 @@ local function limit_off(self, line)
   return t ~= nil
 end
 
+-- Remembers a line that answered with a job's progress, for replay.
+waiting = function(self, line)
+  for _, w in ipairs(self.waiting) do if w == line then return end end
+  self.waiting[#self.waiting + 1] = line
+end
+
+-- Answers through self.reply the waiting lines whose jobs are done; each
+-- finished job serves every line that waited for it, then goes.
+replay = function(self)
+  local lines = self.waiting
+  self.waiting = {}
+  self.replaying = true
+  local answers = {}
+  for _, line in ipairs(lines) do
+    self.walking = nil
+    local ok, text = pcall(answer, self, line)
+    if self.walking then
+      self.waiting[#self.waiting + 1] = line
+    else
+      if not (ok and type(text) == "string") then
+        local ok2, msg = pcall(oneline, text)
+        text = ok2 and msg or "failed: not enough memory"
+      end
+      answers[#answers + 1] = { line, text }
+    end
+  end
+  self.replaying = nil
+  for key, e in pairs(self.jobs) do
+    if e.finished then self.jobs[key] = nil end
+  end
+  for _, a in ipairs(answers) do pcall(self.reply, a[1], a[2]) end
+end
+
 --- Runs one line typed by an operator.
 -- @tparam string line e.g. `"mem slab 10"` or `"slab 10"`
 -- @treturn string text to print: exactly one value, and it never raises,
 -- so `return console:run(line)` hands a reply function a string
 function Console:run(line)
   if limit_off(self, line) then return "limit off" end
+  local console = type(self) == "table" and self or {}
+  console.walking = nil
   local ok, text = pcall(answer, self, line)
+  if console.walking then waiting(console, line) end
   if ok and type(text) == "string" then return text end
   local ok2, msg = pcall(oneline, text)
   return ok2 and msg or "failed: not enough memory"
@@ -473,7 +678,10 @@ local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the ca
 -- @treturn ?table the figures, or nil and the text (a hint or an error)
 function Console:data(line)
   if limit_off(self, line) then return LIMIT_OFF end
+  local console = type(self) == "table" and self or {}
+  console.walking = nil
   local ok, text, data = pcall(answer, self, line)
+  if console.walking then waiting(console, line) end
   if not ok then
     local ok2, msg = pcall(oneline, text)
     return nil, ok2 and msg or "failed: not enough memory"
@@ -482,32 +690,36 @@ function Console:data(line)
   return data
 end
 
---- Advances the heap walks that `heap` and `modules` started (with
--- `budget_ms`), from the host's tick: a game loop's frame, an
--- `ngx.timer`, a `skynet.timeout`.
+--- Advances the jobs that budgeted commands started (`heap`,
+-- `modules`, `mark`, `diff`), from the host's tick: a game
+-- loop's frame, an `ngx.timer`, a `skynet.timeout`. They run one at a
+-- time, oldest first, within the one budget. When one is done and the
+-- console has a `reply` function, the lines that waited for it are
+-- answered through it; else the next `run` of the command answers.
 -- @tparam[opt] number ms the budget of this tick (default `budget_ms`)
--- @treturn boolean true when no walk is left
+-- @treturn boolean true when no job is left
 function Console:step(ms)
-  local left = true
-  for _, job in pairs(self.jobs) do
-    if not job:step(ms or self.budget_ms) then left = false end
-  end
-  return left
+  if advance(self, ms or self.budget_ms or 2) and self.reply then replay(self) end
+  return #self.queue == 0
 end
 
 --- Creates a console.
 -- @tparam[opt] table opts `allow_drop_caches` (default false): whether
--- `drop` may write /proc/sys/vm/drop_caches; `budget_ms`: `heap` and
--- `modules` walk in slices of that many milliseconds, answering with
--- their progress until the next `run` finds them done
+-- `drop` may write /proc/sys/vm/drop_caches; `budget_ms`: the commands
+-- that walk the heap (`heap`, `modules`, `mark`, `diff`) run as jobs in
+-- slices of that many milliseconds, answering
+-- with their progress until done; `reply(line, text)`: called from
+-- `step` with the answer of each line that waited for a job
 -- @treturn table a console with `run(line)`, `data(line)` and `step(ms)`
 function M.new(opts)
-  opts = check("new", opts, { allow_drop_caches = "boolean", budget_ms = "number" }, 1, 3)
+  opts = check("new", opts, { allow_drop_caches = "boolean",
+                               budget_ms = "number", reply = "function" }, 1, 3)
   return setmetatable({
     mp = require "memprobe",
     allow_drop_caches = opts.allow_drop_caches == true,
     budget_ms = opts.budget_ms and opts.budget_ms > 0 and opts.budget_ms or nil,
-    jobs = {},
+    reply = opts.reply,
+    jobs = {}, queue = {}, waiting = {},
   }, Console)
 end
 

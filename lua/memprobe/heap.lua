@@ -15,6 +15,7 @@ local ipairs, next, type, error, pcall = ipairs, next, type, error, pcall
 local setmetatable, tostring = setmetatable, tostring
 local match, format = string.match, string.format
 local concat, sort = table.concat, table.sort
+local clock = core.clock
 
 local calibrate_in = require "memprobe.heapmodel"
 
@@ -67,6 +68,18 @@ function M.model(opts)
   return model_cache
 end
 local model = M.model
+
+--- Measures the model for up to `ms` milliseconds (in the scratch state)
+-- and says whether it is known: a console warms it from its ticks.
+-- @tparam number ms
+-- @treturn boolean true once the model is known
+function M.model_ready(ms)
+  if model_cache then return true end
+  local job = measuring()
+  if not job:step(ms) then return false end
+  model_cache = job:result()
+  return true
+end
 
 local function sorted_keys(t)
   local keys = {}
@@ -195,11 +208,6 @@ local function walk(opts, label_each, target, fname, tally)
   return core.heap_snapshot(model_or_job(opts), roots, o), names, roots
 end
 
-local function finish(snap)
-  while not snap:step() do end
-  return snap
-end
-
 -- Objects per byte of collectgarbage("count") in the last walk that
 -- finished, for a job's estimate of its total; a guess before the first.
 local density = 1 / 100
@@ -225,7 +233,7 @@ function Job:step(ms)
       tostring(ms)), 2)
   end
   ms = ms or self.ms
-  local snap = self.snap
+  local snap, started = self.snap, clock()
   if self.res == nil then
     local walked = snap:step(ms)
     self.objects = snap:stats().objects
@@ -235,8 +243,9 @@ function Job:step(ms)
     if self.gc_bytes > 0 then density = self.objects / self.gc_bytes end
     self.res = r
   end
-  -- the bookkeeping of millions of objects goes back in slices too
-  self.done = snap:release(ms)
+  -- the bookkeeping of millions of objects goes back in slices too,
+  -- within what is left of this step's budget
+  self.done = snap:release(ms and math.max(ms - (clock() - started) * 1000, 0.01))
   if self.done then self.snap = nil end
   return self.done
 end
@@ -384,24 +393,11 @@ end
 -- 1, the VM's edges (upvalues, locals, metatables) 2.
 local anon_cost = { root = 0, field = 0, index = 1, numkey = 1, objkey = 1 }
 
---- The shortest readable reference paths to obj, named keys first.
--- @param obj a table, function, userdata, thread or string
--- @tparam[opt] table opts `max` paths (default 5), `model`
--- @treturn {string,...}
-function M.path(obj, opts)
-  local t = type(obj)
-  if t ~= "table" and t ~= "function" and t ~= "userdata" and
-     t ~= "thread" and t ~= "string" then
-    error(format("bad argument #1 to 'path' (collectable value expected, got %s)",
-      t), 2)
-  end
-  opts = opts or {}
-  local snap = finish((walk(opts, false, obj)))
-  local ok, refs = pcall(snap.referrers, snap)
-  snap:close()
-  if not ok then error(refs, 0) end
+-- The paths of the referrers a finished walk with a target found,
+-- ranked: named keys first, then shorter.
+local function paths_of(snap, max)
   local list, others = {}, false
-  for _, r in ipairs(refs) do
+  for _, r in ipairs(snap:referrers()) do
     local anon = 0
     for _, e in ipairs(r.path) do anon = anon + (anon_cost[e.kind] or 2) end
     -- the running thread's locals hold obj at least in this call: show
@@ -418,8 +414,7 @@ function M.path(obj, opts)
   end)
   local out, seen = {}, {}
   for _, e in ipairs(list) do
-    if not seen[e.path] and #out < (opts.max or 5) and
-       not (others and e.stack) then
+    if not seen[e.path] and #out < max and not (others and e.stack) then
       seen[e.path] = true
       out[#out + 1] = e.path
     end
@@ -427,10 +422,36 @@ function M.path(obj, opts)
   return out
 end
 
--- Merges groups from snap:added() by path pattern, biggest first.
-local function merge(groups)
-  local by, out = {}, {}
-  for _, g in ipairs(groups) do
+--- The shortest readable reference paths to obj, named keys first.
+-- @param obj a table, function, userdata, thread or string
+-- @tparam[opt] table opts `max` paths (default 5), `model`; `max_ms`
+-- returns a job instead
+-- @treturn {string,...}
+function M.path(obj, opts)
+  local t = type(obj)
+  if t ~= "table" and t ~= "function" and t ~= "userdata" and
+     t ~= "thread" and t ~= "string" then
+    error(format("bad argument #1 to 'path' (collectable value expected, got %s)",
+      t), 2)
+  end
+  opts = opts or {}
+  local gc_bytes = gc_live()
+  local max = opts.max or 5
+  local snap = walk(opts, false, obj, "path")
+  return run(snap, opts, gc_bytes, function(s) return paths_of(s, max) end)
+end
+
+-- Merges the groups of a heap_added job by path pattern into m (a
+-- merger: { by = {}, out = {}, at = 1 }) until the deadline; true when
+-- all are in.
+local function merge(m, groups, deadline)
+  local by, out = m.by, m.out
+  for i = m.at, #groups do
+    if deadline and i % 256 == 0 and clock() >= deadline then
+      m.at = i
+      return false
+    end
+    local g = groups[i]
     local p = pattern(g.path)
     local e = by[p]
     if not e then
@@ -441,27 +462,51 @@ local function merge(groups)
     e.count = e.count + g.count
     e.bytes = e.bytes + g.bytes
   end
-  sort(out, function(a, b)
-    if a.bytes ~= b.bytes then return a.bytes > b.bytes end
-    return a.path < b.path
-  end)
-  return out
+  m.at = #groups + 1
+  return true
 end
 
---- What changed from `older` to `newer` (both finished snapshots):
--- objects added, grouped by reference-path pattern; tables that grew and
--- by how many entries; objects freed, grouped the same way.
--- @return `{ added = {{path, count, bytes}}, grown = {{path, before, after,
--- entries, bytes}}, freed = {...}, added_bytes, freed_bytes }`
-function M.diff(newer, older, opts)
-  opts = opts or {}
-  local added, grown = newer:added(older, opts.top or 20)
-  local freed = older:added(newer, 0)
-  local d = { added = merge(added), freed = merge(freed), grown = {},
+local function bigger(a, b)
+  if a.bytes ~= b.bytes then return a.bytes > b.bytes end
+  return a.path < b.path
+end
+
+--- A diff that advances by `job:step([ms])`: `snap:diff(older,
+-- {max_ms})` returns one.
+-- @type DiffJob
+local DiffJob = {}
+DiffJob.__index = DiffJob
+
+-- The phases: what newer adds, what older had (freed), then the groups
+-- of each merged by pattern.
+local function diff_step(self, deadline)
+  local function left()
+    return deadline and math.max((deadline - clock()) * 1000, 0.001) or nil
+  end
+  if self.phase == 1 then
+    if not self.add:step(left()) then return false end
+    self.groups, self.grown = self.add:result()
+    self.add = core.heap_added(self.older, self.newer, 0)
+    self.phase = 2
+  end
+  if self.phase == 2 then
+    if not self.add:step(left()) then return false end
+    self.fgroups = self.add:result()
+    self.add = nil
+    self.m, self.fm = { by = {}, out = {}, at = 1 }, { by = {}, out = {}, at = 1 }
+    self.phase = 3
+  end
+  if not merge(self.m, self.groups, deadline) or
+     not merge(self.fm, self.fgroups, deadline) then
+    return false
+  end
+  local d = { added = self.m.out, freed = self.fm.out, grown = {},
               added_bytes = 0, freed_bytes = 0 }
+  sort(d.added, bigger)
+  sort(d.freed, bigger)
   for _, g in ipairs(d.added) do d.added_bytes = d.added_bytes + g.bytes end
   for _, g in ipairs(d.freed) do d.freed_bytes = d.freed_bytes + g.bytes end
-  for _, g in ipairs(grown) do
+  for _, g in ipairs(self.grown) do
     g.path = join(g.path)
     d.grown[#d.grown + 1] = g
   end
@@ -469,13 +514,83 @@ function M.diff(newer, older, opts)
     if a.entries ~= b.entries then return a.entries > b.entries end
     return a.path < b.path
   end)
-  local top = opts.top or 20
-  for i = #d.grown, top + 1, -1 do d.grown[i] = nil end
-  return d
+  self.res = d
+  self.newer, self.older, self.groups, self.fgroups = nil, nil, nil, nil
+  self.grown, self.m, self.fm = nil, nil, nil
+  return true
 end
 
-own[1], own[2], own[3], own[4], own[5], own[6], own[7], own[8] =
-  walk, finish, M.heap, M.modules, M.snapshot, M.path, Job.step, run
+--- Advances the diff within `ms` milliseconds (default: the job's
+-- `max_ms`).
+-- @treturn boolean true when the result is ready
+function DiffJob:step(ms)
+  if self.res then return true end
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms <= 0) then
+    error(format("bad argument #1 to 'step' (milliseconds > 0 expected, got %s)",
+      tostring(ms)), 2)
+  end
+  ms = ms or self.ms
+  return diff_step(self, ms and clock() + ms / 1000)
+end
+
+--- The diff, as `snap:diff` without `max_ms` returns it; nil until
+-- `step` said true.
+function DiffJob:result()
+  return self.res
+end
+
+--- Records compared so far, the records of both snapshots, a fraction.
+-- @treturn number objects, number total, number fraction
+function DiffJob:progress()
+  local total = self.total
+  if self.res then return total, total, 1 end
+  local n = total
+  if self.add then
+    n = self.add:progress()
+    if self.phase == 2 then n = n + self.n1 end
+  end
+  -- the merge comes last: done at 1 only
+  return n, total, math.min(n / total, 0.99)
+end
+
+--- Stops the diff.
+function DiffJob:close()
+  if self.add then self.add:close() end
+  self.add, self.newer, self.older = nil, nil, nil
+  if not self.res then self.res = false end
+end
+
+--- Diffs of snapshots.
+-- @section diffs
+
+--- What changed from `older` to `newer` (both finished snapshots):
+-- objects added, grouped by reference-path pattern; tables that grew and
+-- by how many entries; objects freed, grouped the same way.
+-- @param newer the later snapshot (`snap` in `snap:diff(older)`)
+-- @param older the earlier snapshot
+-- @tparam[opt] table opts `top` tables that grew (20); `max_ms` returns
+-- a job instead, which compares both in slices
+-- @return `{ added = {{path, count, bytes}}, grown = {{path, before, after,
+-- entries, bytes}}, freed = {...}, added_bytes, freed_bytes }`
+function M.diff(newer, older, opts)
+  opts = opts or {}
+  local ms = opts.max_ms
+  if ms ~= nil and (type(ms) ~= "number" or not (ms > 0 and ms <= 1e9)) then
+    error("bad argument #2 to 'diff' (max_ms must be a number of milliseconds > 0)", 2)
+  end
+  local add = core.heap_added(newer, older, opts.top or 20)
+  local _, n1 = add:progress()
+  local n2 = older:stats().objects
+  local j = setmetatable({ newer = newer, older = older, add = add, phase = 1,
+                           ms = ms, n1 = n1, total = math.max(n1 + n2, 1) },
+                         DiffJob)
+  if ms then return j end
+  j:step()
+  return j.res
+end
+
+own[1], own[2], own[3], own[4], own[5], own[6], own[7] =
+  walk, M.heap, M.modules, M.snapshot, M.path, Job.step, run
 
 -- snap:diff(older) on every snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]

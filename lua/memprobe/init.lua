@@ -44,6 +44,14 @@ M.account_requires = requires.account_requires
 -- @function requires
 -- @treturn table the rows, in load order
 M.requires = requires.requires
+
+--- Starts the sampled allocation-site profiler; see `memprobe.profile`.
+-- @function profile
+-- @tparam[opt] table opts `rate` (bytes per sample on average, default
+-- 64 KiB), `seed`
+-- @treturn Profile the running profile (`p:top()`, `p:folded()`,
+-- `p:pprof(path)`, `p:flamegraph(path)`, `p:stop()`, `p:reset()`)
+M.profile = function(opts) return require("memprobe.profile").new(opts) end
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
 local function heap() return require "memprobe.heap" end
 local check = require("memprobe.options").check

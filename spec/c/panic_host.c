@@ -27,8 +27,12 @@ static const char grow[] =
   "local q = {}\n"
   "for i = 1, 1e7 do q[i] = { i } end\n";
 
+/* Only a string is printed: converting the number 5.2 passes would
+** allocate, past the limit when the last refused block was a small one,
+** and raise again into this handler until the C stack overflows. */
 static int panic (lua_State *L) {
-  const char *msg = lua_tostring(L, -1);
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                    : NULL;
   printf("panic: %s\n", msg != NULL ? msg : "(no message)");
   fflush(stdout);
   return 0;  /* the runtime ends the process */

@@ -1,0 +1,242 @@
+--- The sampled allocation-site profiler: `memprobe.profile{ rate = BYTES }`.
+--
+-- The C core (csrc/profile.c) samples one allocation per `rate` bytes on
+-- average (a Poisson process over allocated bytes) and charges each
+-- sample to the Lua stack at the next instruction the VM runs; this
+-- layer turns its rows into the reports: `top`, `folded`, `pprof` and
+-- `flamegraph`. docs/profile.md says what a sample is charged to.
+-- @module memprobe.profile
+
+local core = require "memprobe.core"
+
+local M = {}
+-- The profile that samples now, if any (weak: a dropped one may go).
+local current = setmetatable({}, { __mode = "v" })
+
+--- The default rate, bytes per sample on average (docs/profile.md says
+-- why this value).
+M.DEFAULT_RATE = 64 * 1024
+
+local Profile = {}
+Profile.__index = Profile
+
+-- LuaJIT's largest hotexit (a 16-bit count) and its default.
+local PRECISE_HOTEXIT, DEFAULT_HOTEXIT = 65535, 10
+
+local KINDS = { live = true, alloc = true }
+
+local function check_kind(name, kind, arg)
+  if kind == nil then return "live" end
+  if not KINDS[kind] then
+    error(("bad argument #%d to '%s' (kind must be \"live\" or \"alloc\")")
+      :format(arg, name), 3)
+  end
+  return kind
+end
+
+local function round(x)
+  return math.floor(x + 0.5)
+end
+
+--- Starts sampling the running state (tracking it first if needed). One
+-- profile samples a state at a time: the one before is stopped, and its
+-- figures stay as they were.
+-- @tparam[opt] table opts `rate` (bytes per sample on average, default
+-- `DEFAULT_RATE`), `seed` (a number: the same draws every run),
+-- `precise` (LuaJIT: compiled code returns to the interpreter at every
+-- side exit, so that samples are charged to the function that made them;
+-- docs/profile.md)
+-- @treturn Profile the running profile
+function M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'profile' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "rate" and k ~= "seed" and k ~= "precise" then
+      error(("bad argument #1 to 'profile' (unknown option '%s')"):format(tostring(k)), 2)
+    end
+  end
+  local rate = opts.rate or M.DEFAULT_RATE
+  if type(rate) ~= "number" or rate < 1 or rate ~= rate or rate >= 2^53 then
+    error("bad argument #1 to 'profile' (rate must be 1 byte or more)", 2)
+  end
+  if opts.seed ~= nil and type(opts.seed) ~= "number" then
+    error("bad argument #1 to 'profile' (seed must be a number)", 2)
+  end
+  local before = current[1]
+  if before and before.precise then before:stop() end
+  local self = setmetatable({ core = core.profile(rate, opts.seed), rate = rate }, Profile)
+  current[1] = self
+  if opts.precise and jit then
+    -- Compiled code reaches the count hook only where it returns to the
+    -- interpreter; side traces linked to other traces skip that, and
+    -- carry samples into the code that runs next. Without new side
+    -- traces (and with the old ones flushed) every exit goes through the
+    -- interpreter. hotexit goes back to LuaJIT's default at stop().
+    jit.flush()
+    jit.opt.start("hotexit=" .. PRECISE_HOTEXIT)
+    self.precise = true
+  end
+  return self
+end
+
+--- Stops sampling. The live view still follows frees of sampled blocks.
+-- @return nothing
+function Profile:stop()
+  self.core:stop()
+  if self.precise then
+    self.precise = nil
+    jit.opt.start("hotexit=" .. DEFAULT_HOTEXIT)
+  end
+end
+
+--- Forgets every sample; a running profile goes on sampling.
+-- @return nothing
+function Profile:reset()
+  self.core:reset()
+end
+
+--- The profile's own counters.
+-- @treturn table `{ rate, samples, dropped, pending, live_blocks,
+-- running, attached }`
+function Profile:info()
+  return self.core:info()
+end
+
+-- The stacks with frames resolved: { bytes, count, frames = {...} } for
+-- the kind, leaf first, nonzero only.
+local function stacks(self, kind)
+  local raw = self.core:rows()
+  local frames, out = raw.frames, {}
+  local bi, ni = 1, 2
+  if kind == "live" then bi, ni = 3, 4 end
+  for _, s in ipairs(raw.stacks) do
+    local bytes, count = round(s[bi]), round(s[ni])
+    if bytes > 0 and count > 0 then
+      local fr = {}
+      for i = 5, #s do
+        local f = frames[s[i]]
+        local site = f[2] >= 0 and ("%s:%d"):format(f[1], f[2]) or f[1]
+        fr[#fr + 1] = { site = site, func = f[6], what = f[4] }
+      end
+      out[#out + 1] = { bytes = bytes, count = count, frames = fr }
+    end
+  end
+  return out
+end
+
+local function label(f)
+  return ("%s (%s)"):format(f.func, f.site)
+end
+
+--- The largest allocation sites, by estimated bytes. A site is the line
+-- the sampled allocations were charged to; `stack` is its heaviest
+-- stack, leaf first.
+-- @tparam[opt] number n rows (default 10)
+-- @tparam[opt] string kind `"live"` (sampled blocks not freed: the leak
+-- view, default) or `"alloc"` (everything sampled since the start)
+-- @treturn table rows `{ site, func, stack, bytes, count }`, largest first
+function Profile:top(n, kind)
+  if n ~= nil and (type(n) ~= "number" or n < 0) then
+    error("bad argument #1 to 'top' (number of rows expected)", 2)
+  end
+  kind = check_kind("top", kind, 2)
+  local by, rows = {}, {}
+  for _, s in ipairs(stacks(self, kind)) do
+    local leaf = s.frames[1] or { site = "?", func = "?" }
+    local r = by[leaf.site]
+    if not r then
+      r = { site = leaf.site, func = leaf.func, bytes = 0, count = 0, best = -1 }
+      by[leaf.site] = r
+      rows[#rows + 1] = r
+    end
+    r.bytes, r.count = r.bytes + s.bytes, r.count + s.count
+    if s.bytes > r.best then
+      r.best = s.bytes
+      local st = {}
+      for i, f in ipairs(s.frames) do st[i] = label(f) end
+      r.stack = st
+    end
+  end
+  table.sort(rows, function(a, b)
+    if a.bytes ~= b.bytes then return a.bytes > b.bytes end
+    return a.site < b.site
+  end)
+  local out = {}
+  for i = 1, math.min(n or 10, #rows) do
+    local r = rows[i]
+    r.best = nil
+    out[i] = r
+  end
+  return out
+end
+
+-- Folded-stack frame names: no ';' (the separator) nor newline.
+local function folded_name(f)
+  return (label(f):gsub("[;\n]", "_"))
+end
+
+--- Folded stacks: one line per stack, `root;...;leaf bytes`, the text
+-- flamegraph.pl, inferno and speedscope read.
+-- @tparam[opt] string kind `"live"` (default) or `"alloc"`
+-- @treturn string the lines, largest first
+function Profile:folded(kind)
+  kind = check_kind("folded", kind, 1)
+  local lines = {}
+  local all = stacks(self, kind)
+  table.sort(all, function(a, b) return a.bytes > b.bytes end)
+  for _, s in ipairs(all) do
+    local names = {}
+    for i = #s.frames, 1, -1 do names[#names + 1] = folded_name(s.frames[i]) end
+    if #names == 0 then names[1] = "(no stack)" end
+    lines[#lines + 1] = table.concat(names, ";") .. " " .. s.bytes
+  end
+  return table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+end
+
+--- Writes a gzip'd pprof `profile.proto` with the sample types
+-- `alloc_objects`, `alloc_space`, `inuse_objects` and `inuse_space`
+-- (`go tool pprof`, Pyroscope and Grafana read it).
+-- @tparam string path the file to write
+-- @tparam[opt] string kind the default sample type: `"live"` (inuse_space,
+-- default) or `"alloc"` (alloc_space)
+-- @treturn true|nil true, or nil, message, errno
+function Profile:pprof(path, kind)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'pprof' (string expected, got " .. type(path) .. ")", 2)
+  end
+  kind = check_kind("pprof", kind, 2)
+  return self.core:pprof(path, kind)
+end
+
+--- Writes a self-contained flame graph (SVG, or HTML with the SVG in it
+-- when path does not end in .svg) that a browser opens.
+-- @tparam string path the file to write
+-- @tparam[opt] string kind `"live"` (default) or `"alloc"`
+-- @treturn true|nil true, or nil, message, errno
+function Profile:flamegraph(path, kind)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'flamegraph' (string expected, got " .. type(path) .. ")", 2)
+  end
+  kind = check_kind("flamegraph", kind, 2)
+  local doc = require("memprobe.flame").render(stacks(self, kind), {
+    title = ("memprobe %s bytes (rate %d)"):format(kind, self.rate),
+    svg = path:match("%.svg$") ~= nil,
+    label = label,
+  })
+  local f, err, errno = io.open(path, "wb")
+  if not f then return nil, err, errno end
+  local ok, werr, werrno = f:write(doc)
+  f:close()
+  if not ok then return nil, werr, werrno end
+  return true
+end
+
+function Profile:__tostring()
+  return tostring(self.core)
+end
+
+M.Profile = Profile
+
+return M
