@@ -471,6 +471,13 @@ typedef struct mp_book {
 } mp_book;
 MP_API void *memprobe_book_alloc (mp_book *b, void *p, size_t osz,
                                   size_t nsz);
+/* Zeroed pages, mapped (the kernel clears each as it is first touched:
+** nothing is cleared at once); size a multiple of MP_PAGE. Unmapping may
+** give back any page-aligned part. */
+#define MP_PAGE       4096u
+#define MP_PAGES(n)   (((n) + MP_PAGE - 1) & ~(size_t)(MP_PAGE - 1))
+MP_API void *memprobe_book_map (mp_book *b, size_t size);
+MP_API void memprobe_book_unmap (mp_book *b, void *p, size_t size);
 
 #define MP_CHUNKBITS  12
 #define MP_CHUNK      (1u << MP_CHUNKBITS)
