@@ -88,6 +88,7 @@ MP_API int memprobe_read_nocache (mp_ctx *c, int root,
                                   size_t *len);
 MP_API int memprobe_read_path (mp_ctx *c, const char *path,
                                const char **data, size_t *len);
+MP_API int memprobe_result (lua_State *L, int err, const char *fmt, ...);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
@@ -95,8 +96,6 @@ MP_API void memprobe_watch_fork (mp_ctx *c);
 MP_API void memprobe_unwatch_fork (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
 MP_API void memprobe_noargs (lua_State *L);
-MP_API int memprobe_badformat (lua_State *L, mp_ctx *c, int root,
-                               const char *rel);
 
 /* fill.c: refilling a table by line, with the key strings of last time
 ** (a keys table per reader, made by memprobe_fill_keys). */
