@@ -16,12 +16,8 @@ local rows = arg and arg[2] == "rows"
 memprobe.calibrate()
 require("memprobe.heap").model()
 
-local world = {}
-for i = 1, n / 3 do
-  world[i] = { id = i, name = "entity " .. i, pos = { i, -i } }
-end
-package.loaded.bench_world = world
-collectgarbage("collect")
+local dir = (arg and arg[0] or ""):match("^(.-)[^/]*$")
+dofile(dir .. "heap_world.lua")(n)
 
 local function clock(fn)
   local t0 = os.clock()

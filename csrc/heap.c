@@ -1,13 +1,16 @@
 /*
-** heap.c: Snapshot objects, the census and per-root ownership built on
-** the heap walk (heapwalk.c; heapdiff.c diffs two), and the registration of the
-** heap_* functions.
+** heap.c: Snapshot objects and their methods, built on the walk
+** (heapwalk.c; heapdiff.c diffs two). Start with heap.h: the records, the
+** snapshot, the phases of a walk (PH_*) and the queue's slots (Q_*).
 **
 ** A "memprobe.Snapshot" userdata owns the bookkeeping of one walk, kept
 ** outside the Lua heap, and its __gc frees it: an error raised anywhere in
 ** the walk leaks nothing. heap_snapshot starts a walk; each step of it
-** runs under lua_pcall, within the budgets given, and the methods read
-** the records a finished walk left.
+** runs under lua_pcall (memprobe_step_body), within the budgets given,
+** through the phases from where the last step left (run_phase). After
+** the walk: the second pass of modules() and the tally, then the methods
+** that read them (census, rows, referrers); paths cross to Lua as
+** arrays of edges { kind, key, data }.
 */
 
 /***
@@ -22,6 +25,7 @@
 
 
 #define STEP_KEY  "memprobe.Snapshot.step"  /* registry: memprobe_step_body */
+#define RELEASE   (1u << 20)  /* bytes release() unmaps between clock reads */
 
 
 /*
@@ -56,7 +60,7 @@ static void addroot (walker *w, int vi, const char *name, int32_t label) {
   if (!memprobe_collectable(t) || (p = memprobe_ident(L, vi, t)) == NULL)
     return;
   if (memprobe_lookup(s, p) >= 0) return;  /* an alias of an earlier root */
-  r = memprobe_discover(w, vi, 0, E_ROOT,
+  r = memprobe_discover(w, vi, t, 0, E_ROOT,
                         memprobe_intern(L, s, name, strlen(name)), label);
   if (r >= 0) REC(s, r)->flags |= F_ROOT;
 }
@@ -77,7 +81,6 @@ static int await_model (walker *w) {
     lua_pop(L, 1);
     lua_pushnil(L);
     lua_rawseti(L, w->W, Q_MODEL);
-    w->s->needmodel = 0;
   }
   lua_pop(L, 1);
   return done;
@@ -119,9 +122,26 @@ static int add_roots (walker *w) {
   return 1;
 }
 
+static int second_pass (walker *w);
+static int run_tally (walker *w);
+
+/* Runs the phase s->phase within the step's budget: 1 when it is over. */
+static int run_phase (walker *w) {
+  snap *s = w->s;
+  switch (s->phase) {
+    case PH_MODEL: return await_model(w);
+    case PH_ROOTS: return add_roots(w);
+    case PH_WALK: return memprobe_run(w);
+    case PH_SETTLE: return memprobe_settle(w);
+    case PH_SORT: return memprobe_sort_protos(w);
+    case PH_PASS2: return !s->t.rows || second_pass(w);
+    case PH_TALLY: return (!s->t.rows && s->t.top < 0) || run_tally(w);
+    default: return 1;
+  }
+}
+
 /* Protected body of a step: snapshot at 1, its start time at 2, ms at
-** 3, units at 4. The phases: the model, the roots, the walk, the final
-** settling of the indexes and sort of the prototypes. */
+** 3, units at 4. Runs the phases (PH_*) from where the last step left. */
 int memprobe_step_body (lua_State *L) {
   walker w;
   snap *s = (snap *)lua_touserdata(L, 1);
@@ -136,13 +156,7 @@ int memprobe_step_body (lua_State *L) {
     w.deadline = w.last + lua_tonumber(L, 3) / 1000;
     w.maxgap = lua_tonumber(L, 3) / 4000;
   }
-  if ((!s->needmodel || await_model(&w)) && (s->nextroot == 0 || add_roots(&w))) {
-    s->nextroot = 0;
-    if (!s->walked) s->walked = memprobe_run(&w);
-    if (s->walked)
-      s->done = memprobe_settle(&w) && memprobe_sort_protos(&w) &&
-                memprobe_after_walk(&w);
-  }
+  while (s->phase < PH_DONE && run_phase(&w)) s->phase++;
   s->gap = w.gap;
   s->units += (double)w.units;
   s->steps++;
@@ -198,7 +212,7 @@ static void step (lua_State *L, int ud, double start, double ms,
   }
   s->busy = 0;
   if (status == 0 && !s->closing) {
-    if (s->done) finish(L, ud, s);
+    if (DONE(s)) finish(L, ud, s);
     return;
   }
   memprobe_snap_free(s);
@@ -248,7 +262,7 @@ static void readopts (lua_State *L, snap *s, int o, double *ms,
   s->failafter = (int)lua_tointeger(L, -1);
   lua_getfield(L, o, "target");
   if (memprobe_collectable(lua_type(L, -1)))
-    s->target = memprobe_ident(L, -1, lua_type(L, -1));
+    s->refs.target = memprobe_ident(L, -1, lua_type(L, -1));
   lua_getfield(L, o, "own");
   if (lua_istable(L, -1)) {
     for (i = 1; i <= NOWN; i++) {
@@ -315,47 +329,41 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 ** first step within opts.max_ms / opts.max_units (all of it without).
 ** The model may be the job measuring it: the first steps wait for it.
 */
-int memprobe_l_snapshot (lua_State *L) {
-  double start = memprobe_now(), ms, units, started;
+/* A new snapshot userdata on top, empty and owned (its __gc frees). */
+static snap *snap_new (lua_State *L) {
   mp_ctx *c = memprobe_ctx(L);
-  snap *s;
-  walker w;
-  int ud;
-  if (!mp_testudata(L, 1, MODELJOB_MT)) luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  s = (snap *)mp_newuserdata(L, sizeof(snap));
+  snap *s = (snap *)mp_newuserdata(L, sizeof(snap));
   memset(s, 0, sizeof(*s));
   s->closed = 1;
   luaL_getmetatable(L, SNAP_MT);
   lua_setmetatable(L, -2);
-  ud = lua_gettop(L);
   s->ctx = c;
   s->book.total = &c->heap_bytes;
   s->closed = 0;
-  readopts(L, s, 3, &ms, &units, &started);
-  if (started > 0 && started < start) start = started;
-  if (lua_istable(L, 1)) memprobe_readmodel(L, 1, &s->m);
-  else s->needmodel = 1;
   if (!memprobe_index_init(&s->book, &s->index, 1024) ||
       !memprobe_index_init(&s->book, &s->pindex, 256) ||
       !memprobe_index_init(&s->book, &s->nindex, 256))
     memprobe_nomem(L);
-  lua_createtable(L, 0, 4);  /* the queue */
+  return s;
+}
+
+/* The queue of the snapshot at ud (its user value), on top: the roots at
+** Q_ROOTS (the table at 2) and, while it is measured, the model's job at
+** Q_MODEL (1). The walk's own objects are ignored: not the program's. */
+static void queue_new (lua_State *L, snap *s, int ud) {
+  walker w;
+  lua_createtable(L, 0, 4);
   lua_newtable(L);
   lua_rawseti(L, -2, Q_EPHEMERONS);
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, Q_ROOTS);
-  s->nextroot = 1;
-  if (s->needmodel) {
+  if (s->phase == PH_MODEL) {
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, Q_MODEL);
   }
   lua_pushvalue(L, -1);
   mp_setuv(L, ud);
   memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
-  /* the walk's own objects are not the program's */
   ignore(&w, ud);
   ignore(&w, w.W);
   ignore(&w, 1);
@@ -364,6 +372,26 @@ int memprobe_l_snapshot (lua_State *L) {
   lua_rawgeti(L, w.W, Q_EPHEMERONS);
   ignore(&w, -1);
   lua_pop(L, 1);
+}
+
+int memprobe_l_snapshot (lua_State *L) {
+  double start = memprobe_now(), ms, units, started;
+  snap *s;
+  int ud;
+  if (!mp_testudata(L, 1, MODELJOB_MT)) luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  s = snap_new(L);
+  ud = lua_gettop(L);
+  readopts(L, s, 3, &ms, &units, &started);
+  if (started > 0 && started < start) start = started;
+  if (lua_istable(L, 1)) {  /* a model: the walk starts with the roots */
+    memprobe_readmodel(L, 1, &s->m);
+    s->phase = PH_ROOTS;
+  }
+  s->nextroot = 1;
+  queue_new(L, s, ud);
   scan_registry(L, s);
   lua_settop(L, ud);
   step(L, ud, start, ms, units);
@@ -382,8 +410,8 @@ int memprobe_l_step (lua_State *L) {
                 "units must be > 0");
   units = ceil(units);
   lua_settop(L, 1);
-  if (!s->done) step(L, 1, start, ms, units);
-  lua_pushboolean(L, s->done);
+  if (!DONE(s)) step(L, 1, start, ms, units);
+  lua_pushboolean(L, DONE(s));
   return 1;
 }
 
@@ -397,19 +425,29 @@ int memprobe_l_step (lua_State *L) {
 static int l_release (lua_State *L) {
   snap *s = (snap *)luaL_checkudata(L, 1, SNAP_MT);
   double ms = luaL_optnumber(L, 2, 0), start = memprobe_now();
-  int k = 0;
+  pass2 *p2 = &s->p2;
+  int work = 0;  /* since the last clock read, in chunks of records */
   luaL_argcheck(L, !s->busy, 1, "snapshot is busy (inside its own step)");
   if (!s->closed) s->closing = 1;  /* no method reads it from now on */
+  /* a turn frees a chunk of records (128 KB: 1) or a megabyte (8); the
+  ** clock is read every 16, and half the budget is for the caller */
   while (!s->closed) {
-    if (ms > 0 && (++k & 15) == 0 && memprobe_now() - start >= ms / 2000)
-      break;  /* half the budget: the rest is for the caller */
-    if (s->seen != NULL) {  /* the per-record buffers first */
-      memprobe_book_alloc(&s->book, s->seen, (size_t)s->nseen * 4, 0);
-      s->seen = NULL;
-      s->nseen = 0;
+    if (work >= 16) {
+      if (ms > 0 && memprobe_now() - start >= ms / 2000) break;
+      work = 0;
     }
-    else if (!memprobe_index_release(&s->book, &s->index)) continue;
-    else if (s->obj.n > 0) memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+    if (p2->seensize > 0) {  /* the per-record buffer first, from its end */
+      size_t n = p2->seensize < RELEASE ? p2->seensize : RELEASE;
+      p2->seensize -= n;
+      memprobe_book_unmap(&s->book, (char *)p2->seen + p2->seensize, n);
+      if (p2->seensize == 0) p2->seen = NULL;
+      work += 8;
+    }
+    else if (!memprobe_index_release(&s->book, &s->index)) work += 8;
+    else if (s->obj.n > 0) {
+      memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+      work++;
+    }
     else memprobe_snap_free(s);
   }
   lua_pushboolean(L, s->closed);
@@ -422,7 +460,7 @@ static int l_tostring (lua_State *L) {
     lua_pushliteral(L, "memprobe.Snapshot (closed)");
   else
     lua_pushfstring(L, "memprobe.Snapshot (%d objects%s)", (int)s->obj.n,
-                    s->done ? "" : ", walking");
+                    DONE(s) ? "" : ", walking");
   return 1;
 }
 
@@ -438,8 +476,12 @@ static void setnum (lua_State *L, const char *k, double v) {
   lua_setfield(L, -2, k);
 }
 
+static const char *const phases[] = {
+  "model", "roots", "walk", "settle", "sort", "rows", "tally", "done"
+};
+
 /* snap:stats() -> { objects, done, truncated, steps, units, max_units,
-** restarts, bookkeeping } */
+** restarts, bookkeeping, queued, phase } */
 static int l_stats (lua_State *L) {
   snap *s = checksnap(L, 1);
   double book = (double)s->book.bytes;
@@ -451,7 +493,9 @@ static int l_stats (lua_State *L) {
   setnum(L, "restarts", s->restarts);
   setnum(L, "bookkeeping", book);
   setnum(L, "queued", s->qtail - s->qhead);
-  lua_pushboolean(L, s->done);
+  lua_pushstring(L, phases[s->phase]);
+  lua_setfield(L, -2, "phase");
+  lua_pushboolean(L, DONE(s));
   lua_setfield(L, -2, "done");
   lua_pushboolean(L, s->truncated);
   lua_setfield(L, -2, "truncated");
@@ -609,11 +653,16 @@ static int64_t sumrow (const snap *s, const hobj *o) {
 }
 
 /* One record into the census: by type, type name, prototype, and the
-** short sorted list of the largest containers. */
+** short sorted list of the largest containers; the host's shared code
+** by type apart. */
 static void census_add (lua_State *L, snap *s, uint32_t i) {
   tally *t = &s->t;
   const hobj *o = REC(s, i);
   int k;
+  if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
+    t->hn[o->type]++;
+    t->hb[o->type] += SIZE(o);
+  }
   if (!counted(o)) return;
   t->n[o->type]++;
   t->b[o->type] += SIZE(o);
@@ -677,75 +726,76 @@ static int run_tally (walker *w) {
   return 1;
 }
 
+/* Queues the roots of row 'row' (consecutive in Q_ROOTS, on top) from
+** p2.rootj on; the walk of the row follows. */
+static void queue_row (walker *w, int n, lua_Integer row) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  pass2 *p2 = &s->p2;
+  for (; p2->rootj <= (uint32_t)n; p2->rootj++) {
+    int64_t r;
+    int t;
+    lua_rawgeti(L, -1, (int)p2->rootj);
+    lua_rawgeti(L, -1, 3);
+    if (lua_tointeger(L, -1) != row) { lua_pop(L, 2); break; }
+    lua_rawgeti(L, -2, 1);
+    t = lua_type(L, -1);
+    if (row > 0 && memprobe_collectable(t) && t != LUA_TSTRING &&
+        (r = memprobe_lookup(s, memprobe_ident(L, -1, t))) >= 0 &&
+        REC(s, r)->label == row) {
+      p2->seen[r] = (uint32_t)row;
+      memprobe_enqueue(w, -1, (uint32_t)r, (int32_t)row);
+    }
+    lua_pop(L, 3);
+  }
+}
+
 /*
-** The second pass of modules(), a phase of its walk: for each row in
-** turn, from its roots (Q_ROOTS, in label order: one pass over them), the
-** objects of that row and the shared ones it reaches, each once per row
-** (seen), adding the shared ones' bytes to the row. Returns 1 when done.
+** The second pass of modules() (pass2), a phase of its walk: for each row
+** in turn, from its roots (Q_ROOTS, in label order: one pass over them),
+** the walk again with the row's visit (memprobe_walker_rows). seen is
+** mapped zeroed pages, which the kernel clears as they are first
+** touched: clearing 4 bytes per record at once would not fit a slice.
+** Returns 1 when done.
 */
 static int second_pass (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
+  pass2 *p2 = &s->p2;
   int n;
-  if (s->seen == NULL) {
-    s->nseen = s->obj.n + 1;
-    s->seen = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0,
-                                            (size_t)s->nseen * 4);
-    memset(s->seen, 0, (size_t)s->nseen * 4);
-    s->rowshared =
+  if (p2->seen == NULL) {
+    p2->seensize = MP_PAGES(((size_t)s->obj.n + 1) * 4);
+    p2->seen = (uint32_t *)memprobe_book_map(&s->book, p2->seensize);
+    if (p2->seen == NULL) memprobe_nomem(L);
+    p2->shared =
       (double *)memprobe_xrealloc(L, s, NULL, 0,
                                   (size_t)(s->nroots + 1) * sizeof(double));
-    memset(s->rowshared, 0, (size_t)(s->nroots + 1) * sizeof(double));
-    s->rootj = 1;
-    s->curlabel = 0;
+    memset(p2->shared, 0, (size_t)(s->nroots + 1) * sizeof(double));
+    p2->rootj = 1;
+    p2->label = 0;
   }
-  s->mode = 1;
+  memprobe_walker_rows(w);
   lua_rawgeti(L, w->W, Q_ROOTS);
   n = (int)mp_rawlen(L, -1);
   for (;;) {
     lua_Integer row;
-    if (s->rowopen) {
+    if (p2->rowopen) {
       if (!memprobe_run(w)) { lua_pop(L, 1); return 0; }
-      s->rowopen = 0;
+      p2->rowopen = 0;
     }
-    if (s->rootj > (uint32_t)n) break;
-    lua_rawgeti(L, -1, (int)s->rootj);
+    if (p2->rootj > (uint32_t)n) break;
+    lua_rawgeti(L, -1, (int)p2->rootj);
     lua_rawgeti(L, -1, 3);
     row = lua_tointeger(L, -1);
     lua_pop(L, 2);
-    if (row < s->curlabel)
+    if (row < p2->label)
       luaL_error(L, "heap walk: roots are not in label order");
-    s->curlabel = (int32_t)row;
-    /* the row's roots, consecutive */
-    for (; s->rootj <= (uint32_t)n; s->rootj++) {
-      int64_t r;
-      int t;
-      lua_rawgeti(L, -1, (int)s->rootj);
-      lua_rawgeti(L, -1, 3);
-      if (lua_tointeger(L, -1) != row) { lua_pop(L, 2); break; }
-      lua_rawgeti(L, -2, 1);
-      t = lua_type(L, -1);
-      if (row > 0 && memprobe_collectable(t) && t != LUA_TSTRING &&
-          (r = memprobe_lookup(s, memprobe_ident(L, -1, t))) >= 0 &&
-          REC(s, r)->label == row) {
-        s->seen[r] = (uint32_t)row;
-        memprobe_enqueue(w, -1, (uint32_t)r, (int32_t)row);
-      }
-      lua_pop(L, 3);
-    }
-    s->rowopen = 1;
+    p2->label = (int32_t)row;
+    queue_row(w, n, row);
+    p2->rowopen = 1;
   }
   lua_pop(L, 1);
-  s->mode = 0;
-  s->passed = 1;
-  return 1;
-}
-
-/* The phases after the walk, for what the snapshot was asked for. */
-int memprobe_after_walk (walker *w) {
-  snap *s = w->s;
-  if (s->t.rows && !s->passed && !second_pass(w)) return 0;
-  if ((s->t.rows || s->t.top >= 0) && !s->t.done && !run_tally(w)) return 0;
+  p2->done = 1;
   return 1;
 }
 
@@ -761,13 +811,14 @@ static void tally_now (lua_State *L, int ud, int rows, int top) {
   mp_getuv(L, ud, 1);
   if (!lua_istable(L, -1))
     luaL_error(L, "heap walk: its queue was changed from outside");
-  if (rows && !s->passed) {  /* the queue's Q_ROOTS is gone: from arg 2 */
+  if (rows && !s->p2.done) {  /* the queue's Q_ROOTS is gone: from arg 2 */
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, Q_ROOTS);
   }
   memprobe_walker_init(&w, L, s, ud, lua_gettop(L));
   s->busy = 1;
-  memprobe_after_walk(&w);
+  if (rows && !s->p2.done) second_pass(&w);
+  run_tally(&w);
   s->busy = 0;
   memprobe_queue_free(s);
   lua_settop(L, ud);
@@ -785,22 +836,6 @@ static void set_sharedcode (lua_State *L, const double *n, const double *b) {
   push_bytype(L, n, b);
   lua_setfield(L, -2, "by_type");
   lua_setfield(L, -2, "shared_code");
-}
-
-/* The census's shared code: the host's objects, which it does not count. */
-static void census_sharedcode (lua_State *L, const snap *s) {
-  double n[T_NTYPES], b[T_NTYPES];
-  uint32_t i;
-  memset(n, 0, sizeof(n));
-  memset(b, 0, sizeof(b));
-  for (i = 0; i < s->obj.n; i++) {
-    const hobj *o = REC(s, i);
-    if ((o->flags & F_HOST) && !(o->flags & F_IGNORE)) {
-      n[o->type]++;
-      b[o->type] += SIZE(o);
-    }
-  }
-  set_sharedcode(L, n, b);
 }
 
 /* Pushes { [key] = { count, bytes } } for the type names of t. */
@@ -849,6 +884,22 @@ static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
   }
 }
 
+/* Pushes { { bytes, entries, type, path } } for the largest containers. */
+static void push_largest (lua_State *L, const snap *s, const tally *t) {
+  int k;
+  lua_createtable(L, t->nbig, 0);
+  for (k = 0; k < t->nbig; k++) {
+    const hobj *o = REC(s, t->big[k]);
+    lua_createtable(L, 0, 4);
+    setnum(L, "bytes", SIZE(o));
+    setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
+    lua_pushstring(L, tnames[o->type]);
+    lua_setfield(L, -2, "type");
+    setpath(L, s, t->big[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+}
+
 /*
 ** snap:census(top) -> { by_type, userdata, functions, largest, total,
 ** objects, shared_code }: the raw census memprobe.heap() dresses, from the
@@ -856,9 +907,9 @@ static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
 */
 static int l_census (lua_State *L) {
   snap *s = checksnap(L, 1);
-  int top = (int)luaL_optinteger(L, 2, 10), k;
+  int top = (int)luaL_optinteger(L, 2, 10);
   const tally *t = &s->t;
-  luaL_argcheck(L, s->done, 1, "walk not finished");
+  luaL_argcheck(L, DONE(s), 1, "walk not finished");
   luaL_argcheck(L, top >= 0 && top <= 1000, 2, "top must be 0..1000");
   lua_settop(L, 2);
   tally_now(L, 1, 0, top);
@@ -869,21 +920,11 @@ static int l_census (lua_State *L) {
   lua_setfield(L, -2, "userdata");
   push_byproto(L, s, &t->fns);
   lua_setfield(L, -2, "functions");
-  lua_createtable(L, t->nbig, 0);
-  for (k = 0; k < t->nbig; k++) {
-    const hobj *o = REC(s, t->big[k]);
-    lua_createtable(L, 0, 5);
-    setnum(L, "bytes", SIZE(o));
-    setnum(L, "entries", o->type == LUA_TTABLE ? o->aux : 0);
-    lua_pushstring(L, tnames[o->type]);
-    lua_setfield(L, -2, "type");
-    setpath(L, s, t->big[k]);
-    lua_rawseti(L, -2, k + 1);
-  }
+  push_largest(L, s, t);
   lua_setfield(L, -2, "largest");
   setnum(L, "total", t->total);
   setnum(L, "objects", t->objects);
-  census_sharedcode(L, s);
+  set_sharedcode(L, t->hn, t->hb);
   return 1;
 }
 
@@ -897,7 +938,7 @@ int memprobe_l_rows (lua_State *L) {
   snap *s = checksnap(L, 1);
   int row;
   const double *sum;
-  luaL_argcheck(L, s->done, 1, "walk not finished");
+  luaL_argcheck(L, DONE(s), 1, "walk not finished");
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   tally_now(L, 1, 1, -1);
@@ -917,7 +958,7 @@ int memprobe_l_rows (lua_State *L) {
     lua_createtable(L, 0, 4);
     setnum(L, "exclusive", bytes);
     setnum(L, "objects", objects);
-    setnum(L, "shared", row <= s->nroots ? s->rowshared[row] : 0);
+    setnum(L, "shared", row <= s->nroots ? s->p2.shared[row] : 0);
     push_bytype(L, n, b);
     lua_setfield(L, -2, "by_type");
     lua_rawseti(L, -2, row <= s->nroots ? row : SHARED);
@@ -935,12 +976,13 @@ int memprobe_l_rows (lua_State *L) {
 static int l_referrers (lua_State *L) {
   snap *s = checksnap(L, 1);
   int i;
-  lua_createtable(L, s->nref, 0);
-  for (i = 0; i < s->nref; i++) {
+  const referrers *f = &s->refs;
+  lua_createtable(L, f->n, 0);
+  for (i = 0; i < f->n; i++) {
     lua_createtable(L, 0, 1);
-    memprobe_pushpath(L, s, s->ref[i] - 1);
-    memprobe_pushedge(L, s, (int)s->refedge[i], s->refname[i],
-                      memprobe_datalike(s, (int)s->refedge[i], s->ref[i]));
+    memprobe_pushpath(L, s, f->rec[i] - 1);
+    memprobe_pushedge(L, s, (int)f->edge[i], f->name[i],
+                      memprobe_datalike(s, (int)f->edge[i], f->rec[i]));
     lua_rawseti(L, -2, (int)mp_rawlen(L, -2) + 1);
     lua_setfield(L, -2, "path");
     lua_rawseti(L, -2, i + 1);

@@ -57,6 +57,10 @@ typedef struct model {
   double str[65], slong, sfirst, salign;
   double lcl, lcl_up, upval, ccl0, ccl, ccl_up, ud, udb, ud_uv, thread, cdata;
   double pbase, pbyte;
+  /* LuaJIT: where a GCtab keeps its sizes (offsets, or -1 when unknown),
+  ** and the bytes of an array slot and a hash node (memprobe_tablebytes) */
+  int jcolo, jasize, jhmask;
+  double jslot, jnode;
 } model;
 
 /*
@@ -98,13 +102,64 @@ typedef struct tally {
   uint32_t at;              /* next record */
   int top, nbig, rows, started, done;
   double n[T_NTYPES], b[T_NTYPES], total, objects;
+  double hn[T_NTYPES], hb[T_NTYPES];  /* the host's shared code, by type */
   acctab uds, fns;
   uint32_t *big;            /* top + 1 record numbers, largest first */
   double *sum;              /* rows: [(row * T_NTYPES + type) * 2] count, bytes */
   size_t nsum;
 } tally;
 
+/*
+** The phases of a walk, in order. A step goes on from s->phase, within
+** its budget; each phase is bounded the same way, in units.
+*/
+enum {
+  PH_MODEL,     /* the size model, measured by the job at Q_MODEL */
+  PH_ROOTS,     /* the roots of Q_ROOTS registered, one per unit */
+  PH_WALK,      /* the queue expanded until empty (memprobe_run) */
+  PH_SETTLE,    /* index growths still under way finished */
+  PH_SORT,      /* the prototypes sorted, nested ones marked */
+  PH_PASS2,     /* modules(): each row's reach of shared objects */
+  PH_TALLY,     /* the census or the row sums, a record per unit */
+  PH_DONE
+};
+
+/* The second pass of modules(): from each row's roots in label order,
+** the objects of that row and the shared ones it reaches, each once per
+** row, whose bytes add to the row's shared column. */
+typedef struct pass2 {
+  int32_t label;            /* the row walked now */
+  uint32_t *seen;           /* per record: the last row that reached it */
+  size_t seensize;          /* bytes of seen (zeroed pages, mapped) */
+  double *shared;           /* shared bytes by row, nroots + 1 */
+  uint32_t rootj;           /* next root of Q_ROOTS to enqueue, from 1 */
+  int rowopen;              /* the row's roots are queued, its walk runs */
+  int done;
+} pass2;
+
+/* The sort of the prototypes after the walk: a bottom-up merge sort of
+** their numbers, whose cursors live here so that a step can stop in the
+** middle of a merge, then a pass that marks the nested ones. */
+typedef struct psort {
+  uint32_t *perm, *tmp;     /* prototype numbers, and the merge target */
+  uint32_t width;           /* the runs being merged are this long */
+  uint32_t lo;              /* the pair of runs being merged starts here */
+  uint32_t i, j;            /* next of the left run, of the right run */
+  uint32_t k;               /* next slot of tmp; in the marking, next proto */
+  uint32_t outer;           /* filling: = count; marking: the enclosing one */
+} psort;
+
+/* path(): the referrers of one object (opts.target), as the walk meets
+** them. */
+typedef struct referrers {
+  const void *target;
+  uint32_t rec[16];         /* referrer's record + 1 */
+  uint32_t edge[16], name[16];  /* the edge from it to the target */
+  int n;
+} referrers;
+
 typedef struct snap {
+  /* --- what the walk found, outside the Lua heap (heapbook.c) --- */
   mp_ctx *ctx;
   mp_book book;             /* C bytes held, also counted in ctx */
   mp_vec obj;               /* hobj records, obj.n of them */
@@ -115,54 +170,56 @@ typedef struct snap {
   mp_index nindex;          /* names by content */
   char *arena;              /* current chunk; starts with the previous one */
   uint32_t aused;           /* bytes of it in use */
-  qchunk **qc;              /* the ring: chunk of position p at
-                               qc[(p >> SEGBITS) & qcmask] */
-  qchunk *qspare;
-  uint32_t qcmask, qhead, qtail;
-  /* expansion of the head of the queue, which may span several steps */
-  int started, keysaved;
-  uint32_t nums[32], nint, nent;
+  /* --- the walk: its phase, options and model --- */
+  int phase;                /* PH_* */
+  model m;
+  uint32_t nextroot;        /* PH_ROOTS: the next of Q_ROOTS, from 1 */
+  uint32_t max_objects;
+  int nroots;               /* the highest root label */
+  int truncated;            /* max_objects was reached */
+  int busy, closing;        /* in a step; close() asked for meanwhile */
+  int closed;
+  /* frames of these functions on the walking thread are not roots */
+  const void *own[NOWN];
+  int nown;
   /* registry tables by name, the fallback name of a userdata's type */
   const void **regp;
   uint32_t *regname;
   uint32_t nreg;
-  model m;
-  int needmodel;            /* m waits for the job at Q_MODEL */
-  uint32_t nextroot;        /* the next of Q_ROOTS to register, from 1 */
-  uint32_t max_objects;
-  int truncated, walked, done, closed, in_next, mode, ephpass, nroots;
-  int busy, closing;        /* in a step; close() asked for meanwhile */
-  int atomic;               /* the head table is expanded in one go */
-  int tlevel;               /* the head thread's next stack level */
+  /* --- the queue: positions qhead .. qtail - 1; values in Lua segments,
+  ** records and labels in C chunks, the chunk of position p at
+  ** qc[(p >> SEGBITS) & qcmask] --- */
+  qchunk **qc;
+  qchunk *qspare;           /* a chunk the head left, for the tail */
+  uint32_t qcmask, qhead, qtail;
+  /* --- the head of the queue, whose expansion may span steps --- */
+  int started;              /* its expansion began (metatable done) */
+  int keysaved;             /* Q_KEY holds the key lua_next resumes from */
+  int in_next;              /* inside lua_next: an error is a restart */
+  int atomic;               /* expanded in one go (restarted twice) */
+  int tlevel;               /* a thread's next stack level */
+  uint32_t nums[32], nint, nent;  /* a table's integer keys by log2, its
+                                     integer keys and its entries so far */
   uint32_t restarted;       /* queue position of the last restart */
-  uint32_t ephseen;         /* objects when the ephemerons were requeued */
-  /* after the walk: the prototypes sorted, a bounded stretch per unit */
-  uint32_t *perm, *ptmp;    /* prototype numbers, and the merge target */
-  uint32_t sw, slo, si, sj, sk, scur;
-  /* the second pass of modules(): from each row's roots, over the shared
-  ** objects, the shared bytes each row reaches */
-  int32_t curlabel;         /* the row walked */
-  uint32_t *seen, nseen;    /* last row that reached each record */
-  double *rowshared;        /* shared bytes by row */
-  uint32_t rootj;           /* next root of Q_ROOTS to enqueue, from 1 */
-  int rowopen, passed;      /* a row walks; the pass is over */
-  /* the tally: census and row sums, one pass over the records */
-  tally t;
-  /* statistics */
+  /* ephemeron tables (weak keys, 5.2+), expanded again at the end */
+  int ephpass;              /* times they were queued again */
+  uint32_t ephseen;         /* records when they last were */
+  /* --- the phases after the walk --- */
+  psort sort;               /* PH_SORT */
+  pass2 p2;                 /* PH_PASS2 */
+  tally t;                  /* PH_TALLY: census or row sums */
+  /* --- statistics (stats()) --- */
   double units, steps, maxunits, restarts;
   double gap;               /* the last step's longest stretch between
                                two clock reads */
-  /* path(): referrers of one object */
-  const void *target;
-  uint32_t ref[16], refedge[16], refname[16];
-  int nref;
-  /* frames of these functions on the walking thread are not roots */
-  const void *own[NOWN];
-  int nown;
-  int failafter;            /* for specs: raise after this many records */
+  /* --- path(): the referrers of opts.target --- */
+  referrers refs;
+  /* --- for specs: raise after this many records (opts.fail_after) --- */
+  int failafter;
 } snap;
 
 #define REC(s, i)   MP_AT(&(s)->obj, (i), hobj)
+#define DONE(s)     ((s)->phase == PH_DONE)
 
 /*
 ** An object's size in its 32-bit field: exact below 2 GiB; from there a
@@ -183,7 +240,19 @@ static inline double objsize (const hobj *o) {
 #define SIZE(o)            objsize(o)
 #define PROTO(s, i) MP_AT(&(s)->proto, (i), pinfo)
 
-typedef struct walker {
+/*
+** What reaching a value or a part of a function does: in the walk,
+** memprobe_discover records it; in the second pass of modules(), it
+** counts for the row walked. Returns the value's record, or -1.
+*/
+typedef struct walker walker;
+typedef int64_t (*mp_visit) (walker *w, int vi, int t, uint32_t parent,
+                             int edge, uint32_t name, int32_t label);
+typedef void (*mp_visitpart) (walker *w, uint32_t r, int32_t label);
+
+/* One step's view of a walk: the snapshot, its queue on the stack, the
+** budget; set up by memprobe_walker_init for the walk. */
+struct walker {
   lua_State *L;
   snap *s;
   int ud, W;                /* stack indices of the snapshot and queue */
@@ -192,7 +261,9 @@ typedef struct walker {
   uint64_t units, limit;    /* units done, allowed */
   double deadline;
   double last, gap, maxgap; /* last clock read, longest stretch, cap */
-} walker;
+  mp_visit visit;           /* memprobe_discover, or a row's count */
+  mp_visitpart part;
+};
 
 /*
 ** The size model applied: the bytes of a table and of a string. Inline in
@@ -302,8 +373,9 @@ MP_API void memprobe_walker_init (walker *w, lua_State *L, snap *s, int ud,
                                   int W);
 MP_API void memprobe_enqueue (walker *w, int vi, uint32_t rec,
                               int32_t label);
-MP_API int64_t memprobe_discover (walker *w, int vi, uint32_t parent,
+MP_API int64_t memprobe_discover (walker *w, int vi, int t, uint32_t parent,
                                   int edge, uint32_t name, int32_t label);
+MP_API void memprobe_walker_rows (walker *w);
 MP_API int memprobe_count_writer (lua_State *L, const void *p, size_t sz,
                                   void *ud);
 MP_API int memprobe_budget (walker *w);
@@ -312,8 +384,6 @@ MP_API int memprobe_settle (walker *w);
 MP_API int memprobe_sort_protos (walker *w);
 MP_API void memprobe_tally_free (snap *s);
 
-/* heap.c: the tally and second pass after the walk */
-MP_API int memprobe_after_walk (walker *w);
 
 /* sharedcode.c: what the host shares between states (skynet) */
 MP_API int memprobe_shared_proto (lua_State *L, int fi);
@@ -322,6 +392,12 @@ MP_API int memprobe_shared_object (lua_State *L, int i, int t);
 /* heapmodel.c: the model memprobe.heap calibrated (the table at index t) */
 MP_API double memprobe_getnum (lua_State *L, int t, const char *k);
 MP_API void memprobe_readmodel (lua_State *L, int t, model *m);
+
+/* heapmodel.c: a table's bytes, exact where the model knows the VM's
+** layout (LuaJIT), else tablesize() of its keys */
+MP_API double memprobe_tablebytes (const model *m, const void *t,
+                                   const uint32_t *nums, uint32_t nint,
+                                   uint32_t nent);
 
 /* heapmodel.c: calibration samples and helpers, registered by heap.c */
 MP_API int memprobe_l_sample (lua_State *L);

@@ -25,21 +25,54 @@
 #define PREP     8192   /* bytes of the new table an insertion clears */
 #define BIG      (1u << 18)  /* index tables mapped from this size on */
 #define UNMAP    (1u << 16)  /* bytes of a retired one an insertion unmaps */
+#define MAPPED   (1u << 16)  /* blocks mapped from this size on */
 
+/*
+** Blocks of MAPPED bytes and more are mapped, never taken from the host's
+** malloc: giving back hundreds of megabytes of chunks to malloc one by
+** one ends with it trimming its heap at once (6 ms for 100 MB), in the
+** last free. Smaller ones are malloc'ed.
+*/
 void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
-  void *q;
-  if (nsz == 0) {  /* frees p, if any */
-    if (p == NULL) return NULL;
-    free(p);
-    b->bytes -= osz;
-    *b->total -= osz;
-    return NULL;
+  void *q = NULL;
+  if (osz < MAPPED && nsz < MAPPED) {
+    if (nsz == 0) {  /* frees p, if any */
+      if (p == NULL) return NULL;
+      free(p);
+    }
+    else if ((q = realloc(p, nsz)) == NULL) return NULL;
   }
-  q = realloc(p, nsz);
-  if (q == NULL) return NULL;
+  else {
+    if (nsz > 0) {
+      q = nsz >= MAPPED ? mmap(NULL, MP_PAGES(nsz), PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                        : malloc(nsz);
+      if (q == MAP_FAILED || q == NULL) return NULL;
+      if (p != NULL) memcpy(q, p, osz < nsz ? osz : nsz);
+    }
+    if (p != NULL && osz >= MAPPED) munmap(p, MP_PAGES(osz));
+    else free(p);
+  }
+  if (p == NULL && nsz == 0) return NULL;
   b->bytes += nsz - osz;
   *b->total += nsz - osz;
   return q;
+}
+
+void *memprobe_book_map (mp_book *b, size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  b->bytes += size;
+  *b->total += size;
+  return p;
+}
+
+void memprobe_book_unmap (mp_book *b, void *p, size_t size) {
+  if (p == NULL || size == 0) return;
+  munmap(p, size);
+  b->bytes -= size;
+  *b->total -= size;
 }
 
 void *memprobe_vec_push (mp_book *b, mp_vec *v, size_t elsize) {

@@ -213,7 +213,7 @@ static snap *snap_at (lua_State *L, int uv, int k, int busy) {
   lua_rawgeti(L, uv, k);
   s = (snap *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (s == NULL || s->closed || s->closing || s->busy != busy || !s->done)
+  if (s == NULL || s->closed || s->closing || s->busy != busy || !DONE(s))
     luaL_error(L, "heap diff: a snapshot was closed or is busy");
   return s;
 }
@@ -347,8 +347,8 @@ static int l_added (lua_State *L) {
   snap *s = memprobe_checksnap(L, 1), *old = memprobe_checksnap(L, 2);
   lua_Integer top = luaL_optinteger(L, 3, 20);
   added *a;
-  luaL_argcheck(L, s->done, 1, "walk not finished");
-  luaL_argcheck(L, old->done, 2, "walk not finished");
+  luaL_argcheck(L, DONE(s), 1, "walk not finished");
+  luaL_argcheck(L, DONE(old), 2, "walk not finished");
   luaL_argcheck(L, top >= 0 && top <= 1000000, 3, "top must be in 0..1000000");
   lua_settop(L, 2);
   a = (added *)mp_newuserdata(L, sizeof(added));

@@ -13,6 +13,11 @@
 ** queue are in Lua tables, because the public API cannot turn a pointer
 ** back into a value; their slots are cleared as the walk proceeds.
 **
+** Each value reached goes through the walker's visit: memprobe_discover
+** in the walk (a record, a place in the queue), visit_row in the second
+** pass of modules() (a row's count); the expand_* functions do not know
+** which pass they serve.
+**
 ** Sizes come from a model that memprobe.heap measured on the running VM
 ** (heapmodel.c, docs/heap.md); nothing here knows a struct layout.
 */
@@ -70,11 +75,11 @@ void memprobe_snap_free (snap *s) {
   mp_book *b = &s->book;
   if (s->ctx == NULL) return;
   memprobe_queue_free(s);
-  memprobe_book_alloc(b, s->perm, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->ptmp, (size_t)s->proto.n * 4, 0);
-  memprobe_book_alloc(b, s->seen, (size_t)s->nseen * 4, 0);
+  memprobe_book_alloc(b, s->sort.perm, (size_t)s->proto.n * 4, 0);
+  memprobe_book_alloc(b, s->sort.tmp, (size_t)s->proto.n * 4, 0);
+  memprobe_book_unmap(b, s->p2.seen, s->p2.seensize);
   memprobe_tally_free(s);
-  memprobe_book_alloc(b, s->rowshared,
+  memprobe_book_alloc(b, s->p2.shared,
                       (size_t)(s->nroots + 1) * sizeof(double), 0);
   memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
   memprobe_book_alloc(b, s->regname, s->nreg * 4, 0);
@@ -221,11 +226,15 @@ const void *memprobe_ident (lua_State *L, int i, int t) {
                           : lua_topointer(L, i);
 }
 
+static void part_walk (walker *w, uint32_t r, int32_t label);
+
 /* Sets up the stack slots of a walker whose queue is at stack index W. */
 void memprobe_walker_init (walker *w, lua_State *L, snap *s, int ud, int W) {
   w->L = L; w->s = s; w->ud = ud; w->W = W;
   w->units = 0; w->limit = UINT64_MAX; w->deadline = 0;
   w->last = w->gap = w->maxgap = 0;
+  w->visit = memprobe_discover;
+  w->part = part_walk;
   lua_pushnil(L);
   w->hseg = lua_gettop(L);
   lua_pushnil(L);
@@ -355,61 +364,56 @@ static void queue_pop (walker *w) {
 
 static void note_referrer (snap *s, uint32_t parent, int edge,
                            uint32_t name) {
-  if (s->nref < 16) {
-    s->ref[s->nref] = parent;
-    s->refedge[s->nref] = (uint32_t)edge;
-    s->refname[s->nref] = name;
-    s->nref++;
+  referrers *f = &s->refs;
+  if (f->n < 16) {
+    f->rec[f->n] = parent;
+    f->edge[f->n] = (uint32_t)edge;
+    f->name[f->n] = name;
+    f->n++;
   }
 }
 
+/* The identity of the value at vi of type t (a string's contents, with
+** their length in *len), or NULL for a value that has none. */
+static const void *identity (lua_State *L, int vi, int t, size_t *len) {
+  if (!memprobe_collectable(t)) return NULL;
+  return t == LUA_TSTRING ? (const void *)lua_tolstring(L, vi, len)
+                          : lua_topointer(L, vi);
+}
+
+/* Strings and cdata are leaves: nothing to expand. */
+#define LEAF(t)  ((t) == LUA_TSTRING || (t) == T_CDATA)
+
 /*
-** Reaches the value at vi from record 'parent' (+1; 0 for none) through
-** an edge, with the label of the expansion. New objects get a record and,
-** unless they are leaves, a place in the queue; known ones are queued
-** again only when their label changes (a second root reaches them).
-** Returns the object's record, or -1 when it has none. discover_t is
-** given the value's type.
+** The walk's visit: reaches the value at vi (of type t) from record
+** 'parent' (+1; 0 for none) through an edge, with the label of the
+** expansion. A new object gets a record and, unless it is a leaf, a place
+** in the queue; a known one is queued again only when its label changes
+** (a second root reaches it). Returns the object's record, or -1 when it
+** has none.
 */
-static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
+int64_t memprobe_discover (walker *w, int vi, int t, uint32_t parent,
                            int edge, uint32_t name, int32_t label) {
   lua_State *L = w->L;
   snap *s = w->s;
-  const void *p;
   size_t len = 0;
+  const void *p;
   int64_t found;
   uint32_t r, h, slot = 0;
   hobj *o;
-  if (!memprobe_collectable(t)) return -1;
   if (vi < 0) vi = mp_absindex(L, vi);
-  p = t == LUA_TSTRING ? (const void *)lua_tolstring(L, vi, &len)
-                       : lua_topointer(L, vi);
-  if (p == NULL) return -1;
+  if ((p = identity(L, vi, t, &len)) == NULL) return -1;
   h = memprobe_hashptr(p);
   found = memprobe_find(s, p, h, &slot);
-  if (s->mode == 1) {  /* second pass of modules(): one row's reach */
-    if (found < 0) return -1;
-    o = REC(s, found);
-    if ((o->flags & (F_IGNORE | F_ROOT)) ||
-        (o->label != s->curlabel && o->label != SHARED) ||
-        s->seen[found] == (uint32_t)s->curlabel)
-      return found;
-    s->seen[found] = (uint32_t)s->curlabel;
-    if (o->label == SHARED) s->rowshared[s->curlabel] += SIZE(o);
-    if (t != LUA_TSTRING && t != T_CDATA)
-      memprobe_enqueue(w, vi, (uint32_t)found, label);
-    return found;
-  }
+  if (p == s->refs.target && parent != 0) note_referrer(s, parent, edge, name);
   if (found >= 0) {
     int32_t nl;
     o = REC(s, found);
-    if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
     if (o->flags & (F_IGNORE | F_ROOT)) return found;
     nl = join(o->label, label);
     if (nl == o->label) return found;
     o->label = nl;
-    if (t != LUA_TSTRING && t != T_CDATA)
-      memprobe_enqueue(w, vi, (uint32_t)found, nl);
+    if (!LEAF(t)) memprobe_enqueue(w, vi, (uint32_t)found, nl);
     return found;
   }
   if (s->obj.n >= s->max_objects) { s->truncated = 1; return -1; }
@@ -423,7 +427,6 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   o->name = name;
   o->label = label;
   if (memprobe_shared_object(L, vi, t)) o->flags |= F_HOST;
-  if (p == s->target && parent != 0) note_referrer(s, parent, edge, name);
   if (t == LUA_TSTRING)
     SETSIZE(o, stringsize(&s->m, len));
   else if (t == T_CDATA)
@@ -433,23 +436,60 @@ static int64_t discover_t (walker *w, int vi, int t, uint32_t parent,
   return r;
 }
 
-int64_t memprobe_discover (walker *w, int vi, uint32_t parent, int edge,
-                           uint32_t name, int32_t label) {
-  return discover_t(w, vi, lua_type(w->L, vi), parent, edge, name, label);
+/*
+** The second pass's visit: for the row walked (p2.label), an object of
+** that row or a shared one, once per row; a shared one's bytes add to the
+** row's shared column. Roots and the walk's own objects stop it.
+*/
+static int64_t visit_row (walker *w, int vi, int t, uint32_t parent,
+                          int edge, uint32_t name, int32_t label) {
+  snap *s = w->s;
+  pass2 *p2 = &s->p2;
+  size_t len;
+  const void *p = identity(w->L, vi, t, &len);
+  int64_t found = p ? memprobe_lookup(s, p) : -1;
+  hobj *o;
+  (void)parent; (void)edge; (void)name;
+  if (found < 0) return -1;
+  o = REC(s, found);
+  if ((o->flags & (F_IGNORE | F_ROOT)) ||
+      (o->label != p2->label && o->label != SHARED) ||
+      p2->seen[found] == (uint32_t)p2->label)
+    return found;
+  p2->seen[found] = (uint32_t)p2->label;
+  if (o->label == SHARED) p2->shared[p2->label] += SIZE(o);
+  if (!LEAF(t)) memprobe_enqueue(w, vi, (uint32_t)found, label);
+  return found;
 }
 
-/* A part of a function (upvalue, prototype) that has no value of its own:
-** a record with a size and a label, outside the queue. */
-static void reach_part (snap *s, uint32_t r, int32_t label) {
-  hobj *o = REC(s, r);
-  if (s->mode == 1) {
-    if (o->label == SHARED && s->seen[r] != (uint32_t)s->curlabel) {
-      s->seen[r] = (uint32_t)s->curlabel;
-      s->rowshared[s->curlabel] += SIZE(o);
-    }
-    return;
-  }
+/* Reaches the value at vi through the walker's visit. */
+static int64_t reach (walker *w, int vi, uint32_t parent, int edge,
+                      uint32_t name, int32_t label) {
+  return w->visit(w, vi, lua_type(w->L, vi), parent, edge, name, label);
+}
+
+/* A part of a function (upvalue, prototype) that has no value of its
+** own: a record with a size and a label, outside the queue. The walk
+** joins the label; the second pass counts a shared one for the row. */
+static void part_walk (walker *w, uint32_t r, int32_t label) {
+  hobj *o = REC(w->s, r);
   o->label = join(o->label, label);
+}
+
+static void part_row (walker *w, uint32_t r, int32_t label) {
+  pass2 *p2 = &w->s->p2;
+  const hobj *o = REC(w->s, r);
+  (void)label;
+  if (o->label == SHARED && p2->seen[r] != (uint32_t)p2->label) {
+    p2->seen[r] = (uint32_t)p2->label;
+    p2->shared[p2->label] += SIZE(o);
+  }
+}
+
+/* The walker of the second pass of modules(). */
+void memprobe_walker_rows (walker *w) {
+  w->visit = visit_row;
+  w->part = part_row;
 }
 
 /* Counts the bytes lua_dump writes: a measure of a prototype. */
@@ -585,6 +625,48 @@ static int keyedge (walker *w, int ki, int kt, lua_Number d, int64_t kr,
   }
 }
 
+/* Counts the entry whose key is on top - 1 for the table's size: integer
+** keys per power of two, as the VM's rehash does. Returns the key as a
+** number (0 when it is not one). */
+static lua_Number count_key (snap *s, lua_State *L, int kt, int ki) {
+  lua_Number d = 0;
+  s->nent++;
+  if (kt == LUA_TNUMBER) {
+    d = lua_tonumber(L, ki);
+    if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
+      s->nums[ceillog2((uint32_t)d)]++;
+      s->nint++;
+    }
+  }
+  return d;
+}
+
+/* Reaches the key and the value on top of the stack, entries of the table
+** of record r whose weak mode is 'weak'. */
+static void table_entry (walker *w, uint32_t r, int weak, int32_t label) {
+  lua_State *L = w->L;
+  int top = lua_gettop(L);
+  int kt = lua_type(L, top - 1), vt = lua_type(L, top);
+  lua_Number d = count_key(w->s, L, kt, top - 1);
+  int64_t kr = -1;
+  int follow = 1;
+  /* strings are values to weak tables: never cleared, always kept */
+  if (!(weak & 1) || kt == LUA_TSTRING)
+    kr = w->visit(w, top - 1, kt, r + 1, E_KEY, 0, label);
+  if ((weak & 2) && vt != LUA_TSTRING) return;
+  if ((weak & 1) && LUA_VERSION_NUM >= 502 && memprobe_collectable(kt) &&
+      kt != LUA_TSTRING) {
+    /* ephemeron: the value lives while the key does */
+    int64_t k = memprobe_lookup(w->s, memprobe_ident(L, top - 1, kt));
+    follow = k >= 0 && REC(w->s, k)->label != 0;
+  }
+  if (follow && memprobe_collectable(vt)) {
+    uint32_t name;
+    int edge = keyedge(w, top - 1, kt, d, kr, &name);
+    w->visit(w, top, vt, r + 1, edge, name, label);
+  }
+}
+
 /*
 ** Expands a table (at ti, record r) from the key saved in W[-1], if any:
 ** its metatable first, then its entries, counting integer keys per power
@@ -597,7 +679,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   if (lua_getmetatable(L, ti)) {
     int mt = lua_gettop(L);
     weak = weakmode(L, mt);
-    if (!s->started) memprobe_discover(w, mt, r + 1, E_MT, 0, label);
+    if (!s->started) reach(w, mt, r + 1, E_MT, 0, label);
     lua_pop(L, 1);
   }
   if (!s->started) {
@@ -615,41 +697,10 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   if (s->keysaved) lua_rawgeti(L, w->W, Q_KEY);
   else lua_pushnil(L);
   for (;;) {
-    int kt, vt, top;
-    uint32_t name;
-    int edge;
-    int64_t kr = -1;
-    lua_Number d = 0;
     s->in_next = 1;
     if (!lua_next(L, ti)) break;
     s->in_next = 0;
-    top = lua_gettop(L);
-    kt = lua_type(L, top - 1);
-    vt = lua_type(L, top);
-    s->nent++;
-    if (kt == LUA_TNUMBER) {
-      d = lua_tonumber(L, top - 1);
-      if (d >= 1 && d <= 2147483648.0 && d == floor(d)) {
-        s->nums[ceillog2((uint32_t)d)]++;
-        s->nint++;
-      }
-    }
-    /* strings are values to weak tables: never cleared, always kept */
-    if (!(weak & 1) || kt == LUA_TSTRING)
-      kr = discover_t(w, top - 1, kt, r + 1, E_KEY, 0, label);
-    if (!(weak & 2) || vt == LUA_TSTRING) {
-      int follow = 1;
-      if ((weak & 1) && LUA_VERSION_NUM >= 502 && memprobe_collectable(kt) &&
-          kt != LUA_TSTRING) {
-        /* ephemeron: the value lives while the key does */
-        int64_t k = memprobe_lookup(s, memprobe_ident(L, top - 1, kt));
-        follow = k >= 0 && REC(s, k)->label != 0;
-      }
-      if (follow && memprobe_collectable(vt)) {
-        edge = keyedge(w, top - 1, kt, d, kr, &name);
-        discover_t(w, top, vt, r + 1, edge, name, label);
-      }
-    }
+    table_entry(w, r, weak, label);
     lua_pop(L, 1);
     if (!memprobe_budget(w) && !s->atomic) {
       lua_rawseti(L, w->W, Q_KEY);  /* resume from this key */
@@ -660,71 +711,87 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    SETSIZE(o, tablesize(&s->m, s->nums, s->nint, s->nent));
+    SETSIZE(o, memprobe_tablebytes(&s->m, lua_topointer(L, ti), s->nums,
+                                   s->nint, s->nent));
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }
   return 1;
 }
 
+#if defined(MP_HAS_UPVALUEID)
+/* Upvalue i of the Lua function at fi (record r): shared upvalues have
+** one identity, so they are counted once; their record is made at the
+** function's first expansion. */
+static void upvalue_part (walker *w, int fi, uint32_t r, int i, int edge,
+                          uint32_t name, int32_t label) {
+  snap *s = w->s;
+  const void *id = lua_upvalueid(w->L, fi, i);
+  uint32_t h = memprobe_hashptr(id), slot = 0;
+  int64_t u = memprobe_find(s, id, h, &slot);
+  if (u < 0 && !(REC(s, r)->flags & F_SIZED)) {
+    hobj *uo;
+    u = memprobe_newrec(w->L, s, id, T_UPVAL, 1, h, slot);
+    uo = REC(s, u);
+    SETSIZE(uo, s->m.upval);
+    uo->parent = r + 1;
+    uo->edge = (uint8_t)edge;
+    uo->name = name;
+  }
+  if (u >= 0) w->part(w, (uint32_t)u, label);
+}
+#endif
+
+/* A Lua function: its prototype (a part), its upvalues (parts and
+** values); returns its size. */
+static double expand_lfunction (walker *w, int fi, uint32_t r,
+                                int32_t label) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  lua_Debug ar;
+  const char *up;
+  double ups = 0;
+  int i;
+  lua_pushvalue(L, fi);
+  lua_getinfo(L, ">Su", &ar);
+  if (!(REC(s, r)->flags & F_SIZED))  /* its first expansion */
+    REC(s, r)->aux = proto_of(w, fi, &ar) + 1;
+  if (REC(s, r)->aux) w->part(w, REC(s, r)->aux - 1, label);
+  for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
+    int edge = *up ? E_UPVAL : E_UPIDX;
+    uint32_t name = *up ? memprobe_intern(L, s, up, strlen(up))
+                        : (uint32_t)i;
+#if defined(MP_HAS_UPVALUEID)
+    upvalue_part(w, fi, r, i, edge, name, label);
+#else
+    ups += s->m.upval;  /* 5.1 names no upvalue: one per closure */
+#endif
+    reach(w, -1, r + 1, edge, name, label);
+    lua_pop(L, 1);
+  }
+  return s->m.lcl + s->m.lcl_up * (i - 1) + ups;
+}
+
 static void expand_function (walker *w, int fi, uint32_t r, int32_t label) {
   lua_State *L = w->L;
   snap *s = w->s;
+  double size;
   hobj *o;
-  const char *up;
-  int i;
   if (lua_iscfunction(L, fi)) {
-    for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
-      memprobe_discover(w, -1, r + 1, E_UPIDX, (uint32_t)i, label);
+    int i;
+    for (i = 1; lua_getupvalue(L, fi, i) != NULL; i++) {
+      reach(w, -1, r + 1, E_UPIDX, (uint32_t)i, label);
       lua_pop(L, 1);
     }
-    o = REC(s, r);
-    if (!(o->flags & F_SIZED))
-      SETSIZE(o, i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1));
+    size = i == 1 ? s->m.ccl0 : s->m.ccl + s->m.ccl_up * (i - 1);
   }
-  else {
-    lua_Debug ar;
-    uint32_t pr;
-    double ups = 0;
-    lua_pushvalue(L, fi);
-    lua_getinfo(L, ">Su", &ar);
-    if (s->mode == 0 && !(REC(s, r)->flags & F_SIZED)) {
-      pr = proto_of(w, fi, &ar);
-      REC(s, r)->aux = pr + 1;
-    }
-    if (REC(s, r)->aux) reach_part(s, REC(s, r)->aux - 1, label);
-    for (i = 1; (up = lua_getupvalue(L, fi, i)) != NULL; i++) {
-      int edge = *up ? E_UPVAL : E_UPIDX;
-      uint32_t name = *up ? memprobe_intern(L, s, up, strlen(up))
-                          : (uint32_t)i;
-#if defined(MP_HAS_UPVALUEID)
-      /* shared upvalues have one identity: count them once */
-      const void *id = lua_upvalueid(L, fi, i);
-      uint32_t h = memprobe_hashptr(id), slot = 0;
-      int64_t u = memprobe_find(s, id, h, &slot);
-      if (u < 0 && s->mode == 0) {
-        hobj *uo;
-        u = memprobe_newrec(L, s, id, T_UPVAL, 1, h, slot);
-        uo = REC(s, u);
-        SETSIZE(uo, s->m.upval);
-        uo->parent = r + 1;
-        uo->edge = (uint8_t)edge;
-        uo->name = name;
-      }
-      if (u >= 0) reach_part(s, (uint32_t)u, label);
-#else
-      ups += s->m.upval;  /* 5.1 names no upvalue: one per closure */
-#endif
-      memprobe_discover(w, -1, r + 1, edge, name, label);
-      lua_pop(L, 1);
-    }
-    o = REC(s, r);
-    if (!(o->flags & F_SIZED))
-      SETSIZE(o, s->m.lcl + s->m.lcl_up * (i - 1) + ups);
-  }
+  else
+    size = expand_lfunction(w, fi, r, label);
+  o = REC(s, r);
+  if (!(o->flags & F_SIZED)) SETSIZE(o, size);
 #if LUA_VERSION_NUM == 501
   lua_getfenv(L, fi);
-  memprobe_discover(w, -1, r + 1, E_ENV, 0, label);
+  reach(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
   REC(s, r)->flags |= F_SIZED;
@@ -760,7 +827,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
   uint32_t tname;
   if (lua_getmetatable(L, ui)) {
     tname = udname(w, lua_gettop(L));
-    memprobe_discover(w, -1, r + 1, E_MT, 0, label);
+    reach(w, -1, r + 1, E_MT, 0, label);
     lua_pop(L, 1);
   }
   else
@@ -768,7 +835,7 @@ static void expand_userdata (walker *w, int ui, uint32_t r, int32_t label) {
   /* another snapshot's user value is its (spent) queue */
   for (n = 1; !mp_testudata(L, ui, SNAP_MT) &&
               mp_getuv(L, ui, n) != LUA_TNONE; n++) {
-    memprobe_discover(w, -1, r + 1, E_UVALUE, (uint32_t)n, label);
+    reach(w, -1, r + 1, E_UVALUE, (uint32_t)n, label);
     lua_pop(L, 1);
   }
   if (!mp_testudata(L, ui, SNAP_MT)) lua_pop(L, 1);
@@ -830,11 +897,11 @@ static int expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
       lua_pop(L, 1);
       continue;
     }
-    memprobe_discover(w, -1, r + 1, E_FRAME, (uint32_t)level, label);
+    reach(w, -1, r + 1, E_FRAME, (uint32_t)level, label);
     lua_pop(L, 1);
     for (i = 1; (name = lua_getlocal(co, &ar, i)) != NULL; i++) {
       lua_xmove(co, L, 1);
-      memprobe_discover(w, -1, r + 1, E_LOCAL,
+      reach(w, -1, r + 1, E_LOCAL,
                         memprobe_intern(L, w->s, name, strlen(name)), label);
       lua_pop(L, 1);
     }
@@ -845,13 +912,13 @@ static int expand_thread (walker *w, int ti, uint32_t r, int32_t label) {
     for (i = 1; i <= top && lua_checkstack(co, 1); i++) {
       lua_pushvalue(co, i);
       lua_xmove(co, L, 1);
-      memprobe_discover(w, -1, r + 1, E_STACK, (uint32_t)i, label);
+      reach(w, -1, r + 1, E_STACK, (uint32_t)i, label);
       lua_pop(L, 1);
     }
   }
 #if LUA_VERSION_NUM == 501
   lua_getfenv(L, ti);
-  memprobe_discover(w, -1, r + 1, E_ENV, 0, label);
+  reach(w, -1, r + 1, E_ENV, 0, label);
   lua_pop(L, 1);
 #endif
   SETSIZE(REC(w->s, r), w->s->m.thread);
@@ -868,7 +935,8 @@ static int requeue_ephemerons (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
   int any = 0;
-  if (s->mode != 0 || s->ephpass >= EPHPASSES || s->obj.n == s->ephseen)
+  if (s->phase != PH_WALK || s->ephpass >= EPHPASSES ||
+      s->obj.n == s->ephseen)
     return 0;
   s->ephpass++;
   s->ephseen = s->obj.n;
@@ -947,80 +1015,89 @@ static int cmp_proto (const pinfo *x, const pinfo *y) {
   return x->last > y->last ? -1 : x->last < y->last;
 }
 
-/* Starts merging the pair of runs of width s->sw that begins at lo. */
-static void sort_pair (snap *s, uint32_t lo) {
-  uint32_t np = s->proto.n;
-  s->slo = s->si = s->sk = lo;
-  s->sj = lo + s->sw < np ? lo + s->sw : np;
+/* Starts merging the pair of runs of q->width that begins at lo. */
+static void sort_pair (psort *q, uint32_t np, uint32_t lo) {
+  q->lo = q->i = q->k = lo;
+  q->j = lo + q->width < np ? lo + q->width : np;
+}
+
+/* Merges until the sort is done (1) or the budget ran out (0); 'moved'
+** counts the prototypes moved in this step, a unit per SORTRUN. */
+static int sort_merge (walker *w, psort *q, uint32_t np, uint32_t *moved) {
+  snap *s = w->s;
+  while (q->width < np) {
+    uint32_t mid = q->lo + q->width < np ? q->lo + q->width : np;
+    uint32_t hi = mid + q->width < np ? mid + q->width : np;
+    while (q->k < hi) {
+      if (++*moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
+      if (q->j >= hi || (q->i < mid && cmp_proto(PROTO(s, q->perm[q->i]),
+                                                 PROTO(s, q->perm[q->j])) <= 0))
+        q->tmp[q->k++] = q->perm[q->i++];
+      else
+        q->tmp[q->k++] = q->perm[q->j++];
+    }
+    if (hi < np)
+      sort_pair(q, np, hi);
+    else {  /* a pass is over: its output is the next one's input */
+      uint32_t *t = q->perm;
+      q->perm = q->tmp;
+      q->tmp = t;
+      q->width = q->width > np / 2 ? np : q->width * 2;
+      if (q->width < np) sort_pair(q, np, 0);
+      else q->k = 1;  /* sorted: the marking starts after the first */
+    }
+  }
+  return 1;
 }
 
 /*
 ** After the walk, sorts the prototypes by source, first and last line,
 ** and marks those nested in another of the same chunk (their bytes are
 ** in its dump). A bottom-up merge sort of their numbers whose cursors
-** live in the snapshot, so that it goes on where a step's budget stopped
-** it: a unit is SORTRUN prototypes moved or marked. Returns 1 when done.
+** live in the snapshot (psort), so that it goes on where a step's budget
+** stopped it: a unit is SORTRUN prototypes moved or marked. Returns 1
+** when done.
 */
 int memprobe_sort_protos (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
+  psort *q = &s->sort;
   uint32_t np = s->proto.n, moved = 0;
-  if (s->perm == NULL) {
+  if (q->perm == NULL) {
     if (np == 0) return 1;
-    s->perm = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0, (size_t)np * 4);
-    s->ptmp = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0, (size_t)np * 4);
-    s->sw = 1;
-    s->sk = 0;
-    s->scur = np;  /* filling perm */
+    q->perm = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0, (size_t)np * 4);
+    q->tmp = (uint32_t *)memprobe_xrealloc(L, s, NULL, 0, (size_t)np * 4);
+    q->width = 1;
+    q->k = 0;
+    q->outer = np;  /* filling perm */
   }
-  for (; s->scur == np && s->sk < np; s->sk++) {
+  for (; q->outer == np && q->k < np; q->k++) {
     if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
-    s->perm[s->sk] = s->sk;
+    q->perm[q->k] = q->k;
   }
-  if (s->scur == np) {  /* filled */
-    s->scur = 0;
-    if (np > 1) sort_pair(s, 0);
+  if (q->outer == np) {  /* filled */
+    q->outer = 0;
+    if (np > 1) sort_pair(q, np, 0);
   }
-  while (s->sw < np) {
-    uint32_t mid = s->slo + s->sw < np ? s->slo + s->sw : np;
-    uint32_t hi = mid + s->sw < np ? mid + s->sw : np;
-    while (s->sk < hi) {
-      if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
-      if (s->sj >= hi || (s->si < mid &&
-          cmp_proto(PROTO(s, s->perm[s->si]), PROTO(s, s->perm[s->sj])) <= 0))
-        s->ptmp[s->sk++] = s->perm[s->si++];
-      else
-        s->ptmp[s->sk++] = s->perm[s->sj++];
-    }
-    if (hi < np)
-      sort_pair(s, hi);
-    else {  /* a pass is over */
-      uint32_t *t = s->perm;
-      s->perm = s->ptmp;
-      s->ptmp = t;
-      s->sw = s->sw > np / 2 ? np : s->sw * 2;
-      if (s->sw < np) sort_pair(s, 0);
-      else s->sk = 1;  /* sorted: the marking starts after the first */
-    }
-  }
-  /* each prototype is nested in the outermost one before it, scur,
+  if (!sort_merge(w, q, np, &moved)) return 0;
+  /* each prototype is nested in the outermost one before it, outer,
   ** when it has the same source and lies within its lines */
-  for (; s->sk < np; s->sk++) {
-    const pinfo *o = PROTO(s, s->perm[s->scur]);
-    const pinfo *q = PROTO(s, s->perm[s->sk]);
+  for (; q->k < np; q->k++) {
+    const pinfo *o = PROTO(s, q->perm[q->outer]);
+    const pinfo *p = PROTO(s, q->perm[q->k]);
     int last = o->line == 0 ? 0x7fffffff : o->last;
     if (++moved % SORTRUN == 0 && !memprobe_budget(w)) return 0;
-    if (q->src == o->src && q->line >= o->line && q->last <= last) {
-      hobj *r = REC(s, q->obj);
+    if (p->src == o->src && p->line >= o->line && p->last <= last) {
+      hobj *r = REC(s, p->obj);
       r->flags |= F_NESTED;
       r->size = 0;
     }
     else
-      s->scur = s->sk;
+      q->outer = q->k;
   }
-  memprobe_xrealloc(L, s, s->perm, (size_t)np * 4, 0);
-  memprobe_xrealloc(L, s, s->ptmp, (size_t)np * 4, 0);
-  s->perm = s->ptmp = NULL;
+  memprobe_xrealloc(L, s, q->perm, (size_t)np * 4, 0);
+  memprobe_xrealloc(L, s, q->tmp, (size_t)np * 4, 0);
+  q->perm = q->tmp = NULL;
   return 1;
 }
 

@@ -88,6 +88,7 @@ MP_API int memprobe_read_nocache (mp_ctx *c, int root,
                                   size_t *len);
 MP_API int memprobe_read_path (mp_ctx *c, const char *path,
                                const char **data, size_t *len);
+MP_API int memprobe_result (lua_State *L, int err, const char *fmt, ...);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
@@ -95,8 +96,6 @@ MP_API void memprobe_watch_fork (mp_ctx *c);
 MP_API void memprobe_unwatch_fork (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
 MP_API void memprobe_noargs (lua_State *L);
-MP_API int memprobe_badformat (lua_State *L, mp_ctx *c, int root,
-                               const char *rel);
 
 /* fill.c: refilling a table by line, with the key strings of last time
 ** (a keys table per reader, made by memprobe_fill_keys). */
@@ -476,6 +475,13 @@ typedef struct mp_book {
 } mp_book;
 MP_API void *memprobe_book_alloc (mp_book *b, void *p, size_t osz,
                                   size_t nsz);
+/* Zeroed pages, mapped (the kernel clears each as it is first touched:
+** nothing is cleared at once); size a multiple of MP_PAGE. Unmapping may
+** give back any page-aligned part. */
+#define MP_PAGE       4096u
+#define MP_PAGES(n)   (((n) + MP_PAGE - 1) & ~(size_t)(MP_PAGE - 1))
+MP_API void *memprobe_book_map (mp_book *b, size_t size);
+MP_API void memprobe_book_unmap (mp_book *b, void *p, size_t size);
 
 #define MP_CHUNKBITS  12
 #define MP_CHUNK      (1u << MP_CHUNKBITS)

@@ -969,12 +969,8 @@ static int l_pprof (lua_State *L) {
   free(fr);
   if (err == ENOMEM)
     return luaL_error(L, "not enough memory");
-  if (err != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
-  }
+  if (err != 0)
+    return memprobe_result(L, err, "%s: %s", path, strerror(err));
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -43,6 +43,14 @@ describe("examples/openresty", function()
       "marked: [%d:]+\nX%-Memprobe%-Worker: (%d+)\n([^\n]*)")
     assert.are.equal(w1, w2, out)
     assert.matches("^lua heap ", diff)
+    -- a heap command waited for: its answer, from the worker's timer ticks,
+    -- none of which held the worker past twice its budget (CPU time)
+    local walked = out:match("== /memz%?cmd=modules%%205&wait=1, then /ticks\n(.-)\n== ")
+    assert.matches("^module +exclusive +shared +objects\nmemz ", walked)
+    local walking, longest, budget = walked:match(
+      "ticks %d+  walking (%d+)  longest step ([%d.]+) ms of a (%d+) ms budget")
+    assert.is_true(tonumber(walking) > 3, walked)
+    assert.is_true(tonumber(longest) <= 2 * tonumber(budget), walked)
     -- each worker's process and Lua series carry its label
     local metrics = out:match("== /metrics\n(.-)rc=0")
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"}', metrics, 1, true)
@@ -98,6 +106,22 @@ describe("examples/game_server.lua", function()
     assert(alerts and alerts >= 1, out)
     assert.matches("ALERT %a+ %a+ grows %d+ B/min", out)
     assert.matches("exit 0\n$", out)
+  end)
+
+  it("answers the operator's heap commands from its ticks, each within twice its budget", function()
+    local out = example("game_server.lua 900")
+    -- asked at tick 450, answered with progress, then by the reply
+    assert.matches("tick 450: > mem modules 5: walking heap: %d+%% %(", out)
+    assert.matches("tick 450: > heap: walking heap: queued after 'modules'", out, 1, true)
+    local at = tonumber(out:match("tick (%d+): answer to 'mem modules 5':\nmodule "))
+    assert.is_true(at and at > 451, out)
+    assert.matches("\ngame%.world +[%d.]+MiB", out)
+    assert.matches("tick %d+: answer to 'heap':\ntype +count +bytes\ntable ", out)
+    local walking, longest, budget = out:match(
+      "console: (%d+) ticks walking, longest step ([%d.]+) ms of a (%d+) ms budget")
+    assert.is_true(tonumber(walking) > 3, out)
+    -- CPU time: the step's own, whatever else the machine runs
+    assert.is_true(tonumber(longest) <= 2 * tonumber(budget), out)
   end)
 end)
 

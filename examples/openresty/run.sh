@@ -60,8 +60,11 @@ echo "== /memz?cmd=lua"
 curl -fs "$url/memz?cmd=lua"
 # one connection, so one worker: the console keeps the mark between requests
 echo "== mark, then diff"
-curl -fs -D - "$url/memz?cmd=mark" -o /dev/stdout "$url/memz?cmd=diff" | tr -d '\r' |
+curl -fs -D - "$url/memz?cmd=mark&wait=1" -o /dev/stdout "$url/memz?cmd=diff&wait=1" | tr -d '\r' |
   grep -v -e '^HTTP/' -e '^Server:' -e '^Date:' -e '^Content-' -e '^Connection:' \
           -e '^Transfer-' -e '^$'
+# one connection: the walk's answer and the ticks of the worker that ran it
+echo "== /memz?cmd=modules%205&wait=1, then /ticks"
+curl -fs "$url/memz?cmd=modules%205&wait=1" "$url/ticks"
 echo "== /metrics"
 curl -fs "$url/metrics"

@@ -5,11 +5,18 @@ local skynet = require "skynet"
 local probe = require "memprobe_debug"
 
 local players, cache = {}, {}
+-- the zone's map: enough state for a heap walk to take several ticks
+local map = {}
+for i = 1, 30000 do map[i] = { x = i % 317, y = i % 211 } end
 local CMD = {}
 
 function CMD.login(name)
   players[name] = { name = name, inventory = {}, since = skynet.now() }
   return true
+end
+
+function CMD.tiles()
+  return #map
 end
 
 function CMD.count()

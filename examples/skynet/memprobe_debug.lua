@@ -7,47 +7,21 @@
 -- `lua`, `heap`, `modules`, `mark`, `diff` ...) run in its own Lua state:
 -- every service has its own heap, so the probe lives in the service.
 --
--- A heap walk takes time in proportion to the heap. Here it runs in
--- slices of SLICE ms with skynet.yield() between them, so the service
--- goes on answering its other messages while an operator looks.
+-- A heap walk takes time in proportion to the heap. The console runs its
+-- heap commands as jobs, and a skynet.timeout tick advances them by
+-- SLICE ms every TICK centiseconds while one runs, so the service goes
+-- on answering its other messages while an operator looks. The debug
+-- command's coroutine waits (skynet.wait) until the console's reply
+-- wakes it with the answer. `MEMPROBE ticks` shows the longest tick.
 local skynet = require "skynet"
 local debug = require "skynet.debug"
 local memprobe = require "memprobe"
 local console = require "memprobe.console"
 
-local SLICE = 2
+local SLICE = 2  -- ms of a tick the console's jobs may take
+local TICK = 1   -- centiseconds between two ticks while a job runs
 
 local M = {}
-
--- The census of memprobe.heap(), walked in slices: a snapshot stepped
--- until it is done, the service's other messages handled in between.
-local function sliced_heap(opts)
-  opts = opts or {}
-  local gc = collectgarbage("count") * 1024
-  local snap = memprobe.snapshot{ max_ms = SLICE }
-  while not snap:step(SLICE) do skynet.yield() end
-  local ok, c = pcall(snap.census, snap, opts.top or 10)
-  snap:close()
-  if not ok then error(c, 0) end
-  for _, big in ipairs(c.largest) do big.path = table.concat(big.path) end
-  c.gc_bytes = gc
-  c.unexplained = gc - c.total
-  return c
-end
-
--- memprobe.modules{max_ms} as a job stepped in slices where memprobe's
--- walks are jobs (step/result); where they are not, the call itself
--- walks in one go and returns the rows.
-local function sliced_modules(opts)
-  local o = { max_ms = SLICE }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  local r = memprobe.modules(o)
-  if r.step and r.result then
-    while not r:step(SLICE) do skynet.yield() end
-    r = r:result()
-  end
-  return r
-end
 
 --- Registers the MEMPROBE debug command in the calling service.
 -- @tparam[opt] table opts `track` (default true): install the allocator
@@ -55,13 +29,46 @@ end
 -- @return the console
 function M.start(opts)
   opts = opts or {}
-  local c = console.new()
-  -- the console's heap walks in slices; the rest is memprobe
-  c.mp = setmetatable({ heap = sliced_heap, modules = sliced_modules },
-                      { __index = memprobe })
+  -- the walk's code and size model load now, not in a tick
+  require("memprobe.heap").model()
+  local waiting, answers = {}, {}  -- by line: coroutines, the answer
+  local stats = { ticks = 0, longest = 0 }
+  local c = console.new{ budget_ms = SLICE, reply = function(line, text)
+    answers[line] = text
+    for _, co in ipairs(waiting[line] or {}) do skynet.wakeup(co) end
+    waiting[line] = nil
+  end }
   if opts.track ~= false then c.tracker = memprobe.track() end
+  local ticking = false
+  -- One tick: the jobs advance within SLICE (CPU time measured: the
+  -- service's own, whatever else the node runs); again while one is left.
+  local function tick()
+    local t0 = os.clock()
+    local idle = c:step(SLICE)
+    local ms = (os.clock() - t0) * 1000
+    stats.ticks = stats.ticks + 1
+    if ms > stats.longest then stats.longest = ms end
+    ticking = not idle
+    if ticking then skynet.timeout(TICK, tick) end
+  end
   debug.reg_debugcmd("MEMPROBE", function(...)
-    local text = c:run(table.concat({ ... }, " "))
+    local line = table.concat({ ... }, " ")
+    local text
+    if line == "ticks" then
+      text = ("ticks %d  longest %.2f ms of a %d ms budget")
+        :format(stats.ticks, stats.longest, SLICE)
+    else
+      answers[line] = nil
+      text = c:run(line)
+      if text:find("^walking heap: ") then
+        if not ticking then ticking = true; skynet.timeout(TICK, tick) end
+        local co = coroutine.running()
+        waiting[line] = waiting[line] or {}
+        table.insert(waiting[line], co)
+        skynet.wait(co)
+        text = answers[line] or text
+      end
+    end
     skynet.ret(skynet.pack(text))
   end)
   return c

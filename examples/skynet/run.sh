@@ -37,6 +37,7 @@ LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;" "$lua" "$here/client.lua" "$port
   'dbgcmd {game} MEMPROBE lua' \
   'dbgcmd {game} MEMPROBE heap' \
   'dbgcmd {game} MEMPROBE modules 60' \
+  'dbgcmd {game} MEMPROBE ticks' \
   'sleep 2' \
   'dbgcmd {game} MEMPROBE lua' \
   'call {game} "count"'
