@@ -239,6 +239,27 @@ describe("memprobe.profile() under hostile conditions", function()
     assert.is_true(calls > 0)
   end)
 
+  it("is safe from finalizers that reset it and start new profiles mid-call", function()
+    local current = profile(128)
+    local calls, active = 0, true
+    local function fin()
+      if not active then return end  -- none may outlive this spec
+      calls = calls + 1
+      if calls % 7 == 0 then current:reset() end
+      if calls % 50 == 0 then current = profile(128) end
+    end
+    for i = 1, 3000 do
+      finalizable(fin)
+      keep[i] = { i }
+      if i % 100 == 0 then current:top(5, "alloc") current:folded() end
+    end
+    H.settle_gc()
+    active = false
+    current:stop()
+    assert.is_true(calls > 50)
+    assert.is_table(current:top(5, "alloc"))
+  end)
+
   -- A fork of this interpreter runs fn (memprobe_testalloc's fork, or
   -- LuaJIT's FFI); its exit status, or nil when neither is there.
   local function in_child(fn)

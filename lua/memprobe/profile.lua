@@ -78,7 +78,9 @@ function M.new(opts)
     -- carry samples into the code that runs next. Without new side
     -- traces (and with the old ones flushed) every exit goes through the
     -- interpreter. hotexit goes back to LuaJIT's default at stop().
-    jit.flush()
+    -- (a finalizer may not flush: LuaJIT refuses it during a collection,
+    -- and the traces linked already stay until the next flush)
+    pcall(jit.flush)
     jit.opt.start("hotexit=" .. PRECISE_HOTEXIT)
     self.precise = true
     -- a profile dropped unstopped gives the JIT its default back
