@@ -74,7 +74,9 @@ enum {
   Q_KEY = -1,           /* the key lua_next resumes from in the head table */
   Q_EPHEMERONS = -2,    /* set of the ephemeron tables met, to expand again */
   Q_MODEL = -3,         /* the size model's job, until the model is known */
-  Q_ROOTS = -4          /* the roots, until all are registered */
+  Q_ROOTS = -4,         /* the roots, until all are registered */
+  Q_FUNCTIONS = -5      /* census(): the functions by prototype, built in
+                           PH_OUTPUT (kept once the walk is done) */
 };
 #define SEG      (1u << SEGBITS)
 
@@ -96,6 +98,7 @@ typedef struct acctab { acc *a; uint32_t mask, n; } acctab;
 */
 typedef struct tally {
   uint32_t at;              /* next record */
+  uint32_t out;             /* PH_OUTPUT: next slot of fns */
   int top, nbig, rows, started, done;
   double n[T_NTYPES], b[T_NTYPES], total, objects;
   double hn[T_NTYPES], hb[T_NTYPES];  /* the host's shared code, by type */
@@ -117,6 +120,8 @@ enum {
   PH_SORT,      /* the prototypes sorted, nested ones marked */
   PH_PASS2,     /* modules(): each row's reach of shared objects */
   PH_TALLY,     /* the census or the row sums, a record per unit */
+  PH_OUTPUT,    /* census: the functions table (Q_FUNCTIONS), an entry
+                   per unit */
   PH_DONE
 };
 
