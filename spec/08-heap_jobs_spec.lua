@@ -143,7 +143,8 @@ describe("memprobe.heap{max_ms} and memprobe.modules{max_ms}", function()
     package.loaded.spec_protos = (function()
       local fs = {}
       for i = 1, 4000 do
-        fs[i] = load("return function() return " .. i .. " end", "=spec_proto" .. i)()
+        fs[i] = (loadstring or load)("return function() return " .. i .. " end",
+                                     "=spec_proto" .. i)()
       end
       return fs
     end)()
