@@ -561,18 +561,15 @@ MP_READER(l_cgroup) {
       g.version = 2;
   }
   if (g.version == 0) {
-    lua_pushnil(L);
     if (m.v1.point[0] != '\0' || m.v2.point[0] != '\0')
-      lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
-                      "with memory files under the cgroup mounts of "
-                      "%s/self/mountinfo)", c->root[MP_PROC],
-                      c->root[MP_PROC]);
-    else
-      lua_pushfstring(L, "not in a memory cgroup (%s/self/cgroup names none "
-                      "with memory files under %s/fs/cgroup)",
-                      c->root[MP_PROC], c->root[MP_SYS]);
-    lua_pushinteger(L, ENOENT);
-    return 3;
+      return memprobe_result(L, ENOENT, "not in a memory cgroup "
+                             "(%s/self/cgroup names none with memory files "
+                             "under the cgroup mounts of %s/self/mountinfo)",
+                             c->root[MP_PROC], c->root[MP_PROC]);
+    return memprobe_result(L, ENOENT, "not in a memory cgroup "
+                           "(%s/self/cgroup names none with memory files "
+                           "under %s/fs/cgroup)", c->root[MP_PROC],
+                           c->root[MP_SYS]);
   }
   lua_newtable(L);
   t = lua_gettop(L);

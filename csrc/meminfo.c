@@ -214,14 +214,11 @@ MP_READER(l_free) {
     else if (err == ENOMEM)
       return memprobe_fail(L, c, MP_PROC, "zoneinfo", err);
   }
-  if ((i = memprobe_free_finish(&f, c->pagesize)) != 1) {
-    lua_pushnil(L);
-    lua_pushfstring(L, i == 0 ? "%s/meminfo: no MemTotal or MemFree line"
-                    : "%s/meminfo: MemTotal or MemFree out of range "
-                    "(8 PiB or more)", c->root[MP_PROC]);
-    lua_pushinteger(L, 0);
-    return 3;
-  }
+  if ((i = memprobe_free_finish(&f, c->pagesize)) != 1)
+    return memprobe_result(L, 0, i == 0
+                           ? "%s/meminfo: no MemTotal or MemFree line"
+                           : "%s/meminfo: MemTotal or MemFree out of range "
+                             "(8 PiB or more)", c->root[MP_PROC]);
   for (i = 0; i < MP_FREE_NOUT; i++) {
     if ((f.have >> i) & 1)
       mp_pushint(L, f.out[i]);

@@ -175,21 +175,13 @@ static int read_pid (mp_ctx *c, int other, const char *rel,
 ** and the ptrace rule, which the generic hints cannot match by prefix. */
 static int pid_fail (lua_State *L, mp_ctx *c, int other, const char *rel,
                      int err) {
-  if (other && (err == ENOENT || err == ESRCH)) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s/%s: %s (no such process)", c->root[MP_PROC],
-                    rel, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
-  }
-  if (other && (err == EACCES || err == EPERM)) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s/%s: %s (needs the same user, or "
-                    "CAP_SYS_PTRACE)", c->root[MP_PROC], rel,
-                    strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
-  }
+  if (other && (err == ENOENT || err == ESRCH))
+    return memprobe_result(L, err, "%s/%s: %s (no such process)",
+                           c->root[MP_PROC], rel, strerror(err));
+  if (other && (err == EACCES || err == EPERM))
+    return memprobe_result(L, err, "%s/%s: %s (needs the same user, or "
+                           "CAP_SYS_PTRACE)", c->root[MP_PROC], rel,
+                           strerror(err));
   return memprobe_fail(L, c, MP_PROC, rel, err);
 }
 
@@ -210,7 +202,8 @@ MP_READER(l_rss) {
   if ((err = memprobe_read(c, MP_PROC, "self/statm", &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, "self/statm", err);
   if (memprobe_parse_statm(data, len, v, 2) < 2)
-    return memprobe_badformat(L, c, MP_PROC, "self/statm");
+    return memprobe_result(L, 0, "%s/self/statm: unexpected content",
+                           c->root[MP_PROC]);
   mp_pushint(L, memprobe_bytes(v[1], c->pagesize));
   return 1;
 }
@@ -268,7 +261,8 @@ static int process (lua_State *L) {
   if ((err = read_pid(c, other, rel, &data, &len)) != 0)
     return pid_fail(L, c, other, rel, err);
   if (memprobe_parse_status(data, len, set_status, &s) == 0)
-    return memprobe_badformat(L, c, MP_PROC, rel);
+    return memprobe_result(L, 0, "%s/%s: unexpected content",
+                           c->root[MP_PROC], rel);
   snprintf(rel, sizeof(rel), "%s/statm", pid);
   if ((err = read_pid(c, other, rel, &data, &len)) != 0)
     return pid_fail(L, c, other, rel, err);
@@ -361,7 +355,8 @@ MP_READER(l_smaps) {
   if (err != 0)
     return pid_fail(L, c, other, rel, err);
   if (memprobe_parse_kv(data, len, add_smaps, &a) == 0 && !a.sum)
-    return memprobe_badformat(L, c, MP_PROC, rel);
+    return memprobe_result(L, 0, "%s/%s: unexpected content",
+                           c->root[MP_PROC], rel);
   lua_getfield(L, 2, "private_clean");
   lua_getfield(L, 2, "private_dirty");
   if (lua_isnumber(L, -1) && lua_isnumber(L, -2)) {
@@ -401,10 +396,8 @@ static int l_mallinfo (lua_State *L) {
 #else
   if (!lua_isnoneornil(L, 1))
     luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushnil(L);
-  lua_pushliteral(L, "mallinfo: not supported (needs glibc 2.33 or later)");
-  lua_pushinteger(L, ENOSYS);
-  return 3;
+  return memprobe_result(L, ENOSYS,
+                         "mallinfo: not supported (needs glibc 2.33 or later)");
 #endif
 }
 

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,37 +77,44 @@ static const char *hint_for (int root, const char *rel, int err) {
 }
 
 /*
-** Pushes nil, "path: reason (what would help)", errno; returns 3 so that
-** a Lua function can end with 'return memprobe_fail(...)'. Allocation
-** failures are not environment failures: they raise, like everywhere in
-** Lua.
+** The one environment-failure result: pushes nil, the message (a
+** lua_pushfstring format and its arguments) and err, and returns 3, so
+** that a Lua function can end with 'return memprobe_result(...)'. err is
+** the errno value saved before any Lua call, or 0 when no system call
+** failed (the file is there but is not what the kernel writes).
+*/
+int memprobe_result (lua_State *L, int err, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/*
+** The result for root/rel failing with err: "path: reason (what would
+** help)". Allocation failures are not environment failures: they raise,
+** like everywhere in Lua.
 */
 int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                    int err) {
-  const char *hint = hint_for(root, rel, err);
+  const char *hint = hint_for(root, rel, err), *why;
   if (err == ENOMEM) {
     lua_pushliteral(L, "not enough memory");
     return lua_error(L);
   }
-  lua_pushnil(L);
   if (err == ENOSYS)
-    lua_pushliteral(L, "not supported on this platform");
-  else if (err == MP_ENOTREG || err == MP_ENOTPROC) {
-    const char *why = err == MP_ENOTREG ? "not a regular file"
-                                        : "not a procfs file";
-    if (hint != NULL)
-      lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, why, hint);
-    else
-      lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, why);
+    return memprobe_result(L, err, "not supported on this platform");
+  why = err == MP_ENOTREG ? "not a regular file"
+      : err == MP_ENOTPROC ? "not a procfs file" : strerror(err);
+  if (err == MP_ENOTREG || err == MP_ENOTPROC)
     err = 0;  /* no system call failed: the file is not the kernel's */
-  }
-  else if (hint != NULL)
-    lua_pushfstring(L, "%s/%s: %s (%s)", c->root[root], rel, strerror(err),
-                    hint);
-  else
-    lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, strerror(err));
-  lua_pushinteger(L, err);
-  return 3;
+  if (hint != NULL)
+    return memprobe_result(L, err, "%s/%s: %s (%s)", c->root[root], rel,
+                           why, hint);
+  return memprobe_result(L, err, "%s/%s: %s", c->root[root], rel, why);
 }
 
 void memprobe_closeall (mp_ctx *c) {
@@ -550,15 +558,6 @@ void memprobe_noargs (lua_State *L) {
   int i, top = lua_gettop(L);
   for (i = 1; i <= top; i++)
     luaL_argcheck(L, lua_isnil(L, i), i, "no arguments expected");
-}
-
-/* nil, "path: unexpected content", 0: the file is there but is not what
-** the kernel writes (a truncated or foreign fixture). */
-int memprobe_badformat (lua_State *L, mp_ctx *c, int root, const char *rel) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s/%s: unexpected content", c->root[root], rel);
-  lua_pushinteger(L, 0);
-  return 3;
 }
 
 static void set_root (mp_ctx *c, int root, const char *dir) {

@@ -313,17 +313,13 @@ MP_READER(l_slabinfo) {
   k.e = (entry *)mp_newuserdata(L, k.cap * sizeof(entry));
   n = memprobe_parse_slabinfo(data, len, &major, &minor, &skipped, add_cache,
                               &k);
-  if (n < 0) {
-    lua_pushnil(L);
-    if (n == -1)
-      lua_pushfstring(L, "%s/slabinfo: no 'slabinfo - version:' header",
-                      c->root[MP_PROC]);
-    else
-      lua_pushfstring(L, "%s/slabinfo: version %d.%d is not supported "
-                      "(2.0 and 2.1 are)", c->root[MP_PROC], major, minor);
-    lua_pushinteger(L, 0);
-    return 3;
-  }
+  if (n == -1)
+    return memprobe_result(L, 0, "%s/slabinfo: no 'slabinfo - version:' "
+                           "header", c->root[MP_PROC]);
+  if (n < 0)
+    return memprobe_result(L, 0, "%s/slabinfo: version %d.%d is not "
+                           "supported (2.0 and 2.1 are)", c->root[MP_PROC],
+                           major, minor);
   if (key == 'n')
     qsort(k.e, k.n, sizeof(entry), by_name);
   else if (key != 0) {

@@ -137,14 +137,6 @@ static void push_scaled (lua_State *L, uint64_t v, uint64_t m) {
     lua_pushnumber(L, (lua_Number)v * (lua_Number)m);
 }
 
-static int bad_format (lua_State *L, mp_ctx *c, int root, const char *rel,
-                       const char *what) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s/%s: %s", c->root[root], rel, what);
-  lua_pushinteger(L, 0);
-  return 3;
-}
-
 /*
 ** Table rows become Lua tables keyed by the header's names. The stack
 ** holds, from 'list': the result list, the header's names, the row being
@@ -220,7 +212,8 @@ static int read_table (lua_State *L, mp_ctx *c, const char *rel,
   memprobe_parse_table(data, len, table_cell, t);
   lua_settop(L, t->list);
   if (t->badheader)
-    return bad_format(L, c, MP_PROC, rel, "unexpected header");
+    return memprobe_result(L, 0, "%s/%s: unexpected header",
+                           c->root[MP_PROC], rel);
   return 0;
 }
 
@@ -406,7 +399,8 @@ MP_READER(l_overcommit) {
   if ((err = sysctl(c, rel, &mode)) > 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   if (err < 0)
-    return bad_format(L, c, MP_PROC, rel, "not a number");
+    return memprobe_result(L, 0, "%s/%s: not a number",
+                           c->root[MP_PROC], rel);
   lua_createtable(L, 0, 9);
   push_u64(L, mode);
   lua_setfield(L, 1, "mode");

@@ -83,10 +83,7 @@ static int l_replace_file (lua_State *L) {
   fd = create_tmp(path, tmp, sizeof(tmp));
   if (fd < 0) {
     err = errno;
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
+    return memprobe_result(L, err, "%s: %s", path, strerror(err));
   }
   err = write_all(fd, data, len);
   if (err == 0 && fsync(fd) != 0) err = errno;
@@ -94,17 +91,11 @@ static int l_replace_file (lua_State *L) {
   if (err == 0 && rename(tmp, path) != 0) err = errno;
   if (err != 0) {
     unlink(tmp);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
+    return memprobe_result(L, err, "%s: %s", path, strerror(err));
   }
   err = sync_dir(path, tmp, sizeof(tmp));
   if (err != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(err));
-    lua_pushinteger(L, err);
-    return 3;
+    return memprobe_result(L, err, "%s: %s", path, strerror(err));
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -221,7 +221,7 @@ static void push_area (summer *S, const mp_vmarea *a) {
   lua_createtable(L, 0, 9);
   set_str(L, "start", a->addr, (size_t)(dash - a->addr));
   set_str(L, "end", dash + 1, a->alen - (size_t)(dash + 1 - a->addr));
-  set_int(L, "size", a->size);
+  set_int(L, "virtual", a->size);
   set_str(L, "caller", a->caller, a->clen);
   set_str(L, "func", a->caller, a->flen);
   set_str(L, "module", a->module, a->mlen);
@@ -308,7 +308,7 @@ static int64_t pick (const agg *g, int sort) {
 
 static void push_sums (lua_State *L, const agg *g, long pagesize) {
   set_int(L, "count", g->count);
-  set_int(L, "size", g->size);
+  set_int(L, "virtual", g->size);
   set_int(L, "pages", g->pages);
   set_int(L, "bytes", memprobe_bytes(g->pages, pagesize));
 }
@@ -336,9 +336,9 @@ static void push_list (lua_State *L, agg *arr, size_t n, int sort,
 
 typedef struct vmopts { int sort; lua_Integer top; int areas; } vmopts;
 
-/* opts: sort = "size"|"pages"|"count", top = N, areas = true. */
+/* opts: sort = "virtual"|"pages"|"count", top = N, areas = true. */
 static void check_opts (lua_State *L, vmopts *o, int areas_ok) {
-  o->sort = 's';
+  o->sort = 'v';
   o->top = -1;
   o->areas = 0;
   if (lua_isnoneornil(L, 1))
@@ -351,10 +351,10 @@ static void check_opts (lua_State *L, vmopts *o, int areas_ok) {
     if (k != NULL && strcmp(k, "sort") == 0 && areas_ok) {
       const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                      : "";
-      if (strcmp(v, "size") != 0 && strcmp(v, "pages") != 0 &&
+      if (strcmp(v, "virtual") != 0 && strcmp(v, "pages") != 0 &&
           strcmp(v, "count") != 0)
-        luaL_argerror(L, 1, "sort must be 'size', 'pages' or 'count'");
-      o->sort = v[0] == 's' ? 's' : v[0] == 'p' ? 'p' : 'c';
+        luaL_argerror(L, 1, "sort must be 'virtual', 'pages' or 'count'");
+      o->sort = v[0];
     }
     else if (k != NULL && strcmp(k, "top") == 0) {
       lua_Number n = lua_tonumber(L, -1);
@@ -376,20 +376,22 @@ static void check_opts (lua_State *L, vmopts *o, int areas_ok) {
 ** vmallocinfo([opts]): { totals, by_kind, by_caller, by_module [, areas] }.
 ** by_caller and by_module are arrays, largest first; by_kind is keyed by
 ** kind. 'bytes' is pages * page size: memory behind the area, which for
-** vmalloc areas is what meminfo's VmallocUsed counts. 'size' is address
-** space, guard page included.
+** vmalloc areas is what meminfo's VmallocUsed counts. 'virtual' is
+** address space, guard page included (the kernel's size column).
 */
 /***
-/proc/vmallocinfo summed. `totals`: `count size pages bytes vmalloc_pages
-vmalloc_bytes` (bytes = pages * page size; vmalloc_bytes is what meminfo's
-VmallocUsed counts); `by_kind`: keyed by vmalloc, ioremap, vmap, user,
-vm_map_ram, unpurged ...; `by_caller`: `{ caller, module, count, size,
-pages, bytes }` largest first (built-in code is module "vmlinux");
+/proc/vmallocinfo summed. `totals`: `count virtual pages bytes
+vmalloc_pages vmalloc_bytes` (virtual = address space, guard pages
+included; bytes = pages * page size, the memory behind it; vmalloc_bytes
+is what meminfo's VmallocUsed counts); `by_kind`: keyed by vmalloc,
+ioremap, vmap, user, vm_map_ram, unpurged ...; `by_caller`: `{ caller,
+module, count, virtual, pages, bytes }` largest first (built-in code is
+module "vmlinux");
 `by_module`: the same per module. Needs root or CAP_DAC_READ_SEARCH.
 @function vmallocinfo
-@tparam[opt] table opts `sort` ("size", "pages" or "count"), `top` (N
-callers and modules), `areas` (true adds every area: `start end size caller
-func module pages phys kind vpages`)
+@tparam[opt] table opts `sort` ("virtual", the default, "pages" or
+"count"), `top` (N callers and modules), `areas` (true adds every area:
+`start end virtual caller func module pages phys kind vpages`)
 @treturn table the sums, or nil, message, errno
 */
 MP_READER(l_vmallocinfo) {
@@ -420,7 +422,7 @@ MP_READER(l_vmallocinfo) {
   t = lua_gettop(L);
   lua_createtable(L, 0, 6);
   set_int(L, "count", S.count);
-  set_int(L, "size", S.size);
+  set_int(L, "virtual", S.size);
   set_int(L, "pages", S.pages);
   set_int(L, "bytes", memprobe_bytes(S.pages, c->pagesize));
   set_int(L, "vmalloc_pages", S.vmalloc_pages);
@@ -570,13 +572,9 @@ MP_READER(l_allocinfo) {
   k.cap = memprobe_countlines(data, len);
   k.n = 0;
   k.v = (mp_allocsite *)mp_newuserdata(L, k.cap * sizeof(mp_allocsite));
-  if (memprobe_parse_allocinfo(data, len, &skipped, add_site, &k) < 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s/allocinfo: no 'allocinfo - version:' header",
-                    c->root[MP_PROC]);
-    lua_pushinteger(L, 0);
-    return 3;
-  }
+  if (memprobe_parse_allocinfo(data, len, &skipped, add_site, &k) < 0)
+    return memprobe_result(L, 0, "%s/allocinfo: no 'allocinfo - version:' "
+                           "header", c->root[MP_PROC]);
   qsort(k.v, k.n, sizeof(mp_allocsite), by_bytes);
   lua_createtable(L, 0, 4);
   eol = memprobe_nextline(data, data + len);

@@ -634,11 +634,8 @@ MP_READER(l_numa) {
   if ((err = node_list(L, c, NODEDIR "online")) != 0) {
     if (err > 0)
       return memprobe_fail(L, c, MP_SYS, NODEDIR "online", err);
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s/" NODEDIR "online: not a node list",
-                    c->root[MP_SYS]);
-    lua_pushinteger(L, 0);
-    return 3;
+    return memprobe_result(L, 0, "%s/" NODEDIR "online: not a node list",
+                           c->root[MP_SYS]);
   }
   lua_setfield(L, 1, "online");
   if (node_list(L, c, NODEDIR "possible") == 0)

@@ -46,13 +46,13 @@ end
 
 local function check_all(path, v)
   local r = parse(path)
-  assert.are.same({ count = r.count, size = r.size, pages = r.pages,
+  assert.are.same({ count = r.count, virtual = r.size, pages = r.pages,
                     bytes = r.pages * pagesize, vmalloc_pages = r.vmalloc_pages,
                     vmalloc_bytes = r.vmalloc_pages * pagesize }, v.totals)
   local nk = 0
   for k, e in pairs(r.kind) do
     nk = nk + 1
-    assert.are.same({ count = e.count, size = e.size, pages = e.pages,
+    assert.are.same({ count = e.count, virtual = e.size, pages = e.pages,
                       bytes = e.pages * pagesize }, v.by_kind[k], k)
   end
   for k in pairs(v.by_kind) do assert.is_not_nil(r.kind[k], k) end
@@ -63,15 +63,15 @@ local function check_all(path, v)
     local w = r.caller[e.caller .. " " .. e.module]
     assert.is_not_nil(w, e.caller)
     assert.are.same({ caller = e.caller, module = e.module, count = w.count,
-                      size = w.size, pages = w.pages, bytes = w.pages * pagesize }, e)
-    if i > 1 then assert.is_true(v.by_caller[i - 1].size >= e.size) end
+                      virtual = w.size, pages = w.pages, bytes = w.pages * pagesize }, e)
+    if i > 1 then assert.is_true(v.by_caller[i - 1].virtual >= e.virtual) end
   end
   local nm = 0
   for _ in pairs(r.module) do nm = nm + 1 end
   assert.are.equal(nm, #v.by_module)
   for _, e in ipairs(v.by_module) do
     local w = r.module[e.module]
-    assert.are.same({ module = e.module, count = w.count, size = w.size,
+    assert.are.same({ module = e.module, count = w.count, virtual = w.size,
                       pages = w.pages, bytes = w.pages * pagesize }, e)
   end
   return r
@@ -95,6 +95,33 @@ describe("memprobe.vmallocinfo()", function()
     assert.is_nil(v.areas)
   end)
 
+  it("calls address space `virtual` and memory `bytes`, as the rest of the API does", function()
+    memprobe.config(H.fixture("linux-6.18"))
+    local v = assert(memprobe.vmallocinfo{ areas = true })
+    local rows = { v.totals }
+    for _, e in pairs(v.by_kind) do rows[#rows + 1] = e end
+    for _, list in ipairs({ v.by_caller, v.by_module, v.areas }) do
+      for _, e in ipairs(list) do rows[#rows + 1] = e end
+    end
+    assert.is_true(#rows > 300)
+    for _, e in ipairs(rows) do
+      assert.is_nil(e.size)
+      assert.is_true(e.virtual > 0)
+    end
+    -- an ioremap area has address space and no pages behind it
+    assert.is_true(v.by_kind.ioremap.virtual > 0)
+    assert.are.equal(0, v.by_kind.ioremap.bytes)
+    assert.has_error(function() memprobe.vmallocinfo{ sort = "size" } end,
+      "bad argument #1 to 'vmallocinfo' (sort must be 'virtual', 'pages' or 'count')")
+    local s = assert(memprobe.vmallocinfo{ sort = "virtual" })
+    for i = 2, #s.by_caller do
+      assert.is_true(s.by_caller[i - 1].virtual >= s.by_caller[i].virtual)
+    end
+    local text = require("memprobe.format").vmalloc(s, "kind")
+    assert.matches("KIND%s+AREAS%s+VIRTUAL%s+PAGES%s+MEMORY", text)
+    assert.matches("of address space", text, 1, true)
+  end)
+
   it("parses one line of every variant", function()
     -- the variants, one per line, as 6.18 prints them
     local dir = H.tmpdir{ ["proc/vmallocinfo"] = table.concat({
@@ -114,9 +141,9 @@ describe("memprobe.vmallocinfo()", function()
     assert.are.equal(6, #v.areas)
     local a = v.areas
     assert.are.same({ start = "0x00000000663c58e8", ["end"] = "0x00000000a3e25e1e",
-                      size = 20480, kind = "unpurged", vpages = false }, a[1])
+                      virtual = 20480, kind = "unpurged", vpages = false }, a[1])
     assert.are.same({ start = "0x00000000720c3bdf", ["end"] = "0x00000000213c7e81",
-                      size = 20480, caller = "kernel_clone+0xb8/0x400", func = "kernel_clone",
+                      virtual = 20480, caller = "kernel_clone+0xb8/0x400", func = "kernel_clone",
                       pages = 4, kind = "vmalloc", vpages = false }, a[2])
     assert.are.equal(513, a[3].pages)
     assert.is_true(a[3].vpages)
@@ -127,7 +154,7 @@ describe("memprobe.vmallocinfo()", function()
     assert.are.equal("vmap", a[5].kind)
     assert.are.equal("vm_map_ram", a[6].kind)
     assert.is_nil(a[6].caller)
-    assert.are.same({ count = 6, size = 20480 * 3 + 2105344 + 8192 + 65536, pages = 517,
+    assert.are.same({ count = 6, virtual = 20480 * 3 + 2105344 + 8192 + 65536, pages = 517,
                       bytes = 517 * pagesize, vmalloc_pages = 517,
                       vmalloc_bytes = 517 * pagesize }, v.totals)
     assert.are.equal(4, #v.by_caller)
@@ -140,7 +167,7 @@ describe("memprobe.vmallocinfo()", function()
     local r = check_all("spec/fixtures/linux-2.6-slab/proc/vmallocinfo", v)
     assert.are.equal(9, v.totals.count)
     assert.are.same({ caller = "nv_vmalloc", module = "nvidia", count = 2,
-                      size = 106496 + 65536, pages = 40, bytes = 40 * pagesize },
+                      virtual = 106496 + 65536, pages = 40, bytes = 40 * pagesize },
                     v.by_caller[1])
     assert.are.equal(1, v.by_kind.vm_map_ram.count)
     assert.are.equal(2, v.by_kind.vmap.count)

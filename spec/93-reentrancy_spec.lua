@@ -58,10 +58,10 @@ local readers = {
     if not r then return { err = err } end
     local areas, callers = {}, {}
     for i, a in ipairs(r.areas) do
-      areas[i] = tostring(a.caller) .. ":" .. tostring(a.size)
+      areas[i] = tostring(a.caller) .. ":" .. tostring(a.virtual)
     end
     for i, g in ipairs(r.by_caller) do
-      callers[i] = tostring(g.caller) .. ":" .. tostring(g.size)
+      callers[i] = tostring(g.caller) .. ":" .. tostring(g.virtual)
     end
     return { areas = table.concat(areas, ","), callers = table.concat(callers, ","),
              total = r.totals.size }

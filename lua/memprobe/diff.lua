@@ -8,8 +8,8 @@ local M = {}
 -- meminfo: every field but the unit-less HugePages_* counts; slabinfo:
 -- each cache's `active_size` (bytes in objects in use: a leak shows there
 -- at once, while slab pages lag behind because the allocator reuses the
--- empty slabs it keeps); vmallocinfo: each caller's `size`,
--- keyed "caller [module]".
+-- empty slabs it keeps); vmallocinfo: each caller's `virtual` (address
+-- space: ioremap areas have no pages to count), keyed "caller [module]".
 -- @tparam table r a result of meminfo(), slabinfo() or vmallocinfo()
 -- @treturn table name -> bytes
 -- @treturn string "meminfo", "slabinfo" or "vmallocinfo"
@@ -28,7 +28,7 @@ function M.series(r, argn, fname)
   elseif r.by_caller and r.totals then
     for _, c in ipairs(r.by_caller) do
       local k = c.caller .. " [" .. c.module .. "]"
-      t[k] = (t[k] or 0) + c.size
+      t[k] = (t[k] or 0) + c.virtual
     end
     return t, "vmallocinfo"
   elseif r.MemTotal then

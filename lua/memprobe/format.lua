@@ -267,26 +267,26 @@ end
 function M.vmalloc(v, by)
   local rows, header = {}
   local function sums(e)
-    return e.count, M.size(e.size), e.pages, M.size(e.bytes)
+    return e.count, M.size(e.virtual), e.pages, M.size(e.bytes)
   end
   if by == "kind" then
-    header = { "KIND", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    header = { "KIND", "AREAS", "VIRTUAL", "PAGES", "MEMORY" }
     local kinds = {}
     for k in pairs(v.by_kind) do kinds[#kinds + 1] = k end
-    table.sort(kinds, function(a, b) return v.by_kind[a].size > v.by_kind[b].size end)
+    table.sort(kinds, function(a, b) return v.by_kind[a].virtual > v.by_kind[b].virtual end)
     for _, k in ipairs(kinds) do rows[#rows + 1] = { k, sums(v.by_kind[k]) } end
   elseif by == "module" then
-    header = { "MODULE", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    header = { "MODULE", "AREAS", "VIRTUAL", "PAGES", "MEMORY" }
     for _, e in ipairs(v.by_module) do rows[#rows + 1] = { cut(e.module, 30), sums(e) } end
   else
-    header = { "CALLER", "MODULE", "AREAS", "SIZE", "PAGES", "MEMORY" }
+    header = { "CALLER", "MODULE", "AREAS", "VIRTUAL", "PAGES", "MEMORY" }
     for _, e in ipairs(v.by_caller) do
       rows[#rows + 1] = { cut(e.caller, 32), cut(e.module, 14), sums(e) }
     end
   end
   local t = v.totals
   return ("vmalloc: %d areas, %s of address space; %s in %d pages\n"):format(
-    t.count, M.size(t.size), M.size(t.bytes), t.pages)
+    t.count, M.size(t.virtual), M.size(t.bytes), t.pages)
     .. M.columns(header, rows)
 end
 
