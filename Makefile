@@ -58,7 +58,8 @@ CFLAGS  += $(OPT) $(WARN) -fPIC -fvisibility=hidden
 LDFLAGS += -shared
 
 # Debian packages: what `make demo` needs, and what every other target
-# needs. Each target that builds or runs something waits for `deps` (an
+# needs (golang-go and chromium: the profiler's pprof and flame graph
+# specs read its files with `go tool pprof` and headless Chromium). Each target that builds or runs something waits for `deps` (an
 # order-only prerequisite, so `make -j2` never builds before it): as root
 # it installs what is missing; otherwise it lists it and goes on.
 PKGS_DEMO := gcc make lua5.4 liblua5.4-dev procps
@@ -68,7 +69,8 @@ PKGS := $(PKGS_DEMO) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         lua-socket python3-psutil \
         prometheus nginx-light libnginx-mod-http-lua curl \
         valgrind pkg-config \
-        clang-14 libclang-rt-14-dev util-linux
+        clang-14 libclang-rt-14-dev util-linux \
+        golang-go chromium
 DEPS_GOALS := $(or $(MAKECMDGOALS),all)
 DEPS_PKGS  := $(if $(filter-out demo,$(DEPS_GOALS)),$(PKGS),$(PKGS_DEMO))
 

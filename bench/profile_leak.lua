@@ -5,9 +5,9 @@
 -- Both make tables: no runtime interns or caches them (strings made
 -- from numbers would leave interned short strings and a grown string
 -- table behind, which the truth does not count).
--- Usage: lua bench/profile_leak.lua [rounds] [rate|-] [phased] [precise]
+-- Usage: lua bench/profile_leak.lua [rounds] [rate|-] [phased] [imprecise]
 -- "phased" runs all the leaking rounds, then all the churning ones;
--- "precise" is the profile option (LuaJIT: no linked side traces).
+-- "imprecise" is precise = false (LuaJIT: the JIT's parameters as they are).
 -- luacheck: no max line length (each site is one line)
 local memprobe = require "memprobe"
 local rounds, rate = tonumber(arg and arg[1]) or 300, tonumber(arg and arg[2])
@@ -28,7 +28,7 @@ leak(16)
 keep = {}
 local tracker = memprobe.track()
 full_gc()
-local p = memprobe.profile{ rate = rate, precise = flags.precise }
+local p = memprobe.profile{ rate = rate, precise = not flags.imprecise }
 if phased then
   for _ = 1, rounds do leak(1000) end
   for _ = 1, rounds do churn(1000) end

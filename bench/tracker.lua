@@ -1,6 +1,8 @@
 -- An allocation-heavy loop, run by bench/tracker.sh under callgrind in
--- three modes: "none" (memprobe loaded, no hook), "track" (the hook) and
--- "ledger" (the hook with every block entered under a scope tag).
+-- these modes: "none" (memprobe loaded, no hook), "track" (the hook),
+-- "ledger" (the hook with every block entered under a scope tag),
+-- "profile" (the hook and a profile at the default rate) and "stopped"
+-- (the hook and a profile stopped before the loop).
 local memprobe = require "memprobe"
 local mode, n = arg[1] or "none", tonumber(arg[2]) or 200000
 
@@ -18,6 +20,15 @@ if mode == "track" then
 elseif mode == "ledger" then
   memprobe.track()
   memprobe.scope("bench", work)
+elseif mode == "profile" then
+  memprobe.track()
+  local p = memprobe.profile()
+  work()
+  p:stop()
+elseif mode == "stopped" then
+  memprobe.track()
+  memprobe.profile():stop()
+  work()
 else
   work()
 end

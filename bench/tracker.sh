@@ -1,7 +1,8 @@
 #!/bin/sh
 # Instruction counts (callgrind) of bench/tracker.lua without the hook,
-# with it, and with it in ledger mode, on Lua 5.4 and LuaJIT; prints the
-# ratios to the run without the hook. Usage: bench/tracker.sh [loops]
+# with it, in ledger mode, and with a profile running or stopped, on Lua
+# 5.4 and LuaJIT; prints the ratios to the run without the hook (the
+# profile rows against the track row: subtract the ratios). Usage: bench/tracker.sh [loops]
 top=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-200000}
 tmp=$(mktemp -d)
@@ -21,7 +22,7 @@ printf '%-8s %8s %15s %15s %8s\n' runtime mode instructions "no hook" ratio
 for pair in 5.4=lua5.4 jit=luajit; do
   rt=${pair%%=*} lua=${pair#*=}
   base=$(count "$rt" "$lua" none) || exit 1
-  for mode in track ledger; do
+  for mode in track ledger profile stopped; do
     ins=$(count "$rt" "$lua" "$mode") || exit 1
     awk -v r="$rt" -v m="$mode" -v i="$ins" -v b="$base" 'BEGIN {
       printf "%-8s %8s %15d %15d %7.2f%%\n", r, m, i, b, (i / b - 1) * 100 }'

@@ -1,6 +1,7 @@
--- Tracker and ledger overhead in callgrind instructions: bench/tracker.lua
--- (an allocation-heavy loop) without the hook, with track() and with
--- every block under a scope tag, on Lua 5.4 and LuaJIT. Per-iteration
+-- Tracker, ledger and profiler overhead in callgrind instructions:
+-- bench/tracker.lua (an allocation-heavy loop) without the hook, with
+-- track(), with every block under a scope tag, and with a profile at the
+-- default rate or stopped (against track() alone), on Lua 5.4 and LuaJIT. Per-iteration
 -- counts are a run of n iterations minus a run of none, so start-up and
 -- loading cancel out. bench/tracker.sh (make bench-tracker) is the same
 -- with longer loops.
@@ -25,6 +26,13 @@ return function(B)
       "instr", lower = true }
     rows[#rows + 1] = { ("track()+scope() ledger on %s"):format(rt[2]), per_iter("ledger"),
       ref, none, "instr", lower = true }
+    -- the profiler against tracking alone: at the default rate, and stopped
+    local track = rows[#rows - 1][2]
+    local tref = ("%s, track() alone (instr/iteration)"):format(rt[2])
+    rows[#rows + 1] = { ("profile() at the default rate on %s"):format(rt[2]),
+      per_iter("profile"), tref, track, "instr", lower = true, goal = 1.03 }
+    rows[#rows + 1] = { ("profile() stopped on %s"):format(rt[2]), per_iter("stopped"),
+      tref, track, "instr", lower = true, goal = 1.01 }  -- 0, within callgrind's noise
   end
   return rows
 end

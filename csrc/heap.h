@@ -57,6 +57,10 @@ typedef struct model {
   double str[65], slong, sfirst, salign;
   double lcl, lcl_up, upval, ccl0, ccl, ccl_up, ud, udb, ud_uv, thread, cdata;
   double pbase, pbyte;
+  /* LuaJIT: where a GCtab keeps its sizes (offsets, or -1 when unknown),
+  ** and the bytes of an array slot and a hash node (memprobe_tablebytes) */
+  int jcolo, jasize, jhmask;
+  double jslot, jnode;
 } model;
 
 /*
@@ -388,6 +392,12 @@ MP_API int memprobe_shared_object (lua_State *L, int i, int t);
 /* heapmodel.c: the model memprobe.heap calibrated (the table at index t) */
 MP_API double memprobe_getnum (lua_State *L, int t, const char *k);
 MP_API void memprobe_readmodel (lua_State *L, int t, model *m);
+
+/* heapmodel.c: a table's bytes, exact where the model knows the VM's
+** layout (LuaJIT), else tablesize() of its keys */
+MP_API double memprobe_tablebytes (const model *m, const void *t,
+                                   const uint32_t *nums, uint32_t nint,
+                                   uint32_t nent);
 
 /* heapmodel.c: calibration samples and helpers, registered by heap.c */
 MP_API int memprobe_l_sample (lua_State *L);

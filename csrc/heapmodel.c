@@ -78,6 +78,49 @@ void memprobe_readmodel (lua_State *L, int t, model *m) {
   m->cdata = memprobe_getnum(L, t, "cdata");
   m->pbase = memprobe_getnum(L, t, "proto_base");
   m->pbyte = memprobe_getnum(L, t, "proto_byte");
+  m->jcolo = m->jasize = m->jhmask = -1;
+  lua_getfield(L, t, "jit_layout");
+  if (lua_istable(L, -1)) {
+    int j = lua_gettop(L);
+    double colo = memprobe_getnum(L, j, "colo");
+    double asize = memprobe_getnum(L, j, "asize");
+    double hmask = memprobe_getnum(L, j, "hmask");
+    luaL_argcheck(L, colo >= 0 && colo < 64 && asize >= 0 && asize <= 60 &&
+                  hmask >= 0 && hmask <= 60, 1, "model's jit_layout out of range");
+    m->jcolo = (int)colo;
+    m->jasize = (int)asize;
+    m->jhmask = (int)hmask;
+    m->jslot = memprobe_getnum(L, j, "slot");
+    m->jnode = memprobe_getnum(L, j, "node");
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** The bytes of the table at t. LuaJIT sizes a table by what built it (a
+** constructor gives exact parts, colocated with the header up to 16
+** array slots; a rehash gives 2^k + 1; an array that outgrows its
+** colocated part moves out and leaves that part in the header's block),
+** none of which its keys tell: where the calibration found the header's
+** layout, the sizes are read from it. Otherwise, the rule of the keys.
+*/
+double memprobe_tablebytes (const model *m, const void *t,
+                            const uint32_t *nums, uint32_t nint,
+                            uint32_t nent) {
+  if (m->jasize >= 0 && t != NULL) {
+    const char *p = (const char *)t;
+    int8_t colo;
+    uint32_t asize, hmask;
+    double bytes = m->tbase;
+    memcpy(&colo, p + m->jcolo, 1);
+    memcpy(&asize, p + m->jasize, 4);
+    memcpy(&hmask, p + m->jhmask, 4);
+    if (colo != 0) bytes += (double)(colo & 0x7f) * m->jslot;
+    if (colo <= 0) bytes += (double)asize * m->jslot;
+    if (hmask > 0) bytes += ((double)hmask + 1) * m->jnode;
+    return bytes;
+  }
+  return tablesize(m, nums, nint, nent);
 }
 
 /* }====================================================== */
@@ -94,11 +137,59 @@ static int sample_cfunction (lua_State *L) {
   return 1;
 }
 
+/*
+** LuaJIT: the offsets of a table header's colo (int8), asize and hmask
+** (uint32), found in two tables of known sizes: lua_createtable(L, 5, 3)
+** has asize 6 (slot 0 counts), hmask 3 and colo 6 (colocated);
+** (40, 17) has 41, 31 and 0; the header is 'header' bytes (as
+** measured). Pushes { colo, asize, hmask }, or nothing
+** when the layout is not found or not unique (another build: the model
+** then sizes tables by their keys).
+*/
+static int tablayout (lua_State *L, int header) {
+#if defined(MP_LUAJIT)
+  const unsigned char *x, *y;
+  int off, colo = -1, asize = -1, hmask = -1, na = 0, nh = 0, nc = 0;
+  if (header > 64) header = 64;
+  lua_createtable(L, 5, 3);
+  lua_createtable(L, 40, 17);
+  x = (const unsigned char *)lua_topointer(L, -2);
+  y = (const unsigned char *)lua_topointer(L, -1);
+  for (off = 0; off + 4 <= header; off += 4) {
+    uint32_t a, b;
+    memcpy(&a, x + off, 4);
+    memcpy(&b, y + off, 4);
+    if (a == 6 && b == 41) { asize = off; na++; }
+    if (a == 3 && b == 31) { hmask = off; nh++; }
+  }
+  for (off = 0; off < header; off++) {
+    if (na == 1 && off >= asize && off < asize + 4) continue;
+    if (x[off] == 6 && y[off] == 0) { colo = off; nc++; }
+  }
+  lua_pop(L, 2);
+  if (na == 1 && nh == 1 && nc == 1) {
+    lua_createtable(L, 0, 3);
+    mp_pushint(L, colo);
+    lua_setfield(L, -2, "colo");
+    mp_pushint(L, asize);
+    lua_setfield(L, -2, "asize");
+    mp_pushint(L, hmask);
+    lua_setfield(L, -2, "hmask");
+    return 1;
+  }
+#endif
+  (void)L;
+  (void)header;
+  return 0;
+}
+
 /***
 One fresh object of a known shape, built without garbage, for calibration.
 @function heap_sample
 @local
-@tparam string kind "string", "userdata", "cclosure" or "table"
+@tparam string kind "string", "userdata", "cclosure", "table", or
+"tablayout" (LuaJIT: where a table header keeps its sizes; nothing
+elsewhere)
 @tparam[opt] integer a size: bytes, upvalues, array slots
 @tparam[opt] integer b string seed, user values (5.4), hash slots
 @return the object
@@ -145,6 +236,8 @@ int memprobe_l_sample (lua_State *L) {
   }
   else if (strcmp(kind, "table") == 0)
     lua_createtable(L, a, b);
+  else if (strcmp(kind, "tablayout") == 0)
+    return tablayout(L, a);
   else
     return luaL_argerror(L, 1, "unknown sample kind");
   return 1;

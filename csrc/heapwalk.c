@@ -711,7 +711,8 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
   s->in_next = 0;
   if (!(REC(s, r)->flags & F_SIZED)) {
     hobj *o = REC(s, r);
-    SETSIZE(o, tablesize(&s->m, s->nums, s->nint, s->nent));
+    SETSIZE(o, memprobe_tablebytes(&s->m, lua_topointer(L, ti), s->nums,
+                                   s->nint, s->nent));
     o->aux = s->nent;
     o->flags |= F_SIZED;
   }

@@ -354,8 +354,11 @@ typedef struct mp_tracker {
   uint64_t hist[MP_NCLASS];
   uint64_t type_n[MP_NTAGS], type_b[MP_NTAGS];
   struct mp_cell *cell;   /* the hook's way to this tracker */
-  /* profile.c: the sampler's share of the hot path */
-  size_t left;            /* bytes to the next sample, SIZE_MAX: none */
+  /* the fast path's one countdown (memprobe_rearm) and the profiler's */
+  size_t left;            /* bytes that may grow before the slow path */
+  size_t armed;           /* left when it was last reset */
+  size_t sample;          /* bytes to the next sample then; SIZE_MAX: none */
+  int freeslow;           /* frees take a look: ledger, or pseen */
   const unsigned char *pseen;  /* sampled live blocks per address bucket,
                                   NULL when there is none */
   struct mp_prof *prof;   /* the attached profile, or NULL */
@@ -425,6 +428,7 @@ MP_API void memprobe_tracker_clear (mp_tracker *t);
 MP_API mp_tracker *memprobe_current (lua_State *L);
 MP_API mp_tracker *memprobe_track (lua_State *L);
 MP_API void memprobe_guard (mp_tracker *t);
+MP_API void memprobe_rearm (mp_tracker *t);
 MP_API uint64_t memprobe_allocs (const mp_tracker *t);
 MP_API void memprobe_safepoint (lua_State *L, mp_tracker *t, int protect);
 MP_API void memprobe_open_heap (lua_State *L, mp_ctx *c);

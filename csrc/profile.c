@@ -44,14 +44,12 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define MP_PROFILE_MT  "memprobe.Profile"
-#define MP_NPEND   64     /* samples waiting for the hook */
 #define MP_DEPTH   64     /* frames kept per stack, from the leaf */
 #define MP_NAMEMAX 64
 #define MP_UNKNOWN 1      /* the stack id of samples with no stack */
@@ -98,8 +96,8 @@ typedef struct mp_prof {
   int savedmask, savedcount;
   mp_rec *rec;            /* rec[1..nrec]; rec[0] unused */
   uint32_t nrec, reccap, freerec;
-  uint32_t pend[MP_NPEND];
-  unsigned npend;
+  uint32_t *pend;         /* samples waiting for the hook */
+  uint32_t npend, pendcap;
   mp_btab blocks;         /* sampled live block -> its first record */
   size_t nlive;           /* live records */
   mp_frame **frames;      /* frames[1..nframes] */
@@ -131,9 +129,54 @@ static double uniform (mp_prof *p) {
   return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/*
+** The two transcendental functions the sampler needs, without libm (a
+** host that links memprobe's objects need not add -lm). ln(x) for x in
+** (0, 1]: x = m * 2^e with m in [1, 2), ln m = 2 atanh((m-1)/(m+1)) by
+** its series (relative error below 1e-7, plenty for a random draw).
+*/
+static double ln (double x) {
+  uint64_t b;
+  int e;
+  double m, t, t2, sum;
+  memcpy(&b, &x, sizeof(b));
+  e = (int)((b >> 52) & 0x7FF) - 1023;
+  b = (b & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+  memcpy(&m, &b, sizeof(m));
+  t = (m - 1) / (m + 1);
+  t2 = t * t;
+  sum = t * (1 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 * (1.0 / 7 + t2 *
+            (1.0 / 9 + t2 * (1.0 / 11 + t2 / 13))))));
+  return e * 0.69314718055994530942 + 2 * sum;
+}
+
+/* 1 - exp(-x) for x >= 0: the series near 0, 2^-k exp(-r) above. */
+static double one_minus_exp (double x) {
+  double term = 1, sum = 0, e;
+  int i, k;
+  if (x > 40)
+    return 1;
+  if (x < 0.5) {  /* x - x^2/2! + x^3/3! - ...: no cancellation */
+    for (i = 1; i <= 16; i++) {
+      term *= x / i;
+      sum += (i & 1) ? term : -term;
+    }
+    return sum;
+  }
+  k = (int)(x / 0.69314718055994530942);
+  x -= k * 0.69314718055994530942;  /* now in [0, ln 2) */
+  for (e = 1, i = 1; i <= 18; i++) {
+    term *= -x / i;
+    e += term;
+  }
+  for (; k > 0; k--)
+    e *= 0.5;
+  return 1 - e;
+}
+
 /* Bytes to the next sample: exponential with mean rate, at least 1. */
 static size_t draw (mp_prof *p) {
-  double d = -log(1.0 - uniform(p)) * p->rate;  /* 1 - u is in (0, 1] */
+  double d = -ln(1.0 - uniform(p)) * p->rate;  /* 1 - u is in (0, 1] */
   return d < 1 ? 1 : d > 9.0e15 ? (size_t)9.0e15 : (size_t)d;
 }
 
@@ -216,7 +259,7 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
   }
   x = &p->rec[r];
   x->n = (double)n;
-  x->w = 1.0 / -expm1(-(double)n / p->rate);
+  x->w = 1.0 / one_minus_exp((double)n / p->rate);
   x->live = 1;
   x->stack = 0;
   x->next = memprobe_btab_get(&p->blocks, b);
@@ -225,12 +268,18 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
   p->nlive++;
   t->pseen = p->seen;
   p->samples++;
-  if (p->npend < MP_NPEND) {
-    p->pend[p->npend++] = r;
-    arm(p);
+  if (p->npend == p->pendcap) {  /* compiled code can take many */
+    uint32_t cap = p->pendcap ? p->pendcap * 2 : 64;
+    uint32_t *v = (uint32_t *)realloc(p->pend, cap * sizeof(uint32_t));
+    if (v == NULL) {  /* no room to wait: no stack for it */
+      charge(p, r, MP_UNKNOWN);
+      return;
+    }
+    p->pend = v;
+    p->pendcap = cap;
   }
-  else  /* the hook has not run for MP_NPEND samples: no stack for it */
-    charge(p, r, MP_UNKNOWN);
+  p->pend[p->npend++] = r;
+  arm(p);
 }
 
 /* Block b is freed: its records leave the live view. */
@@ -336,18 +385,21 @@ void memprobe_prof_note (mp_tracker *t, void *p, void *ptr, size_t osize,
   }
   if (n == 0 || !pr->running)
     return;
-  if (n < t->left) {
-    t->left -= n;
+  if (n < t->sample) {
+    t->sample -= n;
     return;
   }
   take(t, pr, p, n);
-  t->left = draw(pr);
+  t->sample = draw(pr);
 }
 
 /* The hook's fast path found a sampled bucket for a freed block. */
 void memprobe_prof_forget (mp_tracker *t, void *ptr) {
-  if (t->prof != NULL)
+  if (t->prof != NULL) {
     forget(t, t->prof, ptr);
+    if (t->pseen == NULL)
+      memprobe_rearm(t);
+  }
 }
 
 /* }====================================================== */
@@ -526,8 +578,7 @@ static uint32_t intern_stack (lua_State *L, mp_prof *p, int level) {
 
 /* Charges the pending samples to the stack of L from 'level' up. */
 static void attribute (lua_State *L, mp_prof *p, int level) {
-  unsigned i;
-  uint32_t s;
+  uint32_t i, s;
   if (p->npend == 0)
     return;
   s = intern_stack(L, p, level);
@@ -538,7 +589,7 @@ static void attribute (lua_State *L, mp_prof *p, int level) {
 
 /* Outside a safe point (detach): pending samples go without a stack. */
 static void attribute_unknown (mp_prof *p) {
-  unsigned i;
+  uint32_t i;
   for (i = 0; i < p->npend; i++)
     charge(p, p->pend[i], MP_UNKNOWN);
   p->npend = 0;
@@ -595,7 +646,9 @@ void memprobe_prof_detach (mp_tracker *t) {
   p->t = NULL;
   t->prof = NULL;
   t->pseen = NULL;
-  t->left = SIZE_MAX;
+  memprobe_rearm(t);
+  t->sample = SIZE_MAX;
+  memprobe_rearm(t);
 }
 
 /* }====================================================== */
@@ -622,6 +675,7 @@ static void free_prof (mp_prof *p) {
   free(p->frametab.v);
   free(p->stacktab.v);
   free(p->rec);
+  free(p->pend);
   memprobe_btab_free(&p->blocks);
   free(p);
 }
@@ -702,7 +756,9 @@ static int l_profile (lua_State *L) {
   p->t = t;
   p->running = 1;
   t->prof = p;
-  t->left = draw(p);
+  memprobe_rearm(t);
+  t->sample = draw(p);
+  memprobe_rearm(t);
   return 1;
 }
 
@@ -722,8 +778,11 @@ static int l_stop (lua_State *L) {
   mp_prof *p = check_prof(L);
   settle(L, p);
   p->running = 0;
-  if (p->t != NULL)
-    p->t->left = SIZE_MAX;
+  if (p->t != NULL) {
+    memprobe_rearm(p->t);
+    p->t->sample = SIZE_MAX;
+    memprobe_rearm(p->t);
+  }
   disarm(p);
   return 0;
 }
@@ -733,8 +792,12 @@ static int l_reset (lua_State *L) {
   mp_prof *p = check_prof(L);
   disarm(p);
   clear(p);
-  if (p->t != NULL && p->running)
-    p->t->left = draw(p);
+  if (p->t != NULL && p->running) {
+    memprobe_rearm(p->t);
+    p->t->sample = draw(p);
+  }
+  if (p->t != NULL)
+    memprobe_rearm(p->t);
   return 0;
 }
 

@@ -151,6 +151,7 @@ static void *ledgered (mp_tracker *t, void *ptr, size_t osize,
 static void *slow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   size_t old = (ptr != NULL) ? osize : 0;
   void *p;
+  memprobe_rearm(t);  /* the sampling clock learns what the fast path took */
   if (nsize > old && t->live + (nsize - old) > t->limit) {
     t->failed++;
     return NULL;
@@ -167,15 +168,17 @@ static void *slow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   }
   if (t->prof != NULL)
     memprobe_prof_note(t, p, ptr, osize, nsize);
+  memprobe_rearm(t);
   return p;
 }
 
 /*
 ** Growth below the guard: a new block or a realloc. Kept out of the hook
-** so that frees, the other half of all calls, need no stack frame. The
-** profiler's byte clock ('left', SIZE_MAX when no profile samples) runs
-** here: the growth that reaches it, and a realloc of a block in a bucket
-** with sampled blocks, go to the slow path, which takes the sample.
+** so that frees, the other half of all calls, need no stack frame. One
+** countdown, 'left', says how many bytes may grow before the slow path
+** must look: the room below the guard or the bytes to the profiler's next
+** sample, whichever is less (memprobe_rearm). Frees do not give room
+** back to it; the slow path recomputes it when it runs out.
 */
 #if defined(__GNUC__)
 __attribute__((noinline))
@@ -183,7 +186,7 @@ __attribute__((noinline))
 static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
   void *p;
   if (ptr == NULL) {  /* osize is a type tag (5.2+) or 0 */
-    if (mp_unlikely(t->live + nsize > t->guard || nsize >= t->left))
+    if (mp_unlikely(nsize >= t->left))
       return slow(t, ptr, osize, nsize);
     if (mp_unlikely((p = t->f(t->ud, NULL, osize, nsize)) == NULL)) {
       t->failed++;
@@ -200,10 +203,7 @@ static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
     t->left -= nsize;
     return p;
   }
-  if (mp_unlikely(t->ledger ||
-                  (nsize > osize && (t->live + (nsize - osize) > t->guard ||
-                                     nsize - osize >= t->left)) ||
-                  (t->pseen != NULL && t->pseen[memprobe_seenslot(ptr)])))
+  if (mp_unlikely(t->freeslow || (nsize > osize && nsize - osize >= t->left)))
     return slow(t, ptr, osize, nsize);
   if (mp_unlikely((p = t->f(t->ud, ptr, osize, nsize)) == NULL)) {
     t->failed++;
@@ -223,8 +223,8 @@ static void *grow (mp_tracker *t, void *ptr, size_t osize, size_t nsize) {
 ** cell's lookup, then a free is two counters and a tail call to the
 ** allocator, a growth below the guard goes to grow(), everything else to
 ** slow(). The guard is 0 in ledger mode, which sends every allocation to
-** the slow path; frees of blocks (and reallocs) check the ledger flag
-** themselves. A retired cell's tracker (untracked, or its state closing)
+** the slow path; frees of blocks (and reallocs) check one flag
+** themselves, 'freeslow': ledger mode, or sampled blocks to forget. A retired cell's tracker (untracked, or its state closing)
 ** has no limit, mark or ledger: it only forwards.
 */
 static inline void *hook (mp_tracker *t, void *ptr, size_t osize,
@@ -232,10 +232,12 @@ static inline void *hook (mp_tracker *t, void *ptr, size_t osize,
   if (nsize != 0)
     return grow(t, ptr, osize, nsize);
   if (ptr != NULL) {  /* free(NULL), which 5.4 does, counts for nothing */
-    if (mp_unlikely(t->ledger))
-      return slow(t, ptr, osize, 0);
-    if (mp_unlikely(t->pseen != NULL) && t->pseen[memprobe_seenslot(ptr)])
-      memprobe_prof_forget(t, ptr);
+    if (mp_unlikely(t->freeslow)) {
+      if (t->ledger)
+        return slow(t, ptr, osize, 0);
+      if (t->pseen[memprobe_seenslot(ptr)])
+        memprobe_prof_forget(t, ptr);
+    }
     t->live -= osize;
     t->frees++;
   }
@@ -255,6 +257,23 @@ void *memprobe_hook_boxed (void *ud, void *ptr, size_t osize, size_t nsize) {
 /* Recomputes the guard after limit, mark or ledger changed. */
 void memprobe_guard (mp_tracker *t) {
   t->guard = t->ledger ? 0 : (t->limit < t->mark) ? t->limit : t->mark;
+  memprobe_rearm(t);
+}
+
+/*
+** Resets the fast path's countdown: first the sampling clock is told
+** what the fast path took since the last reset (left ran down from
+** 'armed'; 'sample' >= armed, so it cannot wrap), then left becomes the
+** room below the guard or the bytes to the next sample, the smaller.
+** Also sets freeslow. Called by the slow path, at its start and end,
+** and by whatever changes the guard, the clock or the sampled blocks.
+*/
+void memprobe_rearm (mp_tracker *t) {
+  size_t room = (t->guard > t->live) ? t->guard - t->live : 0;
+  if (t->sample != SIZE_MAX)
+    t->sample -= t->armed - t->left;
+  t->left = t->armed = (room < t->sample) ? room : t->sample;
+  t->freeslow = t->ledger || t->pseen != NULL;
 }
 
 /* }====================================================== */
@@ -274,7 +293,7 @@ void memprobe_tracker_init (mp_tracker *t, lua_Alloc f, void *ud) {
   t->f = f;
   t->ud = ud;
   t->guard = t->limit = t->mark = SIZE_MAX;
-  t->left = SIZE_MAX;
+  t->left = t->armed = t->sample = SIZE_MAX;
 }
 
 /*
@@ -289,6 +308,7 @@ void memprobe_tracker_clear (mp_tracker *t) {
   t->ntags = t->tagcap = t->cur = 0;
   t->ledger = t->marked = t->sentinel = t->host = 0;
   t->guard = t->limit = t->mark = SIZE_MAX;
+  memprobe_rearm(t);
 }
 
 /* The state's cell, or NULL when the hook is not the allocator. */
@@ -429,6 +449,7 @@ mp_tracker *memprobe_track (lua_State *L) {
     t->live = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
               (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
     t->peak = t->live;
+    memprobe_rearm(t);
     lua_setallocf(L, hf, hud);
   }
   else

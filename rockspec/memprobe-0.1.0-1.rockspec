@@ -85,6 +85,7 @@ build = {
     ["memprobe.settle"] = "lua/memprobe/settle.lua",
     ["memprobe.options"] = "lua/memprobe/options.lua",
     ["memprobe.profile"] = "lua/memprobe/profile.lua",
+    ["memprobe.flame"] = "lua/memprobe/flame.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -74,6 +74,15 @@
 -- @tparam string what `on` or `off`
 -- @treturn string the tracker's state
 
+--- The allocation-site profiler: `prof start [rate]` starts sampling (one
+-- sample per rate bytes allocated, default 64K), `prof top [N] [live|alloc]`
+-- lists the largest sites, `prof stop` stops, `prof flame PATH` writes a
+-- flame graph (HTML, or SVG for a .svg path).
+-- @function commands.prof
+-- @tparam string what `start`, `top`, `stop` or `flame`
+-- @tparam[opt] string arg the rate, N, the kind or the path
+-- @treturn string the reply; data: `top()` rows, `info()`, `{ rate }` or `{ path }`
+
 --- Caps the Lua heap (needs the tracker); refused below live plus headroom.
 -- @function commands.limit
 -- @tparam string size `512M`, `2G` ... or `off`

@@ -514,6 +514,55 @@ def("limit", "<size: 512M, 2G ...>|off: cap the Lua heap", function(self, what)
   return text, data
 end, 1)
 
+-- The allocation-site profiler (memprobe.profile): one per console.
+local PROF_USAGE = "usage: prof start [rate]|top [N] [live|alloc]|stop|flame PATH"
+
+local function prof_top(p, a, b)
+  local n, kind = 10, "live"
+  for _, w in ipairs({ a, b }) do
+    if w == "live" or w == "alloc" then kind = w
+    else n = count(w, 10, "N", 1000) end
+  end
+  local rows, out = p:top(n, kind), {}
+  for i, r in ipairs(rows) do
+    local site = #r.site > 40 and ".." .. r.site:sub(-38) or r.site  -- keep the line
+    out[i] = { shown(site, 40), shown(r.func, 16), size(r.bytes), r.count }
+  end
+  if #out == 0 then return ("no %s samples yet"):format(kind), rows end
+  return kind .. " bytes by site (estimates)\n" ..
+    format.columns({ "site", "func", "bytes", "count" }, out), rows
+end
+
+def("prof", "start [rate]|top [N] [live|alloc]|stop|flame PATH: allocation sites",
+  function(self, what, a, b)
+    if what == "start" then
+      if b ~= nil then return PROF_USAGE, nil end
+      local rate = a and M.parse_size(a)
+      if a and not (rate and rate >= 1 and rate < 2^53) then
+        return "usage: prof start [rate, bytes per sample: 64K, 1M ...]", nil
+      end
+      if self.profile then self.profile:stop() end
+      self.profile = self.mp.profile{ rate = rate }
+      local r = self.profile.rate
+      return "profiling: one sample per " .. size(r) .. " allocated", { rate = r }
+    end
+    local p = self.profile
+    if what == "top" then
+      if not p then return "no profile: 'prof start' first", nil end
+      return prof_top(p, a, b)
+    elseif what == "stop" and a == nil then
+      if not p then return "no profile: 'prof start' first", nil end
+      p:stop()
+      local info = p:info()
+      return ("stopped after %d samples"):format(info.samples), info
+    elseif what == "flame" and a ~= nil and b == nil then
+      if not p then return "no profile: 'prof start' first", nil end
+      need(p:flamegraph(a))
+      return "flame graph written to " .. shown(a, 50), { path = a }
+    end
+    return PROF_USAGE, nil
+  end, 3)
+
 def("watch", "take a sample; rank growth once there are 3", function(self)
   if not self.watcher then
     self.watcher = self.mp.watch{ sources = { "meminfo", "slabinfo" } }

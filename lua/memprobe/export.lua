@@ -4,6 +4,7 @@
 -- @module memprobe.export
 
 local check = require("memprobe.options").check
+local json = require "memprobe.json"
 
 local M = {}
 
@@ -137,7 +138,14 @@ function M.collect(opts)
   end
   t.cgroup = mp.cgroup()
   t.lua = own and { gc = math.floor(collectgarbage("count") * 1024) } or nil
-  if opts.modules and own then t.modules = mp.modules() end
+  if opts.modules and own then
+    t.modules = mp.modules()
+    -- maps: {} in JSON when empty, as when not
+    for _, r in ipairs(t.modules) do
+      if type(r.by_type) == "table" then json.map(r.by_type) end
+    end
+  end
+  json.map(e)
   return t
 end
 

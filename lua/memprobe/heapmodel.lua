@@ -152,6 +152,21 @@ return function(core, opts)
           return t
         end) - m.table
       end
+      -- LuaJIT sizes a table by what built it, which its keys do not tell
+      -- (docs/heap.md): where the header's layout is found, the walk reads
+      -- the sizes from it, with these bytes per array slot and hash node.
+      local layout = core.heap_sample("tablayout", m.table)
+      if layout then
+        local function sized(a, h)
+          return measure(live, function() return core.heap_sample("table", a, h) end)
+            - m.table
+        end
+        local slot, node = sized(40, 0) / 41, sized(0, 8) / 8
+        if slot > 0 and node > 0 and sized(5, 0) == 6 * slot then
+          layout.slot, layout.node = slot, node
+          m.jit_layout = layout
+        end
+      end
       -- Sizes by length up to 64; samples shorter than 4 bytes might be
       -- interned already, so they cost what 4 bytes cost. Past 64 bytes: the
       -- size at 1024 and the step of its padding.

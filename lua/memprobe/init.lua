@@ -48,7 +48,7 @@ M.requires = requires.requires
 --- Starts the sampled allocation-site profiler; see `memprobe.profile`.
 -- @function profile
 -- @tparam[opt] table opts `rate` (bytes per sample on average, default
--- 64 KiB), `seed`
+-- 64 KiB), `seed`, `precise` (LuaJIT, default true)
 -- @treturn Profile the running profile (`p:top()`, `p:folded()`,
 -- `p:pprof(path)`, `p:flamegraph(path)`, `p:stop()`, `p:reset()`)
 M.profile = function(opts) return require("memprobe.profile").new(opts) end

@@ -43,9 +43,10 @@ end
 -- figures stay as they were.
 -- @tparam[opt] table opts `rate` (bytes per sample on average, default
 -- `DEFAULT_RATE`), `seed` (a number: the same draws every run),
--- `precise` (LuaJIT: compiled code returns to the interpreter at every
--- side exit, so that samples are charged to the function that made them;
--- docs/profile.md)
+-- `precise` (LuaJIT, default true: no new side traces while the profile
+-- runs, so that compiled code returns to the interpreter at every exit
+-- and samples are charged to the function that made them; `false`
+-- leaves the JIT's parameters alone; docs/profile.md)
 -- @treturn Profile the running profile
 function M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
@@ -61,6 +62,9 @@ function M.new(opts)
   if type(rate) ~= "number" or rate < 1 or rate ~= rate or rate >= 2^53 then
     error("bad argument #1 to 'profile' (rate must be 1 byte or more)", 2)
   end
+  if opts.precise ~= nil and type(opts.precise) ~= "boolean" then
+    error("bad argument #1 to 'profile' (precise must be a boolean)", 2)
+  end
   if opts.seed ~= nil and type(opts.seed) ~= "number" then
     error("bad argument #1 to 'profile' (seed must be a number)", 2)
   end
@@ -68,7 +72,7 @@ function M.new(opts)
   if before and before.precise then before:stop() end
   local self = setmetatable({ core = core.profile(rate, opts.seed), rate = rate }, Profile)
   current[1] = self
-  if opts.precise and jit then
+  if opts.precise ~= false and jit then
     -- Compiled code reaches the count hook only where it returns to the
     -- interpreter; side traces linked to other traces skip that, and
     -- carry samples into the code that runs next. Without new side
@@ -77,6 +81,12 @@ function M.new(opts)
     jit.flush()
     jit.opt.start("hotexit=" .. PRECISE_HOTEXIT)
     self.precise = true
+    -- a profile dropped unstopped gives the JIT its default back
+    local undo = newproxy(true)
+    getmetatable(undo).__gc = function()
+      if self.precise then jit.opt.start("hotexit=" .. DEFAULT_HOTEXIT) end
+    end
+    self.undo = undo
   end
   return self
 end

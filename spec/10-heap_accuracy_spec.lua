@@ -1,0 +1,89 @@
+local H = require "spec.helper"
+
+local before_globals = H.globals()
+local memprobe = require "memprobe"
+
+-- Collects until the heap stops shrinking.
+local function full_gc()
+  local prev
+  for _ = 1, 30 do
+    collectgarbage("collect")
+    local c = collectgarbage("count")
+    if c == prev then return end
+    prev = c
+  end
+end
+
+local function row_of(rows, name)
+  for _, r in ipairs(rows) do if r.name == name then return r end end
+end
+
+-- The module's exclusive bytes, and the bytes a collection frees once it
+-- is dropped: the ground truth.
+local function measured(name, build)
+  full_gc()
+  package.loaded[name] = build()
+  full_gc()
+  local rows = memprobe.modules()
+  local exclusive = row_of(rows, name).exclusive
+  rows = nil -- luacheck: ignore 311
+  full_gc()
+  local before = collectgarbage("count") * 1024
+  package.loaded[name] = nil
+  full_gc()
+  return exclusive, before - collectgarbage("count") * 1024
+end
+
+local function within(name, exclusive, freed, tolerance)
+  local err = (exclusive - freed) / freed
+  assert.is_true(math.abs(err) < tolerance, ("%s on %s: exclusive %d, freed %d (%+.1f%%)")
+    :format(name, jit and jit.version or _VERSION, exclusive, freed, err * 100))
+end
+
+describe("the size of tables built by constructors", function()
+  it("does not create globals", function()
+    memprobe.modules()
+    for k in pairs(H.globals()) do assert.is_true(before_globals[k], k) end
+  end)
+
+  it("counts a chain of {a, b, {x = ...}} nodes linked by .next as a drop frees it", function()
+    local exclusive, freed = measured("spec_chain", function()
+      local head
+      for i = 1, 20000 do
+        local a, b = i, -i
+        local node = { a, b, { x = i } }
+        node.next = head  -- after the constructor: a rehash
+        head = node
+      end
+      return head
+    end)
+    -- before, on LuaJIT: 10.8% low (the array's colocated part, left in
+    -- the header's block when the rehash moved it out, was not counted).
+    -- Lua 5.5 keeps the constructor's exact array of 3 where the model
+    -- assumes the rehash's 4 (docs/heap.md): 5.1% high, bounded here
+    within("chain", exclusive, freed, _VERSION == "Lua 5.5" and 0.06 or 0.01)
+  end)
+
+  it("counts LuaJIT's constructor and rehash sizes exactly", function()
+    if not jit then pending("LuaJIT only: PUC's sizes follow the keys") return end
+    for _, case in ipairs{
+      { "fields in the constructor", function(i, head)
+          return { i, -i, { x = i }, next = head } end },
+      { "an array past 16 slots", function(i, head)
+          local t = { i, i, i, next = head }
+          for k = 4, 20 do t[k] = k end
+          return t end },
+      { "a template", function(_, head)
+          local t = { 1, 2, 3, a = 1, b = 2 }
+          t.next = head
+          return t end },
+    } do
+      local exclusive, freed = measured("spec_chain", function()
+        local head
+        for i = 1, 5000 do head = case[2](i, head) end
+        return head
+      end)
+      within(case[1], exclusive, freed, 0.005)
+    end
+  end)
+end)
