@@ -61,6 +61,8 @@ typedef struct model {
   ** and the bytes of an array slot and a hash node (memprobe_tablebytes) */
   int jcolo, jasize, jhmask;
   double jslot, jnode;
+  /* the string table's share of each interned string (stringsize) */
+  double imax, strslot;
 } model;
 
 /*
@@ -320,12 +322,16 @@ static inline double tablesize (const model *m, const uint32_t *nums,
 }
 
 /* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
-** steps, which 'first' bytes past 1024 start. */
+** steps, which 'first' bytes past 1024 start. An interned string (up to
+** imax bytes) also holds a slot of the VM's string table, which grows
+** with the strings and shrinks back once they are gone: one slot each,
+** the table's average share (docs/heap.md). */
 static inline double stringsize (const model *m, size_t len) {
-  double d;
-  if (len <= 64) return m->str[len];
+  double d, share = (double)len <= m->imax ? m->strslot : 0;
+  if (len <= 64) return m->str[len] + share;
   d = (double)len - 1024;
-  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
+  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign +
+         share;
 }
 
 /*
