@@ -124,6 +124,7 @@ static int add_roots (walker *w) {
 
 static int second_pass (walker *w);
 static int run_tally (walker *w);
+static int build_functions (walker *w);
 
 /* Runs the phase s->phase within the step's budget: 1 when it is over. */
 static int run_phase (walker *w) {
@@ -136,6 +137,7 @@ static int run_phase (walker *w) {
     case PH_SORT: return memprobe_sort_protos(w);
     case PH_PASS2: return !s->t.rows || second_pass(w);
     case PH_TALLY: return (!s->t.rows && s->t.top < 0) || run_tally(w);
+    case PH_OUTPUT: return s->t.rows || s->t.top < 0 || build_functions(w);
     default: return 1;
   }
 }
@@ -164,13 +166,20 @@ int memprobe_step_body (lua_State *L) {
   return 0;
 }
 
-/* The walk is over: the queue's memory goes back, C and Lua. */
+/* The walk is over: the queue's memory goes back, C and Lua; the
+** census's functions table stays. */
 static void finish (lua_State *L, int ud, snap *s) {
   memprobe_queue_free(s);
+  mp_getuv(L, ud, 1);
   lua_createtable(L, 0, 2);
   lua_newtable(L);
-  lua_rawseti(L, -2, -2);
+  lua_rawseti(L, -2, Q_EPHEMERONS);
+  if (lua_istable(L, -2)) {  /* the census's functions, if built */
+    lua_rawgeti(L, -2, Q_FUNCTIONS);
+    lua_rawseti(L, -2, Q_FUNCTIONS);
+  }
   mp_setuv(L, ud);
+  lua_pop(L, 1);
 }
 
 /*
@@ -477,7 +486,8 @@ static void setnum (lua_State *L, const char *k, double v) {
 }
 
 static const char *const phases[] = {
-  "model", "roots", "walk", "settle", "sort", "rows", "tally", "done"
+  "model", "roots", "walk", "settle", "sort", "rows", "tally", "output",
+  "done"
 };
 
 /* snap:stats() -> { objects, done, truncated, steps, units, max_units,
@@ -853,35 +863,74 @@ static void push_byname (lua_State *L, const snap *s, const acctab *t) {
 }
 
 /* Pushes { ["source:line"] = { count, bytes, proto } } for t. */
-static void push_byproto (lua_State *L, const snap *s, const acctab *t) {
-  uint32_t i;
-  lua_newtable(L);
-  for (i = 0; i <= t->mask; i++) {
-    const acc *e = &t->a[i];
-    char key[NAMEMAX + 32];
-    const hobj *pr = NULL;
-    if (e->key == 0) continue;
-    if (e->key == 0xffffffffu)
-      strcpy(key, "[C]");
-    else {
-      pr = REC(s, PROTO(s, e->key - 1)->obj);
-      snprintf(key, sizeof(key), "%s:%d", memprobe_name_of(s, pr->name),
-               (int)pr->parent);
-    }
-    lua_getfield(L, -1, key);  /* two chunks may share a name and line */
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_createtable(L, 0, 3);
-      lua_pushvalue(L, -1);
-      lua_setfield(L, -3, key);
-      setnum(L, "count", 0);
-      setnum(L, "bytes", 0);
-      if (pr != NULL) setnum(L, "proto", SIZE(pr));
-    }
-    setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
-    setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
-    lua_pop(L, 1);
+/* Adds entry e of the functions' sums to the table on top, under
+** "source:line". */
+static void add_byproto (lua_State *L, const snap *s, const acc *e) {
+  char key[NAMEMAX + 32];
+  const hobj *pr = NULL;
+  if (e->key == 0) return;
+  if (e->key == 0xffffffffu)
+    strcpy(key, "[C]");
+  else {
+    pr = REC(s, PROTO(s, e->key - 1)->obj);
+    snprintf(key, sizeof(key), "%s:%d", memprobe_name_of(s, pr->name),
+             (int)pr->parent);
   }
+  lua_getfield(L, -1, key);  /* two chunks may share a name and line */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, key);
+    setnum(L, "count", 0);
+    setnum(L, "bytes", 0);
+    if (pr != NULL) setnum(L, "proto", SIZE(pr));
+  }
+  setnum(L, "count", memprobe_getnum(L, -1, "count") + e->count);
+  setnum(L, "bytes", memprobe_getnum(L, -1, "bytes") + e->bytes);
+  lua_pop(L, 1);
+}
+
+/*
+** The census's functions table, in Q_FUNCTIONS: an entry of the sums per
+** unit, so that 50000 prototypes (150 ms of tables) do not make one step.
+** Returns 1 when done.
+*/
+static int build_functions (walker *w) {
+  lua_State *L = w->L;
+  snap *s = w->s;
+  tally *t = &s->t;
+  lua_rawgeti(L, w->W, Q_FUNCTIONS);
+  if (!lua_istable(L, -1)) {  /* sized at once: no rehash as it fills */
+    lua_pop(L, 1);
+    lua_createtable(L, 0, (int)t->fns.n);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, w->W, Q_FUNCTIONS);
+    t->out = 0;
+  }
+  for (; t->out <= t->fns.mask; t->out++) {
+    if (!memprobe_budget(w)) { lua_pop(L, 1); return 0; }
+    add_byproto(L, s, &t->fns.a[t->out]);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Pushes { ["source:line"] = { count, bytes, proto } }: the table the
+** walk's last phase built (handed over once), else built now. */
+static void push_functions (lua_State *L, const snap *s, const tally *t) {
+  uint32_t i;
+  mp_getuv(L, 1, 1);
+  lua_rawgeti(L, -1, Q_FUNCTIONS);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    lua_rawseti(L, -3, Q_FUNCTIONS);
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 2);
+  lua_createtable(L, 0, (int)t->fns.n);
+  for (i = 0; i <= t->fns.mask; i++) add_byproto(L, s, &t->fns.a[i]);
 }
 
 /* Pushes { { bytes, entries, type, path } } for the largest containers. */
@@ -918,7 +967,7 @@ static int l_census (lua_State *L) {
   lua_setfield(L, -2, "by_type");
   push_byname(L, s, &t->uds);
   lua_setfield(L, -2, "userdata");
-  push_byproto(L, s, &t->fns);
+  push_functions(L, s, t);
   lua_setfield(L, -2, "functions");
   push_largest(L, s, t);
   lua_setfield(L, -2, "largest");

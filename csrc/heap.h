@@ -61,6 +61,8 @@ typedef struct model {
   ** and the bytes of an array slot and a hash node (memprobe_tablebytes) */
   int jcolo, jasize, jhmask;
   double jslot, jnode;
+  /* the string table's share of each interned string (stringsize) */
+  double imax, strslot;
 } model;
 
 /*
@@ -78,7 +80,9 @@ enum {
   Q_KEY = -1,           /* the key lua_next resumes from in the head table */
   Q_EPHEMERONS = -2,    /* set of the ephemeron tables met, to expand again */
   Q_MODEL = -3,         /* the size model's job, until the model is known */
-  Q_ROOTS = -4          /* the roots, until all are registered */
+  Q_ROOTS = -4,         /* the roots, until all are registered */
+  Q_FUNCTIONS = -5      /* census(): the functions by prototype, built in
+                           PH_OUTPUT (kept once the walk is done) */
 };
 #define SEG      (1u << SEGBITS)
 
@@ -100,6 +104,7 @@ typedef struct acctab { acc *a; uint32_t mask, n; } acctab;
 */
 typedef struct tally {
   uint32_t at;              /* next record */
+  uint32_t out;             /* PH_OUTPUT: next slot of fns */
   int top, nbig, rows, started, done;
   double n[T_NTYPES], b[T_NTYPES], total, objects;
   double hn[T_NTYPES], hb[T_NTYPES];  /* the host's shared code, by type */
@@ -121,6 +126,8 @@ enum {
   PH_SORT,      /* the prototypes sorted, nested ones marked */
   PH_PASS2,     /* modules(): each row's reach of shared objects */
   PH_TALLY,     /* the census or the row sums, a record per unit */
+  PH_OUTPUT,    /* census: the functions table (Q_FUNCTIONS), an entry
+                   per unit */
   PH_DONE
 };
 
@@ -315,12 +322,16 @@ static inline double tablesize (const model *m, const uint32_t *nums,
 }
 
 /* Up to 64 bytes: measured; past: the size at 1024 plus whole padding
-** steps, which 'first' bytes past 1024 start. */
+** steps, which 'first' bytes past 1024 start. An interned string (up to
+** imax bytes) also holds a slot of the VM's string table, which grows
+** with the strings and shrinks back once they are gone: one slot each,
+** the table's average share (docs/heap.md). */
 static inline double stringsize (const model *m, size_t len) {
-  double d;
-  if (len <= 64) return m->str[len];
+  double d, share = (double)len <= m->imax ? m->strslot : 0;
+  if (len <= 64) return m->str[len] + share;
   d = (double)len - 1024;
-  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign;
+  return m->slong + floor((d + m->salign - m->sfirst) / m->salign) * m->salign +
+         share;
 }
 
 /*

@@ -35,11 +35,9 @@
 */
 void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
   void *q = NULL;
+  if (p == NULL && nsz == 0) return NULL;  /* nothing to do */
   if (osz < MAPPED && nsz < MAPPED) {
-    if (nsz == 0) {  /* frees p, if any */
-      if (p == NULL) return NULL;
-      free(p);
-    }
+    if (nsz == 0) free(p);
     else if ((q = realloc(p, nsz)) == NULL) return NULL;
   }
   else {
@@ -53,7 +51,6 @@ void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
     if (p != NULL && osz >= MAPPED) munmap(p, MP_PAGES(osz));
     else free(p);
   }
-  if (p == NULL && nsz == 0) return NULL;
   b->bytes += nsz - osz;
   *b->total += nsz - osz;
   return q;

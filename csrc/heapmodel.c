@@ -78,6 +78,8 @@ void memprobe_readmodel (lua_State *L, int t, model *m) {
   m->cdata = memprobe_getnum(L, t, "cdata");
   m->pbase = memprobe_getnum(L, t, "proto_base");
   m->pbyte = memprobe_getnum(L, t, "proto_byte");
+  m->imax = memprobe_getnum(L, t, "intern_max");    /* 0 when absent */
+  m->strslot = memprobe_getnum(L, t, "string_table");
   m->jcolo = m->jasize = m->jhmask = -1;
   lua_getfield(L, t, "jit_layout");
   if (lua_istable(L, -1)) {

@@ -137,7 +137,8 @@ const char *memprobe_int64 (const char *s, const char *end, int64_t *v) {
 ** there instead of failing, so that memprobe_bytes can report it as out
 ** of range rather than the line going missing.
 */
-static const char *size_value (const char *s, const char *end, int64_t *v) {
+static inline const char *size_value (const char *s, const char *end,
+                                       int64_t *v) {
   const char *start = s, *fast = end - s > 18 ? s + 18 : end;
   int64_t acc = 0;
   unsigned d;
@@ -168,7 +169,7 @@ static const char *size_value (const char *s, const char *end, int64_t *v) {
 int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len, *eol;
   int n = 0;
-  for (; s < end; s = eol + 1) {
+  for (; s < end; s = eol < end ? eol + 1 : end) {
     const char *colon, *p;
     int64_t v;
     int kb = 0;
@@ -181,13 +182,17 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
     p = size_value(blanks(colon + 1, eol), eol, &v);
     if (p == NULL)
       continue;
-    p = blanks(p, eol);
-    if (eol - p >= 2 && p[0] == 'k' && p[1] == 'B') {
-      kb = 1;
-      p = blanks(p + 2, eol);
+    if (eol - p == 3 && memcmp(p, " kB", 3) == 0)
+      kb = 1;  /* as the kernel writes it: no blanks to skip */
+    else if (p != eol) {
+      p = blanks(p, eol);
+      if (eol - p >= 2 && p[0] == 'k' && p[1] == 'B') {
+        kb = 1;
+        p = blanks(p + 2, eol);
+      }
+      if (p != eol)
+        continue;
     }
-    if (p != eol)
-      continue;
     cb(ud, s, (size_t)(colon - s), v, kb);
     n++;
   }
@@ -202,7 +207,7 @@ int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb, void *ud) {
 int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   const char *end = s + len, *eol;
   int n = 0;
-  for (; s < end; s = eol + 1) {
+  for (; s < end; s = eol < end ? eol + 1 : end) {
     const char *key, *k, *lim, *p;
     int64_t v;
     if ((eol = memchr(s, '\n', (size_t)(end - s))) == NULL)

@@ -139,6 +139,36 @@ describe("memprobe.heap{max_ms} and memprobe.modules{max_ms}", function()
     assert.is_true(ready_before_done or n >= 0)
   end)
 
+  it("builds the census's functions table in slices, as the unsliced call does", function()
+    package.loaded.spec_protos = (function()
+      local fs = {}
+      for i = 1, 4000 do
+        fs[i] = (loadstring or load)("return function() return " .. i .. " end",
+                                     "=spec_proto" .. i)()
+      end
+      return fs
+    end)()
+    local job = memprobe.heap{ max_ms = 0.05 }
+    local phases = {}
+    while not job:step() do
+      local snap = job.snap
+      if snap and not job:result() then phases[snap:stats().phase] = true end
+    end
+    local whole = memprobe.heap()
+    package.loaded.spec_protos = nil
+    -- the phase spans several steps: it stopped between two entries
+    assert.is_true(phases.output)
+    local function count(c)
+      local n = 0
+      for k in pairs(c.functions) do
+        if k:match("^spec_proto") then n = n + 1 end
+      end
+      return n
+    end
+    assert.are.equal(4000, count(job:result()))
+    assert.are.equal(4000, count(whole))
+  end)
+
   it("refuses a bad step budget", function()
     local job = memprobe.heap{ max_ms = 1 }
     assert.has_error(function() job:step(-1) end)

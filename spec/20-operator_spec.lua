@@ -102,7 +102,13 @@ describe("memprobe.report()", function()
     assert.are.equal(r.process.rss / r.kernel.used, r.process.share_of_used)
     local text = format.report(r)
     assert.matches("== process 4401\n  rss%s+1.6MiB\n  pss%s+490KiB\n  uss%s+208KiB\n", text)
-    assert.matches("== C heap (mallinfo2)\n  (only the process itself", text, 1, true)
+    -- the levels --pid cannot read say why, each its own reason
+    assert.matches("== cgroup\n  (not read: memprobe reads its own cgroup, not " ..
+      "process 4401's)\n", text, 1, true)
+    assert.matches("== C heap (mallinfo2)\n  (not read: only process 4401 can read its " ..
+      "C heap)\n", text, 1, true)
+    assert.matches("== Lua heap\n  (not read: only process 4401 can read its Lua heap)",
+      text, 1, true)
     -- cgroup: game.service under app.slice's 512 MiB
     assert.are.same({ 2, "/app.slice/game.service", 268435456, 536870912, 268435456 },
       { own.cgroup.version, own.cgroup.path, own.cgroup.usage, own.cgroup.limit,

@@ -140,8 +140,9 @@ end
 -- @tparam table mp the memprobe module
 -- @tparam[opt] table opts `modules = true` adds the per-module level (walks
 -- the heap: costly on big states); `pid` reports that process instead of
--- this one (its C heap and Lua levels are then skipped: only the process
--- itself can read them)
+-- this one (its cgroup, C heap and Lua levels are then skipped, each
+-- with the reason in `skipped`: memprobe reads its own cgroup, and only
+-- the process itself can read its heaps)
 -- @treturn table `{ kernel, cgroup, process, c_heap, lua, modules }`; a level
 -- that could not be read holds `error`
 function M.build(mp, opts)
@@ -150,9 +151,12 @@ function M.build(mp, opts)
   r.kernel = kernel(mp)
   if opts.pid then  -- the cgroup, C heap and Lua levels are this process's
     r.process = process(mp, r.kernel, opts.pid)
-    for _, k in ipairs({ "cgroup", "c_heap", "lua", "modules" }) do
-      r[k] = { skipped = "only the process itself can read this level" }
-    end
+    local pid = tostring(opts.pid)
+    r.cgroup = { skipped = "not read: memprobe reads its own cgroup, not process " ..
+      pid .. "'s" }
+    r.c_heap = { skipped = "not read: only process " .. pid .. " can read its C heap" }
+    r.lua = { skipped = "not read: only process " .. pid .. " can read its Lua heap" }
+    r.modules = { skipped = r.lua.skipped }
     return r
   end
   r.cgroup = cgroup(mp)
