@@ -550,16 +550,36 @@ describe("memprobe.pids()", function()
     memprobe.config(H.fixture("linux-6.18"))
     assert.are.same({ 4401 }, memprobe.pids())
     memprobe.config{}
+    -- ls before and after: a pid in both lived throughout, so it must be
+    -- listed; the listing holds nothing that neither saw (but a few that
+    -- came and went between them)
+    local function ls()
+      local set = {}
+      for name in H.run("ls /proc"):gmatch("%S+") do
+        if name:match("^[1-9]%d*$") then set[tonumber(name)] = true end
+      end
+      return set
+    end
+    local before = ls()
     local live, seen = memprobe.pids(), {}
+    local after = ls()
     for _, pid in ipairs(live) do seen[pid] = true end
     assert.is_true(seen[1])
     local own = tonumber(H.slurp("/proc/self/stat"):match("^(%d+)"))
     assert.is_true(seen[own])
-    local n = 0
-    for name in H.run("ls /proc"):gmatch("%S+") do
-      if name:match("^[1-9]%d*$") then n = n + 1 end
+    local stable, missing, unseen = 0, {}, 0
+    for pid in pairs(before) do
+      if after[pid] then
+        stable = stable + 1
+        if not seen[pid] then missing[#missing + 1] = pid end
+      end
     end
-    assert.is_true(math.abs(#live - n) <= 5, #live .. " vs " .. n)
+    for _, pid in ipairs(live) do
+      if not before[pid] and not after[pid] then unseen = unseen + 1 end
+    end
+    assert.is_true(stable > 10, "stable pids: " .. stable)
+    assert.are.same({}, missing)
+    assert.is_true(unseen <= 5, unseen .. " pids neither ls saw")
     memprobe.config{ proc = "/nonexistent" }
     local r, msg, errno = memprobe.pids()
     assert.is_nil(r)
