@@ -305,13 +305,16 @@ static void scan_registry (lua_State *L, snap *s) {
     if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
       size_t len;
       const char *k = lua_tolstring(L, -2, &len);
-      s->regp = (const void **)
-        memprobe_xrealloc(L, s, s->regp, s->nreg * sizeof(void *),
-                          (s->nreg + 1) * sizeof(void *));
-      s->regname = (uint32_t *)
-        memprobe_xrealloc(L, s, s->regname, s->nreg * 4, (s->nreg + 1) * 4);
-      s->regp[s->nreg] = lua_topointer(L, -1);
-      s->regname[s->nreg++] = memprobe_intern(L, s, k, len);
+      uint32_t name = memprobe_intern(L, s, k, len);
+      if (s->nreg == s->regcap) {  /* doubling: a realloc per entry was
+                                   ** quadratic once the block is mapped */
+        uint32_t cap = s->regcap ? s->regcap * 2 : 16;
+        s->reg = memprobe_xrealloc(L, s, s->reg, s->regcap * sizeof(*s->reg),
+                                   cap * sizeof(*s->reg));
+        s->regcap = cap;
+      }
+      s->reg[s->nreg].p = lua_topointer(L, -1);
+      s->reg[s->nreg++].name = name;
     }
     lua_pop(L, 1);
   }

@@ -189,10 +189,10 @@ typedef struct snap {
   /* frames of these functions on the walking thread are not roots */
   const void *own[NOWN];
   int nown;
-  /* registry tables by name, the fallback name of a userdata's type */
-  const void **regp;
-  uint32_t *regname;
-  uint32_t nreg;
+  /* registry tables by name, the fallback name of a userdata's type:
+  ** nreg of them, room for regcap (grown by doubling) */
+  struct { const void *p; uint32_t name; } *reg;
+  uint32_t nreg, regcap;
   /* --- the queue: positions qhead .. qtail - 1; values in Lua segments,
   ** records and labels in C chunks, the chunk of position p at
   ** qc[(p >> SEGBITS) & qcmask] --- */

@@ -56,6 +56,17 @@ void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
   return q;
 }
 
+/* size zeroed bytes, given back by memprobe_book_alloc(b, p, size, 0). */
+void *memprobe_book_zalloc (mp_book *b, size_t size) {
+  void *p;
+  if (size >= MAPPED)
+    return memprobe_book_map(b, size);
+  if ((p = calloc(size ? size : 1, 1)) == NULL) return NULL;
+  b->bytes += size;
+  *b->total += size;
+  return p;
+}
+
 void *memprobe_book_map (mp_book *b, size_t size) {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

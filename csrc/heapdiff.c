@@ -49,6 +49,7 @@ typedef struct added {
   mp_vec g;                 /* group records */
   grew *top;                /* a min-heap of the 'ntop' largest growths */
   int ntop, maxtop, phase, closed;
+  int busy, closing;        /* in a step; close() asked for meanwhile */
 } added;
 
 /* The uservalue's slots: the two snapshots and the two results. */
@@ -68,8 +69,12 @@ static void added_free (added *a) {
   a->top = NULL;
 }
 
+/* close() and __gc. A close from a finalizer inside the job's own step
+** waits for the step's end: the step still reads what it holds. */
 static int added_gc (lua_State *L) {
-  added_free((added *)luaL_checkudata(L, 1, ADDED_MT));
+  added *a = (added *)luaL_checkudata(L, 1, ADDED_MT);
+  if (a->busy) a->closing = 1;
+  else added_free(a);
   return 0;
 }
 
@@ -297,18 +302,22 @@ static int l_step (lua_State *L) {
   uv = lua_gettop(L);
   s = snap_at(L, uv, U_NEW, 0);
   old = snap_at(L, uv, U_OLD, 0);
-  s->busy = old->busy = 1;
+  s->busy = old->busy = a->busy = 1;
   lua_getfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   lua_pushvalue(L, 1);
   lua_pushnumber(L, ms > 0 ? start + ms / 1000 : 0);
   status = lua_pcall(L, 2, 1, 0);
-  s->busy = old->busy = 0;
+  s->busy = old->busy = a->busy = 0;
   if (status != 0 || s->closing || old->closing) {
     if (s->closing) memprobe_snap_free(s);
     if (old->closing && old != s) memprobe_snap_free(old);
     added_free(a);
     if (status != 0) return lua_error(L);
     return luaL_error(L, "heap diff: a snapshot was closed during the diff");
+  }
+  if (a->closing) {  /* closed from inside: nothing is left to do */
+    added_free(a);
+    lua_pushboolean(L, 1);
   }
   return 1;
 }
@@ -371,12 +380,8 @@ static int l_added (lua_State *L) {
   a->n = s->obj.n;
   for (a->gicap = 1024; a->gicap <= a->n; a->gicap *= 2) {}
   a->maxtop = (int)top;
-  /* calloc'd: the kernel's zero pages, touched only where groups go */
-  a->gindex = (uint32_t *)calloc(a->gicap, 4);
-  if (a->gindex != NULL) {
-    a->book.bytes += (size_t)a->gicap * 4;
-    *a->book.total += (size_t)a->gicap * 4;
-  }
+  /* zeroed by the kernel, touched only where groups go */
+  a->gindex = (uint32_t *)memprobe_book_zalloc(&a->book, (size_t)a->gicap * 4);
   a->topof = (uint32_t *)memprobe_book_alloc(&a->book, NULL, 0,
                                              (size_t)a->n * 4 + 4);
   a->top = (grew *)memprobe_book_alloc(&a->book, NULL, 0,

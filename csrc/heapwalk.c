@@ -81,8 +81,7 @@ void memprobe_snap_free (snap *s) {
   memprobe_tally_free(s);
   memprobe_book_alloc(b, s->p2.shared,
                       (size_t)(s->nroots + 1) * sizeof(double), 0);
-  memprobe_book_alloc(b, s->regp, s->nreg * sizeof(void *), 0);
-  memprobe_book_alloc(b, s->regname, s->nreg * 4, 0);
+  memprobe_book_alloc(b, s->reg, s->regcap * sizeof(*s->reg), 0);
   memprobe_vec_free(b, &s->obj, sizeof(hobj));
   memprobe_index_free(b, &s->index);
   memprobe_vec_free(b, &s->proto, sizeof(pinfo));
@@ -815,7 +814,7 @@ static uint32_t udname (walker *w, int mt) {
   }
   lua_pop(L, 1);
   for (i = 0; i < s->nreg; i++)
-    if (s->regp[i] == p) return s->regname[i];
+    if (s->reg[i].p == p) return s->reg[i].name;
   return memprobe_intern(L, s, "(unnamed metatable)", 19);
 }
 

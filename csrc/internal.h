@@ -89,6 +89,8 @@ MP_API int memprobe_read_nocache (mp_ctx *c, int root,
 MP_API int memprobe_read_path (mp_ctx *c, const char *path,
                                const char **data, size_t *len);
 MP_API int memprobe_result (lua_State *L, int err, const char *fmt, ...);
+MP_API int memprobe_write_file (const char *path, const char *data,
+                                size_t len);
 MP_API int memprobe_fail (lua_State *L, mp_ctx *c, int root, const char *rel,
                           int err);
 MP_API void memprobe_closeall (mp_ctx *c);
@@ -481,6 +483,7 @@ MP_API void *memprobe_book_alloc (mp_book *b, void *p, size_t osz,
 #define MP_PAGE       4096u
 #define MP_PAGES(n)   (((n) + MP_PAGE - 1) & ~(size_t)(MP_PAGE - 1))
 MP_API void *memprobe_book_map (mp_book *b, size_t size);
+MP_API void *memprobe_book_zalloc (mp_book *b, size_t size);
 MP_API void memprobe_book_unmap (mp_book *b, void *p, size_t size);
 
 #define MP_CHUNKBITS  12

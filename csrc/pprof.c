@@ -27,7 +27,7 @@ typedef struct mp_pbuf {
 } mp_pbuf;
 
 static void put (mp_pbuf *b, const void *s, size_t n) {
-  if (b->failed)
+  if (b->failed || n == 0)  /* an empty stack: s may be NULL */
     return;
   if (b->n + n > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
@@ -205,21 +205,14 @@ int memprobe_pprof_write (const char *path, const mp_pp_sample *s,
                           size_t ns, const mp_pp_frame *f, size_t nf,
                           int64_t period, int def) {
   mp_pbuf raw = { NULL, 0, 0, 0 }, gz = { NULL, 0, 0, 0 };
-  FILE *fp;
   int err = 0;
   encode(&raw, s, ns, f, nf, period, def);
   if (!raw.failed)
     gzip_stored(&gz, raw.p, raw.n);
   if (raw.failed || gz.failed)
     err = ENOMEM;
-  else if ((fp = fopen(path, "wb")) == NULL)
-    err = errno;
-  else {
-    if (fwrite(gz.p, 1, gz.n, fp) != gz.n)
-      err = errno ? errno : EIO;
-    if (fclose(fp) != 0 && err == 0)
-      err = errno;
-  }
+  else
+    err = memprobe_write_file(path, (const char *)gz.p, gz.n);
   free(raw.p);
   free(gz.p);
   return err;

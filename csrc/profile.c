@@ -925,13 +925,15 @@ static int l_tostring (lua_State *L) {
 /* p:pprof(path, kind): kind "live" or "alloc" is the default view. */
 static int l_pprof (lua_State *L) {
   mp_prof *p = check_prof(L);
-  const char *path = luaL_checkstring(L, 2);
+  size_t plen;
+  const char *path = luaL_checklstring(L, 2, &plen);
   const char *kind = luaL_optstring(L, 3, "live");
   mp_pp_sample *v;
   mp_pp_frame *fr;
   uint32_t i, ns = 0, nf = 0;
   int live = strcmp(kind, "live") == 0;
   int err;
+  luaL_argcheck(L, plen > 0 && strlen(path) == plen, 2, "path expected");
   luaL_argcheck(L, live || strcmp(kind, "alloc") == 0, 3,
                 "kind must be \"live\" or \"alloc\"");
   settle(L, p);
@@ -970,7 +972,8 @@ static int l_pprof (lua_State *L) {
   if (err == ENOMEM)
     return luaL_error(L, "not enough memory");
   if (err != 0)
-    return memprobe_result(L, err, "%s: %s", path, strerror(err));
+    return memprobe_result(L, err, "%s: %s", path,
+                           err == EINVAL ? "not a regular file" : strerror(err));
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -240,10 +240,21 @@ local function progress_line(job)
     math.floor(f * 100), millions(n), millions(total))
 end
 
+-- One slice of the job at the head of the queue, within rest ms: true
+-- when it is done. A job starts when it reaches the head, and its first
+-- slice runs as it is made.
+local function slice(e, rest, deadline, clock)
+  if not e.job then
+    e.job = e.make(rest)
+    rest = (deadline - clock()) * 1000
+  end
+  return rest >= 0.01 and e.job:step(rest)
+end
+
 -- Runs the queue of jobs for up to ms: one job at a time, oldest first
 -- (two walks at once would each see the other's queue change under it,
--- and share the budget besides). A job starts when it reaches the head.
--- True when one finished.
+-- and share the budget besides). A job that fails leaves the queue with
+-- its error, which its command then reports. True when one finished.
 local function advance(self, ms)
   local clock = self.mp.clock
   local deadline = clock() + ms / 1000
@@ -252,11 +263,9 @@ local function advance(self, ms)
     local rest = (deadline - clock()) * 1000
     if rest < ms / 10 then break end
     local e = self.jobs[self.queue[1]]
-    if not e.job then
-      e.job = e.make(rest)  -- its first slice runs as it is made
-      rest = (deadline - clock()) * 1000
-    end
-    if rest < 0.01 or not e.job:step(rest) then break end
+    local ok, done = pcall(slice, e, rest, deadline, clock)
+    if ok and not done then break end
+    e.err = not ok and (done or "the walk failed") or nil
     e.finished, finished = true, true
     table.remove(self.queue, 1)
   end
@@ -284,6 +293,7 @@ local function pending(self, key, make)
     return nil, progress_line(e.job)
   end
   if not self.replaying then self.jobs[key] = nil end
+  if e.err then error(e.err, 0) end
   return e.job:result()
 end
 

@@ -65,8 +65,9 @@ function M.new(opts)
   if opts.precise ~= nil and type(opts.precise) ~= "boolean" then
     error("bad argument #1 to 'profile' (precise must be a boolean)", 2)
   end
-  if opts.seed ~= nil and type(opts.seed) ~= "number" then
-    error("bad argument #1 to 'profile' (seed must be a number)", 2)
+  local seed = opts.seed
+  if seed ~= nil and (type(seed) ~= "number" or seed < 0 or seed >= 2^53 or seed % 1 ~= 0) then
+    error("bad argument #1 to 'profile' (seed must be an integer from 0 to 2^53 - 1)", 2)
   end
   local before = current[1]
   if before and before.precise then before:stop() end
@@ -237,12 +238,7 @@ function Profile:flamegraph(path, kind)
     svg = path:match("%.svg$") ~= nil,
     label = label,
   })
-  local f, err, errno = io.open(path, "wb")
-  if not f then return nil, err, errno end
-  local ok, werr, werrno = f:write(doc)
-  f:close()
-  if not ok then return nil, werr, werrno end
-  return true
+  return core._write_file(path, doc)  -- checked to the close; no FIFO
 end
 
 function Profile:__tostring()
