@@ -102,6 +102,28 @@ end)
 describe("profile output", function()
   local memprobe = require "memprobe"
 
+  it("survives a finalizer that closes the profile while rows() builds its tables", function()
+    local out = child([[
+      local memprobe = require "memprobe"
+      local p = memprobe.profile{ rate = 64, seed = 1 }
+      local t = {}
+      for i = 1, 2000 do t[i] = { i } end
+      local core, armed, closed = p.core, false, 0
+      local mt = { __gc = function()
+        if armed then armed = false; getmetatable(core).__gc(core); closed = closed + 1 end
+      end }
+      if not pcall(collectgarbage, "param", "pause", 0) then collectgarbage("setpause", 0) end
+      collectgarbage("stop")
+      for _ = 1, 100 do setmetatable({}, mt) end
+      armed = true
+      collectgarbage("restart")
+      local ok, rows = pcall(core.rows, core)
+      print(ok, type(rows), closed)
+      print(tostring(core))
+    ]])
+    assert.matches("^true\ttable\t[01]\n.-exit 0\n$", out)
+  end)
+
   it("refuses a FIFO instead of waiting for its reader", function()
     local dir = H.tmpdir()
     assert(os.execute(("mkfifo '%s/fifo'"):format(dir)))
