@@ -107,6 +107,7 @@ typedef struct mp_prof {
   uint32_t nstacks, stackcap;
   mp_idtab stacktab;
   uint64_t samples, dropped;
+  int busy, dead;         /* in rows(); closed meanwhile, freed at its end */
   unsigned char seen[1u << MP_SEENBITS];
 } mp_prof;
 
@@ -838,11 +839,14 @@ static int l_info (lua_State *L) {
 ** frames = { [id] = {src, line, name, what, linedefined} } }, frame ids
 ** leaf first; stacks with nothing charged are left out. Any allocation
 ** here can run a finalizer that samples and interns: the arrays are
-** indexed afresh after each one, and counts read before.
+** indexed afresh after each one, and counts read before. A finalizer
+** that closes the profile meanwhile leaves its memory to the end of
+** rows() (an error raised in between leaves it to the process).
 */
 static int l_rows (lua_State *L) {
   mp_prof *p = check_prof(L);
   uint32_t i, j, n, k = 0;
+  p->busy = 1;
   settle(L, p);
   lua_createtable(L, 0, 2);
   lua_newtable(L);
@@ -884,6 +888,9 @@ static int l_rows (lua_State *L) {
     lua_rawseti(L, -2, (int)i);
   }
   lua_setfield(L, -2, "frames");
+  p->busy = 0;
+  if (p->dead)
+    free_prof(p);
   return 1;
 }
 
@@ -898,7 +905,10 @@ static int l_gc (lua_State *L) {
   else
     disarm(p);
   h->p = NULL;
-  free_prof(p);
+  if (p->busy)
+    p->dead = 1;  /* rows() still reads it: it frees it at its end */
+  else
+    free_prof(p);
   return 0;
 }
 
