@@ -72,9 +72,12 @@ typedef struct mp_stack {
   uint32_t f[1];          /* n frame ids (allocated to size) */
 } mp_stack;
 
-/* One sample: a block (or a growth of it) of n bytes, weight w. */
+/*
+** One sample: a block (or a growth of it) of a bytes, weight w; n of
+** them are still allocated (a shrink gives bytes back).
+*/
 typedef struct mp_rec {
-  double n, w;
+  double a, n, w;
   uint32_t stack;         /* 0 while pending */
   uint32_t next;          /* the block's next record, or the free list */
   int live;               /* its block is not freed */
@@ -221,7 +224,7 @@ static void free_rec (mp_prof *p, uint32_t r) {
 static void charge (mp_prof *p, uint32_t r, uint32_t s) {
   mp_rec *x = &p->rec[r];
   mp_stack *st = p->stacks[s];
-  st->alloc_b += x->n * x->w;
+  st->alloc_b += x->a * x->w;
   st->alloc_n += x->w;
   if (x->live) {
     st->live_b += x->n * x->w;
@@ -259,13 +262,14 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
     return;
   }
   x = &p->rec[r];
-  x->n = (double)n;
+  x->a = x->n = (double)n;
   x->w = 1.0 / one_minus_exp((double)n / p->rate);
   x->live = 1;
   x->stack = 0;
   x->next = memprobe_btab_get(&p->blocks, b);
+  if (x->next == 0)  /* one count per sampled block, not per record */
+    seen_inc(p, b);
   memprobe_btab_put(&p->blocks, b, r);
-  seen_inc(p, b);
   p->nlive++;
   t->pseen = p->seen;
   p->samples++;
@@ -326,28 +330,34 @@ static void move (mp_tracker *t, mp_prof *p, const void *b, void *nb) {
 ** Block b shrank by d bytes: the newest of its records (the latest
 ** growth first) give them back, so that a block that shrinks and grows
 ** again (a thread's stack, at every collection) is not counted once per
-** growth. A pending record keeps its size: its alloc share is still due.
+** growth. A pending record gives them back too (its alloc share, a,
+** stays due); one left with no bytes leaves the block and is freed when
+** it is charged. A block that was not sampled (its bucket holds another
+** one) has no records and changes nothing.
 */
 static void shrink (mp_tracker *t, mp_prof *p, const void *b, double d) {
-  uint32_t r = memprobe_btab_get(&p->blocks, b);
+  uint32_t head = memprobe_btab_get(&p->blocks, b), r = head;
   while (r != 0 && d > 0) {
     mp_rec *x = &p->rec[r];
     uint32_t next = x->next;
-    if (x->stack == 0)
+    double g = (x->n < d) ? x->n : d;
+    mp_stack *st = (x->stack != 0) ? p->stacks[x->stack] : NULL;
+    x->n -= g;
+    d -= g;
+    if (st != NULL)
+      st->live_b -= g * x->w;
+    if (x->n > 0)
       break;
-    if (x->n > d) {
-      p->stacks[x->stack]->live_b -= d * x->w;
-      x->n -= d;
-      break;
-    }
-    d -= x->n;
-    p->stacks[x->stack]->live_b -= x->n * x->w;
-    p->stacks[x->stack]->live_n -= x->w;
     x->live = 0;
     p->nlive--;
-    free_rec(p, r);
+    if (st != NULL) {
+      st->live_n -= x->w;
+      free_rec(p, r);
+    }
     r = next;
   }
+  if (r == head)
+    return;
   if (r == 0) {  /* every record went */
     memprobe_btab_del(&p->blocks, b);
     seen_dec(p, b);

@@ -165,3 +165,66 @@ describe("profile output", function()
     end
   end)
 end)
+
+describe("the profiler's live view", function()
+  local memprobe = require "memprobe"
+
+  -- Tables whose arrays grow to 64 slots, then shrink to 32 by a realloc
+  -- (a rehash); kept in 'keep' until dropped. Its sites are "shrinkwork:N".
+  local work = assert((loadstring or load)([[
+    local n = ...
+    local keep = {}
+    for i = 1, n do
+      local t = {}
+      for j = 1, 64 do t[j] = j end
+      keep[i] = t
+    end
+    for i = 1, n do
+      local t = keep[i]
+      for j = 33, 64 do t[j] = nil end
+      t.x = true
+    end
+    return keep
+  ]], "=shrinkwork"))
+
+  local function work_live(p)
+    local sum = 0
+    for _, r in ipairs(p:top(1000, "live")) do
+      if r.site:match("^shrinkwork:") then sum = sum + r.bytes end
+    end
+    return sum
+  end
+
+  it("forgets every sampled block after unsampled ones in its bucket shrink", function()
+    local p = memprobe.profile{ rate = 8192, seed = 3 }
+    local box = { work(20000) }
+    p:stop()
+    assert.are.equal(20000, #box[1])
+    local held = work_live(p)
+    box[1] = nil
+    H.settle_gc()
+    local left = work_live(p)
+    p:reset()
+    assert.is_true(held > 0)
+    -- a stale stack slot may keep a table (one sample) alive
+    assert.is_true(left < held / 100, ("%d of %d bytes still live"):format(left, held))
+  end)
+
+  it("counts live bytes exactly when every block is sampled", function()
+    local p = memprobe.profile{ rate = 1, seed = 5 }
+    local box = { work(3000) }
+    p:stop()
+    assert.are.equal(3000, #box[1])
+    H.settle_gc()
+    local held = work_live(p)
+    H.settle_gc()  -- work_live's garbage is no part of the truth
+    local before = collectgarbage("count")
+    box[1] = nil
+    H.settle_gc()
+    local truth = (before - collectgarbage("count")) * 1024
+    local left = work_live(p)
+    p:reset()
+    assert.is_true(math.abs(held / truth - 1) < 0.01, ("%d vs %d"):format(held, truth))
+    assert.is_true(left < held / 100, ("%d of %d bytes still live"):format(left, held))
+  end)
+end)
