@@ -177,25 +177,30 @@ end
 -- the string metatable, which lives outside it), then the running thread
 -- (the one that calls thread_root, not a stage's coroutine). Returns the
 -- roots and the row names by label; label_each false puts all under 1.
+-- No closure per call here: a LuaJIT trace through a loop that calls one
+-- keeps it, and with it the roots (a module dropped stayed alive).
+local function add_root(roots, names, label_each, value, path, name)
+  if name then names[#names + 1] = name end
+  roots[#roots + 1] = { value, path, label_each and #names or 1 }
+end
+
 local function roots_of(label_each, sl)
   local loaded = package.loaded
   local keys = sorted_keys(loaded, sl)
   local roots, names = array(#keys + 4), array(#keys + 3)
-  local function add(value, path, name)
-    if name then names[#names + 1] = name end
-    roots[#roots + 1] = { value, path, label_each and #names or 1 }
-    tick(sl)
-  end
   local last
   for _, name in ipairs(keys) do
     local v = rawget(loaded, name)
-    if v ~= nil and name ~= last then add(v, module_path(name), name) end
+    if v ~= nil and name ~= last then
+      add_root(roots, names, label_each, v, module_path(name), name)
+    end
     last = name
+    tick(sl)
   end
   local G = _G
-  if rawget(loaded, "_G") ~= G then add(G, "_G", "(globals)") end
-  add(debug.getregistry(), "registry", "(registry)")
-  add(debug.getmetatable(""), "registry.<string metatable>")
+  if rawget(loaded, "_G") ~= G then add_root(roots, names, label_each, G, "_G", "(globals)") end
+  add_root(roots, names, label_each, debug.getregistry(), "registry", "(registry)")
+  add_root(roots, names, label_each, debug.getmetatable(""), "registry.<string metatable>")
   names[#names + 1] = "(stack)"
   return roots, names
 end
@@ -328,6 +333,11 @@ end
 local function list_roots(sl, j) return roots_of(j.walk.label_each, sl) end
 local function build_result(sl, j) return j.finish(j, j.snap, sl) end
 
+-- The ms left before deadline (nil for none), 0.01 at least.
+local function ms_left(deadline)
+  return deadline and fmax((deadline - clock()) * 1000, 0.01)
+end
+
 -- A step of at most ms (none: to the end) from started.
 local function advance(self, ms, started)
   if self.done then return true end
@@ -335,7 +345,6 @@ local function advance(self, ms, started)
     error("bad argument #1 to 'step' (job is busy: stepped from its own step)", 3)
   end
   local deadline = ms and started + ms / 1000
-  local function left() return deadline and fmax((deadline - clock()) * 1000, 0.01) end
   if self.res == nil then
     if not self.snap then
       local done, roots, names = stage(self, list_roots, deadline)
@@ -347,13 +356,13 @@ local function advance(self, ms, started)
       thread_root(roots, names, w.label_each)
       if w.label_each then self.roots, self.names = roots, names end
       self.snap = core.heap_snapshot(model_or_job(w.opts), roots,
-        walk_opts(w.opts, w.target, w.tally, left(), deadline and clock()))
+        walk_opts(w.opts, w.target, w.tally, ms_left(deadline), deadline and clock()))
       self.objects = self.snap:stats().objects
       if deadline and clock() >= deadline then return false end
     end
     local snap = self.snap
     if not self.walked then
-      local walked = snap:step(left())
+      local walked = snap:step(ms_left(deadline))
       self.objects = snap:stats().objects
       if not walked then return false end
       self.walked = true
@@ -366,7 +375,7 @@ local function advance(self, ms, started)
   end
   -- the bookkeeping of millions of objects goes back in slices too,
   -- within what is left of this step's budget
-  self.done = self.snap:release(left())
+  self.done = self.snap:release(ms_left(deadline))
   if self.done then self.snap = nil end
   return self.done
 end
