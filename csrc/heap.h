@@ -61,6 +61,14 @@ typedef struct model {
   ** and the bytes of an array slot and a hash node (memprobe_tablebytes) */
   int jcolo, jasize, jhmask;
   double jslot, jnode;
+  /* PUC Lua: where a Table keeps its array size and lsizenode, and its
+  ** node pointer, which points at the shared dummy node (pdummy) while
+  ** the hash part is empty; 5.4's flag byte and bit that say the array
+  ** size is a limit below the real one (-1 and 0 when absent); the bytes
+  ** of an array of n slots, pabase + n * paslot (memprobe_tablebytes) */
+  int pasize, plsize, pnode, pras, prasbit;
+  const void *pdummy;
+  double pabase, paslot;
   /* the string table's share of each interned string (stringsize) */
   double imax, strslot;
 } model;
@@ -405,7 +413,7 @@ MP_API double memprobe_getnum (lua_State *L, int t, const char *k);
 MP_API void memprobe_readmodel (lua_State *L, int t, model *m);
 
 /* heapmodel.c: a table's bytes, exact where the model knows the VM's
-** layout (LuaJIT), else tablesize() of its keys */
+** layout (read from the header), else tablesize() of its keys */
 MP_API double memprobe_tablebytes (const model *m, const void *t,
                                    const uint32_t *nums, uint32_t nint,
                                    uint32_t nent);

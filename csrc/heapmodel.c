@@ -46,6 +46,44 @@ static int getlist (lua_State *L, int t, const char *k, double *v) {
   return n;
 }
 
+/*
+** PUC Lua: the offsets of a Table's sizes (model field puc_layout, found
+** by tablayout below). The dummy node that every table with an empty
+** hash part points at is a static of the VM: read from a fresh table
+** here rather than kept in the model, so that a model is a table of
+** small numbers only.
+*/
+static void readpuc (lua_State *L, int t, model *m) {
+  m->pasize = m->plsize = m->pnode = m->pras = -1;
+  m->prasbit = 0;
+  m->pdummy = NULL;
+  lua_getfield(L, t, "puc_layout");
+  if (lua_istable(L, -1)) {
+    int j = lua_gettop(L);
+    double asize = memprobe_getnum(L, j, "asize");
+    double lsize = memprobe_getnum(L, j, "lsizenode");
+    double node = memprobe_getnum(L, j, "node");
+    double ras = memprobe_getnum(L, j, "ras");
+    double rasbit = memprobe_getnum(L, j, "rasbit");
+    luaL_argcheck(L, asize >= 0 && asize <= 60 && lsize >= 0 && lsize < 64 &&
+                  node >= 0 && node + sizeof(void *) <= 64 && ras >= 0 &&
+                  ras < 64 && rasbit >= 0 && rasbit < 256, 1,
+                  "model's puc_layout out of range");
+    m->pasize = (int)asize;
+    m->plsize = (int)lsize;
+    m->pnode = (int)node;
+    m->pras = rasbit > 0 ? (int)ras : -1;
+    m->prasbit = (int)rasbit;
+    m->pabase = memprobe_getnum(L, j, "array_base");
+    m->paslot = memprobe_getnum(L, j, "slot");
+    lua_createtable(L, 0, 0);
+    memcpy(&m->pdummy, (const char *)lua_topointer(L, -1) + m->pnode,
+           sizeof(void *));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* Reads the model that memprobe.heap calibrated (a table at index t). */
 void memprobe_readmodel (lua_State *L, int t, model *m) {
   int i;
@@ -96,6 +134,36 @@ void memprobe_readmodel (lua_State *L, int t, model *m) {
     m->jnode = memprobe_getnum(L, j, "node");
   }
   lua_pop(L, 1);
+  readpuc(L, t, m);
+}
+
+/*
+** PUC Lua sizes a table by what built it too: a constructor or
+** lua_createtable gives exact parts ({a, b, c, next = x}: 3 slots and
+** one node), a rehash powers of two, and a table keeps its parts when
+** keys are set to nil. The header holds the array size (5.4: a limit,
+** the real size being the next power of two when the flag says so;
+** 5.5's array block also holds a tag byte per slot, in pabase and
+** paslot) and lsizenode; the hash part is absent while the node pointer
+** is the dummy node's.
+*/
+static double puctablebytes (const model *m, const unsigned char *p) {
+  uint32_t asize;
+  uint8_t lsize;
+  const void *node;
+  double bytes = m->tbase;
+  memcpy(&asize, p + m->pasize, 4);
+  memcpy(&lsize, p + m->plsize, 1);
+  memcpy(&node, p + m->pnode, sizeof(void *));
+  if (m->pras >= 0 && (p[m->pras] & m->prasbit) && (asize & (asize - 1))) {
+    uint32_t real = 1;
+    while (real < asize && real < 0x80000000u) real *= 2;
+    asize = real;
+  }
+  if (asize > 0) bytes += m->pabase + (double)asize * m->paslot;
+  if (lsize > 0 || node != m->pdummy)
+    bytes += part(m->hash, m->nhash, lsize < 32 ? 1u << lsize : 0x80000000u);
+  return bytes;
 }
 
 /*
@@ -122,6 +190,8 @@ double memprobe_tablebytes (const model *m, const void *t,
     if (hmask > 0) bytes += ((double)hmask + 1) * m->jnode;
     return bytes;
   }
+  if (m->pasize >= 0 && t != NULL)
+    return puctablebytes(m, (const unsigned char *)t);
   return tablesize(m, nums, nint, nent);
 }
 
@@ -138,6 +208,103 @@ static int sample_cfunction (lua_State *L) {
   lua_pushinteger(L, lua_gettop(L));
   return 1;
 }
+
+#if !defined(MP_LUAJIT)
+/* The 32-bit word at 'off' of a table's header. */
+static uint32_t word (const unsigned char *p, int off) {
+  uint32_t v;
+  memcpy(&v, p + off, 4);
+  return v;
+}
+
+/*
+** PUC Lua: the offsets of a Table's array size (32 bits) and lsizenode
+** (a byte), found in tables of known sizes as for LuaJIT: (5, 3) has 5
+** slots and lsizenode 2, (40, 17) 40 and 5, (17, 100) 17 and 7; the
+** node pointer is the first pointer-aligned word that is the same in
+** two tables without a hash part (the dummy node) and differs in two
+** with a node of their own, from it and from each other. 5.4 keeps in its array size a limit that lua_rawlen can
+** lower, with a flag bit saying so: the byte and the bit that change
+** when it does. Pushes { asize, lsizenode, node, ras, rasbit }, or
+** nothing when a size is not found or not unique.
+*/
+static int puclayout (lua_State *L, int header) {
+  const unsigned char *x, *y, *z, *e1, *e2, *h1, *h2;
+  unsigned char before[64];
+  int off, asize = -1, lsize = -1, node = -1, na = 0, nl = 0, ras = 0, rasbit = 0;
+  if (header > 64) header = 64;
+  lua_createtable(L, 5, 3);
+  lua_createtable(L, 40, 17);
+  lua_createtable(L, 17, 100);
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 1);
+  x = (const unsigned char *)lua_topointer(L, -7);
+  y = (const unsigned char *)lua_topointer(L, -6);
+  z = (const unsigned char *)lua_topointer(L, -5);
+  e1 = (const unsigned char *)lua_topointer(L, -4);
+  e2 = (const unsigned char *)lua_topointer(L, -3);
+  h1 = (const unsigned char *)lua_topointer(L, -2);
+  h2 = (const unsigned char *)lua_topointer(L, -1);
+  for (off = 0; off + 4 <= header; off += 4)
+    if (word(x, off) == 5 && word(y, off) == 40 && word(z, off) == 17) {
+      asize = off;
+      na++;
+    }
+  for (off = 0; off < header; off++) {
+    if (na == 1 && off >= asize && off < asize + 4) continue;
+    if (x[off] == 2 && y[off] == 5 && z[off] == 7) { lsize = off; nl++; }
+  }
+  for (off = 0; off + (int)sizeof(void *) <= header && node < 0;
+       off += (int)sizeof(void *)) {
+    const void *a, *b, *c, *d;
+    memcpy(&a, e1 + off, sizeof a);
+    memcpy(&b, e2 + off, sizeof b);
+    memcpy(&c, h1 + off, sizeof c);
+    memcpy(&d, h2 + off, sizeof d);
+    if (a != NULL && a == b && c != a && d != a && c != d) node = off;
+  }
+  lua_pop(L, 7);
+  if (na != 1 || nl != 1 || node < 0) return 0;
+  lua_createtable(L, 8, 0);
+  for (off = 1; off <= 5; off++) {
+    lua_pushinteger(L, off);
+    lua_rawseti(L, -2, off);
+  }
+  x = (const unsigned char *)lua_topointer(L, -1);
+  memcpy(before, x, (size_t)header);
+  (void)mp_rawlen(L, -1);
+  if (word(x, asize) == 5) {  /* the limit moved: find its flag */
+    int changed = 0;
+    for (off = 0; off < header; off++) {
+      if (off >= asize && off < asize + 4) continue;
+      if (x[off] != before[off]) { ras = off; rasbit = x[off] ^ before[off]; changed++; }
+    }
+    if (changed != 1 || (rasbit & (rasbit - 1)) != 0 || !(x[ras] & rasbit)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  else if (word(x, asize) != 8) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 5);
+  mp_pushint(L, asize);
+  lua_setfield(L, -2, "asize");
+  mp_pushint(L, lsize);
+  lua_setfield(L, -2, "lsizenode");
+  mp_pushint(L, node);
+  lua_setfield(L, -2, "node");
+  mp_pushint(L, ras);
+  lua_setfield(L, -2, "ras");
+  mp_pushint(L, rasbit);
+  lua_setfield(L, -2, "rasbit");
+  return 1;
+}
+#endif
 
 /*
 ** LuaJIT: the offsets of a table header's colo (int8), asize and hmask
@@ -179,10 +346,10 @@ static int tablayout (lua_State *L, int header) {
     lua_setfield(L, -2, "hmask");
     return 1;
   }
-#endif
-  (void)L;
-  (void)header;
   return 0;
+#else
+  return puclayout(L, header);
+#endif
 }
 
 /***
@@ -190,8 +357,8 @@ One fresh object of a known shape, built without garbage, for calibration.
 @function heap_sample
 @local
 @tparam string kind "string", "userdata", "cclosure", "table", or
-"tablayout" (LuaJIT: where a table header keeps its sizes; nothing
-elsewhere)
+"tablayout" (where a table header keeps its sizes, or nothing when not
+found)
 @tparam[opt] integer a size: bytes, upvalues, array slots
 @tparam[opt] integer b string seed, user values (5.4), hash slots
 @return the object
@@ -308,7 +475,10 @@ typedef struct mjob {
   lua_State *S;       /* the scratch state, NULL when done or failed */
   lua_State *co;      /* the calibration, anchored at S's stack index 1 */
   int started, done;
-  double longest;     /* the longest stretch between two yields, seconds */
+  /* the longest stretch between two yields in this step and in the one
+  ** before, seconds: one slow stretch (the host's malloc merging its
+  ** free blocks) does not keep every later step to a single stretch */
+  double longest, before;
 } mjob;
 
 static void mjob_close (mjob *j) {
@@ -372,19 +542,23 @@ static void copy_table (lua_State *from, int i, lua_State *to, int depth) {
 
 /*
 ** Advances the job at stack index ji until it is done (1) or the clock
-** passes 'deadline' (0 for none) less the longest stretch seen between
-** two yields; a step makes one stretch at least, so that every step
-** progresses. Raises what the calibration raised.
+** passes 'deadline' (0 for none) less the longest stretch between two
+** yields of this step and the one before; a step makes one stretch at
+** least, so that every step progresses. Raises what the calibration
+** raised.
 */
 int memprobe_model_step (lua_State *L, int ji, double deadline) {
   mjob *j = (mjob *)luaL_checkudata(L, ji, MODELJOB_MT);
   int first = 1;
   ji = mp_absindex(L, ji);
+  j->before = j->longest;
+  j->longest = 0;
   while (!j->done) {
     double t0 = memprobe_now();
+    double margin = j->longest > j->before ? j->longest : j->before;
     int st, nres = 0;
     if (j->S == NULL) return luaL_error(L, "size model job failed");
-    if (!first && deadline > 0 && t0 + j->longest >= deadline) return 0;
+    if (!first && deadline > 0 && t0 + margin >= deadline) return 0;
     first = 0;
     st = mp_resume(j->co, j->S, j->started ? 0 : 2, &nres);
     j->started = 1;

@@ -309,33 +309,12 @@ describe("memprobe.vmstat()", function()
 end)
 
 describe("kept /proc files", function()
-  -- A fork of this interpreter runs fn (memprobe_testalloc's fork, or
-  -- LuaJIT's FFI); returns its exit status, or nil when neither is there.
-  local function in_child(fn)
-    local ok, ta = pcall(require, "memprobe_testalloc")
-    if ok and ta.fork then return ta.fork(fn) end
-    local found, ffi = pcall(require, "ffi")
-    if not found then return nil end
-    pcall(ffi.cdef, [[
-      int fork(void);
-      int waitpid(int pid, int *status, int options);
-      void _exit(int status);
-    ]])
-    local pid = ffi.C.fork()
-    if pid == 0 then
-      local fine, r = pcall(fn)
-      ffi.C._exit(fine and r and 0 or 1)
-    end
-    local status = ffi.new("int[1]")
-    assert.are.equal(pid, ffi.C.waitpid(pid, status, 0))
-    return math.floor(status[0] / 256)
-  end
 
   it("are reopened in a forked child, where /proc/self is another process", function()
     -- the parent keeps self/status and self/statm open
     local me = memprobe.process().Pid
     assert.is_true(memprobe.rss() > 0)
-    local status = in_child(function()
+    local status = H.in_child(function()
       local p = memprobe.process()
       return p and p.Pid ~= me and p.PPid == me
     end)

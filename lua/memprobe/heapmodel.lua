@@ -155,16 +155,28 @@ return function(core, opts)
       -- LuaJIT sizes a table by what built it, which its keys do not tell
       -- (docs/heap.md): where the header's layout is found, the walk reads
       -- the sizes from it, with these bytes per array slot and hash node.
+      -- PUC Lua too, by constructors, lua_createtable and shrinking keys:
+      -- there the array costs array_base + slot per slot (5.5 adds a tag
+      -- byte per slot and a word) and the hash part what 2^k keys cost.
       local layout = core.heap_sample("tablayout", m.table)
-      if layout then
-        local function sized(a, h)
-          return measure(live, function() return core.heap_sample("table", a, h) end)
-            - m.table
-        end
+      local function sized(a, h)
+        return measure(live, function() return core.heap_sample("table", a, h) end)
+          - m.table
+      end
+      if layout and layout.colo then
         local slot, node = sized(40, 0) / 41, sized(0, 8) / 8
         if slot > 0 and node > 0 and sized(5, 0) == 6 * slot then
           layout.slot, layout.node = slot, node
           m.jit_layout = layout
+        end
+      elseif layout then
+        local one = sized(1, 0)
+        local slot = (sized(41, 0) - one) / 40
+        local base = one - slot
+        if slot > 0 and sized(5, 0) == base + 5 * slot and sized(0, 3) == m.hash[3]
+          and sized(0, 8) == m.hash[4] then
+          layout.slot, layout.array_base = slot, base
+          m.puc_layout = layout
         end
       end
       -- Sizes by length up to 64; samples shorter than 4 bytes might be
