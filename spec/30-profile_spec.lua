@@ -262,33 +262,12 @@ describe("memprobe.profile() under hostile conditions", function()
     assert.is_table(current:top(5, "alloc"))
   end)
 
-  -- A fork of this interpreter runs fn (memprobe_testalloc's fork, or
-  -- LuaJIT's FFI); its exit status, or nil when neither is there.
-  local function in_child(fn)
-    local ok, ta = pcall(require, "memprobe_testalloc")
-    if ok and ta.fork then return ta.fork(fn) end
-    local found, ffi = pcall(require, "ffi")
-    if not found then return nil end
-    pcall(ffi.cdef, [[
-      int fork(void);
-      int waitpid(int pid, int *status, int options);
-      void _exit(int status);
-    ]])
-    local pid = ffi.C.fork()
-    if pid == 0 then
-      local fine, r = pcall(fn)
-      ffi.C._exit(fine and r and 0 or 1)
-    end
-    local status = ffi.new("int[1]")
-    assert.are.equal(pid, ffi.C.waitpid(pid, status, 0))
-    return math.floor(status[0] / 256)
-  end
 
   it("keeps sampling in a forked child, and the parent's figures are its own", function()
     local p = profile(1024)
     leak(5000)
     local before = p:info().samples
-    local status = in_child(function()
+    local status = H.in_child(function()
       leak(20000)
       local more = p:info().samples > before
       local top = p:top(1, "alloc")[1]

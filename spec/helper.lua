@@ -202,6 +202,29 @@ function H.lua(args, wrapper)
   return out
 end
 
+--- Runs fn in a fork of this interpreter (memprobe_testalloc's fork, or
+-- LuaJIT's FFI); returns its exit status (0 when fn returned a true
+-- value), or nil when neither is there.
+function H.in_child(fn)
+  local ok, ta = pcall(require, "memprobe_testalloc")
+  if ok and ta.fork then return ta.fork(fn) end
+  local found, ffi = pcall(require, "ffi")
+  if not found then return nil end
+  pcall(ffi.cdef, [[
+    int fork(void);
+    int waitpid(int pid, int *status, int options);
+    void _exit(int status);
+  ]])
+  local pid = ffi.C.fork()
+  if pid == 0 then
+    local fine, r = pcall(fn)
+    ffi.C._exit(fine and r and 0 or 1)
+  end
+  local status = ffi.new("int[1]")
+  assert(ffi.C.waitpid(pid, status, 0) == pid, "waitpid")
+  return math.floor(status[0] / 256)
+end
+
 --- Decodes JSON text with lua-cjson, or with dkjson where it is missing.
 function H.json_decode(s)
   local ok, cjson = pcall(require, "cjson")
