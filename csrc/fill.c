@@ -7,7 +7,8 @@
 ** of each (length and bytes, in the C heap), so that a key is checked
 ** against the line without a Lua call. Interning the ~60 keys of meminfo
 ** was most of a call's cost; a warm call now does one lua_rawgeti per
-** field.
+** field. meminfo keeps in each entry the whole line it last parsed too,
+** with its value (memprobe_parse_kv_seq); a new key drops it.
 **
 ** The table and its copies are shared by every call of the reader,
 ** those a finalizer starts in the middle of another's parse included.
@@ -21,18 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEYMAX   64  /* the parsers report keys of 1 to 64 bytes */
 #define KEYS_MT  "memprobe.Keys"
-
-typedef struct entry {
-  unsigned char n;      /* 0: no key yet */
-  char k[KEYMAX];
-} entry;
-
-struct mp_keys {
-  size_t cap;
-  entry *e;             /* malloc'ed, cap of them */
-};
 
 static int keys_gc (lua_State *L) {
   mp_keys *k = (mp_keys *)luaL_checkudata(L, 1, KEYS_MT);
@@ -57,12 +47,16 @@ void memprobe_fill_keys (lua_State *L) {
   lua_rawseti(L, -2, 0);
 }
 
+/* Starts a refill of the table at t (pushed last) with the keys table at
+** keys, which is pushed above it: a stack slot is cheaper to reach than
+** an upvalue, once per field. */
 void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys) {
+  lua_pushvalue(L, keys);
   f->L = L;
   f->t = t;
-  f->keys = keys;
+  f->keys = lua_gettop(L);
   f->n = 0;
-  lua_rawgeti(L, keys, 0);
+  lua_rawgeti(L, f->keys, 0);
   f->k = (mp_keys *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the keys table keeps it */
 }
@@ -70,14 +64,14 @@ void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys) {
 /* Makes room for entry i; 0 when there is no memory (it is not kept). */
 static int reserve (mp_keys *k, size_t i) {
   size_t cap = k->cap ? k->cap : 64;
-  entry *e;
+  mp_key *e;
   if (i < k->cap)
     return 1;
   while (cap <= i)
     cap *= 2;
-  if ((e = (entry *)realloc(k->e, cap * sizeof(entry))) == NULL)
+  if ((e = (mp_key *)realloc(k->e, cap * sizeof(mp_key))) == NULL)
     return 0;
-  memset(e + k->cap, 0, (cap - k->cap) * sizeof(entry));
+  memset(e + k->cap, 0, (cap - k->cap) * sizeof(mp_key));
   k->e = e;
   k->cap = cap;
   return 1;
@@ -96,12 +90,13 @@ void memprobe_fill_key (mp_fill *f, const char *key, size_t klen) {
     return;
   }
   lua_pushlstring(L, key, klen);
-  if (klen == 0 || klen > KEYMAX)  /* not from the parsers: not kept */
+  if (klen == 0 || klen > MP_KEYMAX)  /* not from the parsers: not kept */
     return;
   lua_pushvalue(L, -1);
   lua_rawseti(L, f->keys, (lua_Integer)i + 1);
   if (reserve(k, i)) {  /* no Lua allocation from here */
     k->e[i].n = (unsigned char)klen;
+    k->e[i].len = 0;  /* the line kept was another key's */
     memcpy(k->e[i].k, key, klen);
   }
 }

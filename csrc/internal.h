@@ -99,9 +99,28 @@ MP_API void memprobe_unwatch_fork (mp_ctx *c);
 MP_API int memprobe_into (lua_State *L, int arg);
 MP_API void memprobe_noargs (lua_State *L);
 
+/*
+** The keys a reader's fields had last time, in order: e[i] is field i.
+** fill.c keeps one per reader, next to the Lua string of each key;
+** memprobe_parse_kv_seq checks a new read against it in place, and keeps
+** there the whole line it last parsed for the key, with its value.
+*/
+#define MP_KEYMAX   64  /* the parsers report keys of 1 to 64 bytes */
+#define MP_LINEMAX  96  /* longest line kept with its value */
+typedef struct mp_key {
+  unsigned char n;        /* the key's length; 0 when there is none */
+  unsigned char len;      /* the kept line's, newline included; 0: none */
+  unsigned char kb;       /* the kept line's value is in kB */
+  char k[MP_LINEMAX];     /* the key, and after it the rest of the line */
+  int64_t v;              /* the kept line's value */
+} mp_key;
+typedef struct mp_keys {
+  size_t cap;
+  mp_key *e;              /* malloc'ed, cap of them */
+} mp_keys;
+
 /* fill.c: refilling a table by line, with the key strings of last time
 ** (a keys table per reader, made by memprobe_fill_keys). */
-typedef struct mp_keys mp_keys;
 typedef struct mp_fill {
   lua_State *L;
   int t, keys, n;           /* the table filled, the keys table, fields */
@@ -110,6 +129,11 @@ typedef struct mp_fill {
 MP_API void memprobe_fill_keys (lua_State *L);
 MP_API void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys);
 MP_API void memprobe_fill_key (mp_fill *f, const char *key, size_t klen);
+/* Pushes the key of the next field when the caller checked that it is
+** the one of last time, k->e[f->n] (memprobe_parse_kv_seq). */
+static inline void memprobe_fill_same (mp_fill *f) {
+  lua_rawgeti(f->L, f->keys, (lua_Integer)++f->n);
+}
 
 /* parse.c: pure parsers, no Lua, fuzzed on their own */
 typedef void (*mp_kv_cb) (void *ud, const char *key, size_t klen,
@@ -118,6 +142,10 @@ MP_API int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb,
                               void *ud);
 MP_API int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb,
                                  void *ud);
+typedef void (*mp_seq_cb) (void *ud, size_t i, int64_t value, int unit_kb);
+MP_API int memprobe_parse_kv_seq (const char *s, size_t len,
+                                  mp_keys *seq, mp_seq_cb same,
+                                  mp_kv_cb cb, void *ud);
 MP_API const char *memprobe_nextline (const char *s, const char *end);
 MP_API const char *memprobe_line (const char *s, const char *end,
                                   const char **eol);

@@ -22,10 +22,30 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
   lua_rawset(f->L, f->t);
 }
 
+/* The same for a field whose key is the one of last time. */
+static void set_same (void *ud, size_t i, int64_t v, int kb) {
+  mp_fill *f = (mp_fill *)ud;
+  (void)i;
+  memprobe_fill_same(f);
+  mp_pushint(f->L, memprobe_bytes(v, kb ? 1024 : 1));
+  lua_rawset(f->L, f->t);
+}
+
+/* meminfo's lines come in the same order every time: checked against
+** the keys of last time in place, parsed in full from the first that
+** differs. */
+static void fill_kv (mp_fill *f, const char *s, size_t len) {
+  memprobe_parse_kv_seq(s, len, f->k, set_same, set_field, f);
+}
+
+static void fill_pairs (mp_fill *f, const char *s, size_t len) {
+  memprobe_parse_pairs(s, len, set_field, f);
+}
+
 /* Reads rel under /proc into the table given as argument 1 (or a new one)
-** with parser p; upvalue 2 is the reader's keys table. */
+** with fill; upvalue 2 is the reader's keys table. */
 static int read_into (lua_State *L, const char *rel,
-                      int (*p) (const char *, size_t, mp_kv_cb, void *)) {
+                      void (*fill) (mp_fill *, const char *, size_t)) {
   mp_ctx *c = memprobe_ctx(L);
   const char *data;
   size_t len;
@@ -34,7 +54,7 @@ static int read_into (lua_State *L, const char *rel,
   memprobe_fill_start(&f, L, memprobe_into(L, 1), lua_upvalueindex(2));
   if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
-  p(data, len, set_field, &f);
+  fill(&f, data, len);
   lua_settop(L, f.t);
   return 1;
 }
@@ -49,7 +69,7 @@ are skipped.
 @treturn table the fields, or nil, message, errno
 */
 static int meminfo (lua_State *L) {
-  return read_into(L, "meminfo", memprobe_parse_kv);
+  return read_into(L, "meminfo", fill_kv);
 }
 
 static int l_meminfo (lua_State *L) {
@@ -64,7 +84,7 @@ counts them; `pgpgin`/`pgpgout` are KiB).
 @treturn table the counters, or nil, message, errno
 */
 static int vmstat (lua_State *L) {
-  return read_into(L, "vmstat", memprobe_parse_pairs);
+  return read_into(L, "vmstat", fill_pairs);
 }
 
 static int l_vmstat (lua_State *L) {

@@ -225,3 +225,164 @@ int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb, void *ud) {
   }
   return n;
 }
+
+#if defined(MP_SWAR)
+/* The value of 8 digits (bytes 0 to 9, the first one lowest), in three
+** multiplications: pairs, then fours, then the eight. */
+static inline uint64_t eight_digits (uint64_t x) {
+  x = (x * 2561) >> 8;  /* 10 * 256 + 1 */
+  x = ((x & 0x00ff00ff00ff00ffull) * 6553601) >> 16;  /* 100 * 65536 + 1 */
+  return ((x & 0x0000ffff0000ffffull) * 42949672960001ull) >> 32;
+}
+
+/*
+** size_value for the common case, a word at a time: up to 16 digits
+** followed by at least one more byte, with 8 bytes readable at each
+** word. Returns NULL when that is not so (size_value then decides).
+*/
+static inline const char *swar_value (const char *s, const char *end,
+                                      int64_t *v) {
+  static const uint64_t pow10[8] = {
+    1, 10, 100, 1000, 10000, 100000, 1000000, 10000000
+  };
+  uint64_t acc = 0;
+  int i;
+  for (i = 0; i < 2 && end - s >= 8; i++, s += 8) {
+    uint64_t x = word(s) ^ (ONES * '0');  /* a digit becomes 0 to 9 */
+    /* bit 7 of each byte above 9; carries only pass above the first */
+    uint64_t m = ((x + ONES * 0x76) | x) & (ONES * 0x80);
+    unsigned n;
+    if (m == 0) {
+      acc = acc * 100000000 + eight_digits(x);
+      continue;
+    }
+    n = (unsigned)__builtin_ctzll(m) >> 3;  /* digits before it */
+    if (n == 0 && i == 0)
+      return NULL;
+    if (n > 0)
+      acc = acc * pow10[n] + eight_digits(x << (64 - 8 * n));
+    *v = (int64_t)acc;
+    return s + n;
+  }
+  return NULL;
+}
+#endif
+
+/* a[0..n) == b[0..n) for 1 <= n <= MP_LINEMAX, without a call to
+** memcmp: a key or a line is a few words. */
+static inline int same_bytes (const char *a, const char *b, size_t n) {
+#if defined(MP_SWAR)
+  size_t i;
+  uint32_t x, y;
+  if (n >= 8) {
+    for (i = 0; i + 8 < n; i += 8)
+      if (word(a + i) != word(b + i))
+        return 0;
+    return word(a + n - 8) == word(b + n - 8);  /* may overlap: fine */
+  }
+  if (n >= 4) {
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    if (x != y)
+      return 0;
+    memcpy(&x, a + n - 4, 4);
+    memcpy(&y, b + n - 4, 4);
+    return x == y;
+  }
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i])
+      return 0;
+  return 1;
+#else
+  return memcmp(a, b, n) == 0;
+#endif
+}
+
+/*
+** The line at s when it is the key k, a colon, blanks, an unsigned
+** decimal and a newline, or " kB" and a newline: the lines the kernel
+** writes, which memprobe_parse_kv reports as (k, *v, *kb). Returns where
+** the next line starts, or NULL for any other line. k has no colon and
+** no newline (memprobe_parse_kv reported it), so its colon is the first
+** one of the line, as the general parser finds it; blanks and digits
+** stop at a newline, so reading to 'end' instead of the line's end
+** gives the same value.
+*/
+static inline const char *known_line (const char *s, const char *end,
+                                      const mp_key *k, int64_t *v,
+                                      int *kb) {
+  size_t n = k->n;
+  const char *p;
+  if (n - 1 >= MP_KEYMAX || (size_t)(end - s) <= n || s[n] != ':' ||
+      !same_bytes(s, k->k, n))
+    return NULL;
+  p = blanks(s + n + 1, end);
+#if defined(MP_SWAR)
+  {
+    const char *q = swar_value(p, end, v);
+    p = q != NULL ? q : size_value(p, end, v);
+  }
+#else
+  p = size_value(p, end, v);
+#endif
+  if (p == NULL)
+    return NULL;
+  if (p < end && *p == '\n') {
+    *kb = 0;
+    return p + 1;
+  }
+  if (end - p >= 4 && memcmp(p, " kB\n", 4) == 0) {
+    *kb = 1;
+    return p + 4;
+  }
+  return NULL;
+}
+
+/* Keeps the line s..next in e (its key is already there) with its value,
+** when it fits. */
+static void keep_line (mp_key *e, const char *s, const char *next,
+                       int64_t v, int kb) {
+  size_t len = (size_t)(next - s);
+  e->len = 0;
+  if (len > MP_LINEMAX)
+    return;
+  memcpy(e->k + e->n, s + e->n, len - e->n);
+  e->len = (unsigned char)len;
+  e->v = v;
+  e->kb = (unsigned char)kb;
+}
+
+/*
+** memprobe_parse_kv for a file read before, whose keys were seq, in
+** order (meminfo: the kernel writes the same lines every time). A line
+** with key seq->e[i] where the general parser would find it is reported
+** through same(ud, i, ...): one comparison when it is the line kept in
+** e[i] (that of last time), else known_line, and it is kept. From the
+** first line that is neither, the general parser takes over with cb, so
+** the result is always memprobe_parse_kv's. same may change seq (a
+** reader's keys change when a nested read sees other lines): it is read
+** again for every line.
+*/
+int memprobe_parse_kv_seq (const char *s, size_t len, mp_keys *seq,
+                           mp_seq_cb same, mp_kv_cb cb, void *ud) {
+  const char *end = s + len, *next;
+  size_t i = 0;
+  int64_t v;
+  int kb;
+  while (i < seq->cap) {
+    mp_key *e = &seq->e[i];
+    size_t n = e->len;
+    if (n > 0 && (size_t)(end - s) >= n && same_bytes(s, e->k, n)) {
+      v = e->v;
+      kb = e->kb;
+      next = s + n;
+    }
+    else if ((next = known_line(s, end, e, &v, &kb)) != NULL)
+      keep_line(e, s, next, v, kb);
+    else
+      break;
+    same(ud, i++, v, kb);
+    s = next;
+  }
+  return (int)i + memprobe_parse_kv(s, (size_t)(end - s), cb, ud);
+}

@@ -70,6 +70,158 @@ describe("memprobe.meminfo()", function()
   end)
 end)
 
+-- meminfo() checks each line against the keys (and the whole lines) of
+-- its last read, in place, and hands the rest of the file to the general
+-- parser from the first line that differs. Whatever the last read was,
+-- the result must be the general parser's.
+describe("memprobe.meminfo() after another layout", function()
+  local fixtures = { "linux-2.4-vendor", "linux-3.10-nomemavail", "linux-3.16-i686-highmem",
+                     "linux-5.15-numa2", "linux-6.18" }
+  local base = H.slurp("spec/fixtures/linux-6.18/proc/meminfo")
+  local lines = {}
+  for line in base:gmatch("[^\n]*\n") do lines[#lines + 1] = line end
+
+  -- base with lines i..j replaced by the given ones
+  local function edit(i, j, ...)
+    local t = {}
+    for k = 1, i - 1 do t[#t + 1] = lines[k] end
+    for _, l in ipairs{ ... } do t[#t + 1] = l end
+    for k = j + 1, #lines do t[#t + 1] = lines[k] end
+    return table.concat(t)
+  end
+  local function swap(i, j)
+    return edit(i, j, lines[j], table.concat(lines, "", i + 1, j - 1), lines[i])
+  end
+  local function with(i, line) return edit(i, i, line) end
+  local key = ("K"):rep(63)
+  local texts = {
+    base,
+    base:gsub(" kB\n", "1 kB\n", 3),                  -- values a digit longer
+    with(1, "MemTotal:       99999999 kB\n"),          -- same width, other value
+    with(1, "MemTotal:       1 kB\n"),                 -- shorter
+    with(2, "MemFree:        1234567890123456\n"),     -- 16 digits
+    with(2, "MemFree:        12345678901234567 kB\n"), -- 17
+    with(2, "MemFree:        123456789012345678 kB\n"),
+    with(2, "MemFree:        1234567890123456789 kB\n"),
+    with(2, "MemFree:        99999999999999999999999 kB\n"),  -- held at the cap
+    with(2, "MemFree:        00000042 kB\n"),
+    with(2, "MemFree:        0\n"),                    -- a count where kB was
+    with(2, "MemFree:\t\t4242 kB\n"),
+    with(2, "MemFree:4242 kB\n"),
+    with(2, "MemFree:        4242kB\n"),
+    with(2, "MemFree:        4242  kB\n"),
+    with(2, "MemFree:        4242 kB \n"),
+    with(2, "MemFree:        4242 kB\r\n"),
+    with(2, "MemFree:        4242 B\n"),
+    with(2, "MemFree:        +4242 kB\n"),
+    with(2, "MemFree:        -4242 kB\n"),
+    with(2, "MemFree:        42 42 kB\n"),
+    with(2, "MemFree:        4242 kB\0\n"),
+    with(2, "MemFree:        " .. ("7"):rep(8) .. " kB" .. (" "):rep(90) .. "\n"),
+    with(2, "MemFree:" .. (" "):rep(100) .. "4242 kB\n"),  -- longer than a kept line
+    with(2, "MemFree\n"),
+    with(2, "\n"),
+    with(2, "Mem:  1055760384 1041887232 13873152\n"),
+    with(2, "MemFree:\tgarbage kB\n"),
+    with(2, "MemFree:Bar: 1 kB\n"),
+    with(2, "Memfree:        4242 kB\n"),              -- a key that differs by a letter
+    with(2, "MemFreeX:       4242 kB\n"),
+    with(2, "MemFre:         4242 kB\n"),
+    with(3, lines[3] .. lines[3]:gsub("%d+", "7")),     -- a key twice: the last one wins
+    with(2, key .. ":  1 kB\n"),                       -- 63-byte key
+    with(2, key .. "K: 1 kB\n"),                       -- 64
+    with(2, key .. "KK: 1 kB\n"),                      -- 65: no key
+    swap(2, 3), swap(1, #lines), swap(10, 20),        -- keys reordered
+    edit(5, 4, "NewKey:         4 kB\n"),             -- a key added
+    base .. "Unaccepted:            0 kB\n",
+    edit(5, 5),                                        -- a key removed
+    edit(#lines, #lines),
+    edit(2, #lines),                                   -- one line left
+    base:sub(1, -2),                                   -- no final newline
+    base:sub(1, -5),                                   -- ... nor unit
+    base:sub(1, -6),
+    "",
+    "MemTotal: 1 kB\n",
+    with(2, "MemFree 4242 kB\n"),                     -- no colon after the key
+    with(2, "MemFree=4242 kB\n"),
+    with(2, "MemFree:        4242\r\n"),
+    with(2, "MemFree:        18446744073709551617\n"),  -- 2^64 + 1: held at the cap
+  }
+  for _, f in ipairs(fixtures) do
+    texts[#texts + 1] = H.slurp("spec/fixtures/" .. f .. "/proc/meminfo")
+  end
+  local dirs = {}
+
+  setup(function()
+    for i, text in ipairs(texts) do
+      dirs[i] = H.tmpdir{ ["proc/meminfo"] = text }
+    end
+    dirs.other = H.tmpdir{ ["proc/meminfo"] = "Zz: 1\n" }
+  end)
+  teardown(function()
+    memprobe.config{}
+    for _, d in pairs(dirs) do H.rmdir(d) end
+  end)
+
+  local function read(i)
+    memprobe.config{ proc = dirs[i] .. "/proc" }
+    return assert(memprobe.meminfo({}))
+  end
+  -- The general parser's result: after a read whose first key is no
+  -- line's, nothing is checked in place.
+  local function general(i)
+    read("other")
+    return read(i)
+  end
+
+  it("matches the general parser whatever was read before", function()
+    local want, n = {}, 0
+    for i = 1, #texts do want[i] = general(i) end
+    for prev = 1, #texts do
+      for cur = 1, #texts do
+        read(prev)
+        read(prev)  -- now with prev's lines kept
+        assert.are.same(want[cur], read(cur), ("text %d after %d"):format(cur, prev))
+        assert.are.same(want[cur], read(cur), ("text %d twice after %d"):format(cur, prev))
+        n = n + 1
+      end
+    end
+    assert.are.equal(#texts * #texts, n)
+  end)
+
+  it("has the general parser agree with an independent reader on the fixtures", function()
+    for i = #texts - #fixtures + 1, #texts do
+      local f = fixtures[i - (#texts - #fixtures)]
+      assert.are.same(H.parse_kv("spec/fixtures/" .. f .. "/proc/meminfo"), general(i), f)
+    end
+    local m = general(1)
+    assert.are.equal(53, (function() local c = 0 for _ in pairs(m) do c = c + 1 end return c end)())
+    assert.are.equal(24683620 * KiB, m.MemTotal)
+  end)
+
+  it("reads the mutated lines as the kernel's format says", function()
+    assert.are.equal(1234567890123456, general(5).MemFree)
+    assert.are.equal(2 ^ 53, general(7).MemFree)  -- beyond 8 PiB: held there
+    assert.are.equal(2 ^ 53, general(9).MemFree)
+    assert.are.equal(42 * KiB, general(10).MemFree)
+    assert.are.equal(0, general(11).MemFree)
+    assert.are.equal(4242 * KiB, general(12).MemFree)
+    assert.are.equal(4242 * KiB, general(13).MemFree)
+    assert.are.equal(4242 * KiB, general(14).MemFree)
+    assert.are.equal(4242 * KiB, general(16).MemFree)
+    assert.are.equal(77777777 * KiB, general(23).MemFree)
+    assert.are.equal(4242 * KiB, general(24).MemFree)
+    for _, i in ipairs{ 17, 18, 19, 20, 21, 22, 25, 26, 27, 28, 29, 30, 31, 32 } do
+      assert.is_nil(general(i).MemFree, i)
+    end
+    assert.are.equal(4242 * KiB, general(30).Memfree)
+    assert.are.equal(7 * KiB, general(33).MemAvailable)
+    assert.are.equal(KiB, general(35)[key .. "K"])
+    assert.are.equal(2 ^ 53, general(53).MemFree)
+    assert.is_nil(general(36)[key .. "KK"])
+  end)
+end)
+
 describe("memprobe.free()", function()
   after_each(function() memprobe.config{} end)
 
