@@ -154,6 +154,8 @@ bench-scale: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	  $(call run,5.4) nice lua5.4 bench/heap_scale.lua $$n || exit 1; echo; \
 	  $(call run,jit) nice luajit bench/heap_scale.lua $$n || exit 1; echo; \
 	done
+	@$(call run,5.4) nice lua5.4 bench/heap_roots.lua && echo && \
+	  $(call run,jit) nice luajit bench/heap_roots.lua
 
 # skynet from its release tarball, without jemalloc, and memprobe.core
 # against its 3rd/lua headers: the skynet binary exports its Lua (-Wl,-E),

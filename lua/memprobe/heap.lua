@@ -12,9 +12,12 @@ local M = {}
 -- The library functions the walk uses, as they were when it was loaded:
 -- a program that replaces ipairs or the string methods changes nothing.
 local ipairs, next, type, error, pcall = ipairs, next, type, error, pcall
-local setmetatable, tostring = setmetatable, tostring
+local setmetatable, tostring, rawget = setmetatable, tostring, rawget
 local match, format = string.match, string.format
 local concat, sort = table.concat, table.sort
+local min, fmax = math.min, math.max
+local co_create, co_resume = coroutine.create, coroutine.resume
+local co_yield, co_status = coroutine.yield, coroutine.status
 local clock = core.clock
 
 local calibrate_in = require "memprobe.heapmodel"
@@ -81,13 +84,83 @@ function M.model_ready(ms)
   return true
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in next, t do  -- raw: the program's __pairs is not asked
-    if type(k) == "string" then keys[#keys + 1] = k end
+-- The Lua work of a job (the roots before the walk, the result after
+-- it) runs as a stage: a coroutine that a step resumes, and that yields
+-- when the step's deadline has passed, the clock read every 64 ticks. A
+-- slicer 'sl' is { deadline, n }; an unsliced call passes none and the
+-- stage runs to its end. 70000 package.loaded entries made 270 ms of
+-- roots in the call that started a job and 420 ms of rows in its last
+-- step on 5.4, each of them now in slices.
+local function tick(sl)
+  if sl then
+    local n = sl.n + 1
+    sl.n = n
+    if n % 64 == 0 and clock() >= sl.deadline then co_yield() end
   end
-  sort(keys)
-  return keys
+end
+
+-- An empty table whose array part has room for n: growing one by
+-- doubling past 64k slots reallocated megabytes in a step (4-6 ms).
+local function array(n)
+  if n > 0 and n <= 2 ^ 20 then return core.heap_sample("table", n, 0) end
+  return {}
+end
+
+-- Sorts a by lt: table.sort at once, or with a slicer a bottom-up merge
+-- sort that can stop between two moves. Returns the sorted array (a or
+-- another one); lt is a total order here, so both give the same result.
+local function sliced_sort(a, lt, sl)
+  if not sl then sort(a, lt); return a end
+  local n = #a
+  local src, dst, width = a, array(n), 1
+  while width < n do
+    for lo = 1, n, 2 * width do
+      local mid, hi = min(lo + width, n + 1), min(lo + 2 * width, n + 1)
+      local i, j = lo, mid
+      for k = lo, hi - 1 do
+        if j >= hi or (i < mid and not lt(src[j], src[i])) then
+          dst[k], i = src[i], i + 1
+        else
+          dst[k], j = src[j], j + 1
+        end
+        tick(sl)
+      end
+    end
+    src, dst, width = dst, src, width * 2
+  end
+  return src
+end
+
+local function before(a, b) return a < b end
+
+-- The string keys of t, sorted; raw: the program's __pairs is not asked.
+-- In slices, a key removed between two of them (next no longer knows
+-- it) starts the listing again, and the second time it runs at once; a
+-- key added meanwhile may or may not be listed, as for any table a
+-- sliced walk reads (docs/heap.md), and one that a rehash moved may be
+-- listed twice, which the caller skips once sorted (no set of them: a
+-- hash of 70000 keys grew in 20 ms steps).
+local function sorted_keys(t, sl)
+  local n, k, restarts = 0, nil, 0
+  if sl then  -- count first, for the room of the list
+    for _ in next, t do n = n + 1; tick(sl) end  -- luacheck: ignore 512
+  end
+  local keys = array(n)
+  while true do
+    local ok, nk = pcall(next, t, k)
+    if not ok then
+      restarts = restarts + 1
+      if restarts >= 2 then sl = nil end
+      keys = {}
+      ok, nk = pcall(next, t, nil)
+      if not ok then error(nk, 0) end
+    end
+    if nk == nil then break end
+    if type(nk) == "string" then keys[#keys + 1] = nk end
+    k = nk
+    tick(sl)
+  end
+  return sliced_sort(keys, before, sl)
 end
 
 local function is_name(s)
@@ -101,27 +174,39 @@ local function module_path(name)
 end
 
 -- The roots of a walk: every package.loaded entry, then the registry (and
--- the string metatable, which lives outside it), then the running thread.
--- Returns the roots and the row names by label.
-local function roots_of()
-  local roots, names = {}, {}
+-- the string metatable, which lives outside it), then the running thread
+-- (the one that calls thread_root, not a stage's coroutine). Returns the
+-- roots and the row names by label; label_each false puts all under 1.
+-- No closure per call here: a LuaJIT trace through a loop that calls one
+-- keeps it, and with it the roots (a module dropped stayed alive).
+local function add_root(roots, names, label_each, value, path, name)
+  if name then names[#names + 1] = name end
+  roots[#roots + 1] = { value, path, label_each and #names or 1 }
+end
+
+local function roots_of(label_each, sl)
   local loaded = package.loaded
-  for _, name in ipairs(sorted_keys(loaded)) do
-    names[#names + 1] = name
-    roots[#roots + 1] = { loaded[name], module_path(name), #names }
+  local keys = sorted_keys(loaded, sl)
+  local roots, names = array(#keys + 4), array(#keys + 3)
+  local last
+  for _, name in ipairs(keys) do
+    local v = rawget(loaded, name)
+    if v ~= nil and name ~= last then
+      add_root(roots, names, label_each, v, module_path(name), name)
+    end
+    last = name
+    tick(sl)
   end
   local G = _G
-  if loaded._G ~= G then
-    names[#names + 1] = "(globals)"
-    roots[#roots + 1] = { G, "_G", #names }
-  end
-  names[#names + 1] = "(registry)"
-  roots[#roots + 1] = { debug.getregistry(), "registry", #names }
-  roots[#roots + 1] = { debug.getmetatable(""), "registry.<string metatable>",
-                        #names }
+  if rawget(loaded, "_G") ~= G then add_root(roots, names, label_each, G, "_G", "(globals)") end
+  add_root(roots, names, label_each, debug.getregistry(), "registry", "(registry)")
+  add_root(roots, names, label_each, debug.getmetatable(""), "registry.<string metatable>")
   names[#names + 1] = "(stack)"
-  roots[#roots + 1] = { core.heap_thread(), "thread", #names }
   return roots, names
+end
+
+local function thread_root(roots, names, label_each)
+  roots[#roots + 1] = { core.heap_thread(), "thread", label_each and #names or 1 }
 end
 
 -- An edge of a path, as the walk gives it ({ kind, key, data }), in
@@ -192,20 +277,25 @@ local function checkbudget(fname, opts)
   end
 end
 
-local function walk(opts, label_each, target, fname, tally)
+-- The options of core.heap_snapshot: a walk's own, and the budget of its
+-- first slice (ms from started).
+local function walk_opts(opts, target, tally, ms, started)
+  return { max_objects = opts.max_objects, max_ms = ms,
+           max_units = opts.max_units, fail_after = opts.fail_after,
+           target = target, own = own, started = started,
+           census = tally and tally.census, rows = tally and tally.rows }
+end
+
+-- A snapshot's walk, whose roots are listed at once.
+local function walk(opts)
   opts = opts or {}
   -- a timed walk's first slice counts from here
-  local started = opts.max_ms and core.clock()
-  checkbudget(fname or "snapshot", opts)
-  local roots, names = roots_of()
-  if not label_each then
-    for i = 1, #roots do roots[i][3] = 1 end
-  end
-  local o = { max_objects = opts.max_objects, max_ms = opts.max_ms,
-              max_units = opts.max_units, fail_after = opts.fail_after,
-              target = target, own = own, started = started,
-              census = tally and tally.census, rows = tally and tally.rows }
-  return core.heap_snapshot(model_or_job(opts), roots, o), names, roots
+  local started = opts.max_ms and clock()
+  checkbudget("snapshot", opts)
+  local roots, names = roots_of(false)
+  thread_root(roots, names, false)
+  return core.heap_snapshot(model_or_job(opts), roots,
+                            walk_opts(opts, nil, nil, opts.max_ms, started))
 end
 
 -- Objects per byte of collectgarbage("count") in the last walk that
@@ -213,41 +303,109 @@ end
 local density = 1 / 100
 
 --- A job: a walk that advances by `job:step([ms])`, then its result.
--- `heap{max_ms}` and `modules{max_ms}` return one.
+-- `heap{max_ms}` and `modules{max_ms}` return one. Its stages: the
+-- roots listed (Lua, sliced), the walk (the snapshot's steps), the
+-- result built (Lua, sliced), the bookkeeping given back.
 -- @type Job
 local Job = {}
 Job.__index = Job
 
-local function job(snap, gc_bytes, ms, finish_fn)
-  return setmetatable({ snap = snap, gc_bytes = gc_bytes, ms = ms,
-                        finish = finish_fn, objects = 0 }, Job)
+-- Runs fn(sl, job) as the job's current stage within the step (deadline;
+-- nil for an unsliced call, which runs it at once). Returns true and fn's
+-- results once it is done.
+local function stage(self, fn, deadline)
+  if not deadline then return true, fn(nil, self) end
+  local sl = self.sl
+  if not sl then  -- the slicer also holds the coroutine
+    sl = { n = 0, co = co_create(fn) }
+    self.sl = sl
+  end
+  sl.deadline, sl.busy = deadline, true
+  local ok, a, b = co_resume(sl.co, sl, self)
+  sl.busy = false
+  if not ok then self.sl = nil; error(a, 0) end
+  if co_status(sl.co) ~= "dead" then return false end
+  self.sl = nil
+  return true, a, b
 end
 
---- Advances the walk within `ms` milliseconds (default: the job's
--- `max_ms`); when the walk is done, builds the result.
--- @treturn boolean true when the result is ready
-function Job:step(ms)
+-- The stages of a job: its roots listed, its result built.
+local function list_roots(sl, j) return roots_of(j.walk.label_each, sl) end
+local function build_result(sl, j) return j.finish(j, j.snap, sl) end
+
+-- The ms left before deadline (nil for none), 0.01 at least.
+local function ms_left(deadline)
+  return deadline and fmax((deadline - clock()) * 1000, 0.01)
+end
+
+-- A step of at most ms (none: to the end) from started.
+local function advance(self, ms, started)
   if self.done then return true end
-  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms <= 0) then
-    error(format("bad argument #1 to 'step' (milliseconds > 0 expected, got %s)",
-      tostring(ms)), 2)
+  if self.sl and self.sl.busy then
+    error("bad argument #1 to 'step' (job is busy: stepped from its own step)", 3)
   end
-  ms = ms or self.ms
-  local snap, started = self.snap, clock()
+  local deadline = ms and started + ms / 1000
   if self.res == nil then
-    local walked = snap:step(ms)
-    self.objects = snap:stats().objects
-    if not walked then return false end
-    local ok, r = pcall(self.finish, snap)
-    if not ok then snap:close(); self.snap = nil; error(r, 0) end
+    if not self.snap then
+      local done, roots, names = stage(self, list_roots, deadline)
+      if not done then return false end
+      -- the path's target and the options are not the job's once the
+      -- walk is on (this frame is the walk's own, the job is not)
+      local w = self.walk
+      self.walk = nil
+      thread_root(roots, names, w.label_each)
+      if w.label_each then self.roots, self.names = roots, names end
+      self.snap = core.heap_snapshot(model_or_job(w.opts), roots,
+        walk_opts(w.opts, w.target, w.tally, ms_left(deadline), deadline and clock()))
+      self.objects = self.snap:stats().objects
+      if deadline and clock() >= deadline then return false end
+    end
+    local snap = self.snap
+    if not self.walked then
+      local walked = snap:step(ms_left(deadline))
+      self.objects = snap:stats().objects
+      if not walked then return false end
+      self.walked = true
+    end
+    local ok, done, r = pcall(stage, self, build_result, deadline)
+    if not ok then snap:close(); self.snap = nil; error(done, 0) end
+    if not done then return false end
     if self.gc_bytes > 0 then density = self.objects / self.gc_bytes end
     self.res = r
   end
   -- the bookkeeping of millions of objects goes back in slices too,
   -- within what is left of this step's budget
-  self.done = snap:release(ms and math.max(ms - (clock() - started) * 1000, 0.01))
+  self.done = self.snap:release(ms_left(deadline))
   if self.done then self.snap = nil end
   return self.done
+end
+
+-- A walk labelled by root (label_each) or not, with a target (path), a
+-- tally (census top, or rows), finished by finish(job, snap, sl). With
+-- opts.max_ms the job, whose first step runs in this call; without, the
+-- result.
+local function start(opts, fname, label_each, target, tally, finish)
+  opts = opts or {}
+  -- a timed walk's first slice counts from here
+  local started = clock()
+  checkbudget(fname, opts)
+  local j = setmetatable({ gc_bytes = gc_live(), ms = opts.max_ms, objects = 0,
+                           finish = finish, walk = { opts = opts, target = target,
+                           tally = tally, label_each = label_each } }, Job)
+  advance(j, opts.max_ms, started)
+  if opts.max_ms then return j end
+  return j.res
+end
+
+--- Advances the job within `ms` milliseconds (default: the job's
+-- `max_ms`): its roots, its walk, then its result.
+-- @treturn boolean true when the result is ready
+function Job:step(ms)
+  if ms ~= nil and (type(ms) ~= "number" or ms ~= ms or ms <= 0) then
+    error(format("bad argument #1 to 'step' (milliseconds > 0 expected, got %s)",
+      tostring(ms)), 2)
+  end
+  return advance(self, ms or self.ms, clock())
 end
 
 --- The result, as the unsliced call returns it; nil until `step` said
@@ -270,18 +428,11 @@ end
 --- Stops the walk and frees what it holds.
 function Job:close()
   if self.snap then self.snap:close(); self.snap = nil end
+  self.sl = nil
 end
 
 --- The census, module rows, snapshots, paths and diffs.
 -- @section walks
-
--- A call that returns its result, or with max_ms a job that builds it.
-local function run(snap, opts, gc_bytes, finish_fn)
-  local j = job(snap, gc_bytes, opts.max_ms, finish_fn)
-  if opts.max_ms then return j end
-  j:step()
-  return j.res
-end
 
 -- The census of a finished walk, with its paths joined.
 local function census_of(snap, top, gc_bytes)
@@ -305,12 +456,9 @@ end
 -- cache: prototypes and their strings; shared tables), outside this
 -- state's heap and not in `total`
 function M.heap(opts)
-  opts = opts or {}
-  local gc_bytes = gc_live()
-  local top = opts.top or 10
-  local snap = walk(opts, false, nil, "heap", { census = top })
-  return run(snap, opts, gc_bytes, function(s)
-    return census_of(s, top, gc_bytes)
+  local top = opts and opts.top or 10
+  return start(opts, "heap", false, nil, { census = top }, function(j, s)
+    return census_of(s, top, j.gc_bytes)
   end)
 end
 
@@ -331,18 +479,34 @@ local function load_costs()
   return loads
 end
 
--- The rows of a finished walk labelled by root.
-local function modules_of(snap, names, roots, gc_bytes)
-  local rows = snap:rows(roots)
+-- Rows between two clock reads of a sliced result, which the core
+-- builds that many at a time.
+local ROWS = 256
+
+local function by_exclusive(a, b)
+  if a.exclusive ~= b.exclusive then return a.exclusive > b.exclusive end
+  return a.name < b.name
+end
+
+-- The rows of a finished walk labelled by root, ROWS labels at a time.
+local function modules_of(snap, names, roots, gc_bytes, sl)
   local loads = load_costs()
-  local out, total = {}, 0
-  for label, name in ipairs(names) do
-    local row = rows[label]
-    out[#out + 1] = { name = name, exclusive = row.exclusive,
-                      shared = row.shared, objects = row.objects,
-                      by_type = row.by_type, load = loads[name] }
-    total = total + row.exclusive
+  local n = #names
+  local out, total = array(n + 2), 0
+  for first = 1, n, ROWS do
+    local last = min(first + ROWS - 1, n)
+    local rows = snap:rows(roots, first, last)
+    for label = first, last do
+      local row, name = rows[label], names[label]
+      out[#out + 1] = { name = name, exclusive = row.exclusive,
+                        shared = row.shared, objects = row.objects,
+                        by_type = row.by_type, load = loads[name] }
+      total = total + row.exclusive
+      tick(sl)
+    end
   end
+  -- the shared row and shared_code come after the labels
+  local rows = snap:rows(roots, n + 1, n + 2)
   local sh = rows[-1]
   if sh then
     out[#out + 1] = { name = "(shared)", exclusive = sh.exclusive, shared = 0,
@@ -355,10 +519,7 @@ local function modules_of(snap, names, roots, gc_bytes)
                       shared = code.bytes, objects = code.count,
                       by_type = code.by_type }
   end
-  sort(out, function(a, b)
-    if a.exclusive ~= b.exclusive then return a.exclusive > b.exclusive end
-    return a.name < b.name
-  end)
+  out = sliced_sort(out, by_exclusive, sl)
   out.total, out.gc_bytes = total, gc_bytes
   return out
 end
@@ -372,11 +533,8 @@ end
 -- @treturn table rows `{ name, exclusive, shared, objects, by_type, load }`
 -- sorted by exclusive bytes; fields `total` and `gc_bytes`
 function M.modules(opts)
-  opts = opts or {}
-  local gc_bytes = gc_live()
-  local snap, names, roots = walk(opts, true, nil, "modules", { rows = true })
-  return run(snap, opts, gc_bytes, function(s)
-    return modules_of(s, names, roots, gc_bytes)
+  return start(opts, "modules", true, nil, { rows = true }, function(j, s, sl)
+    return modules_of(s, j.names, j.roots, j.gc_bytes, sl)
   end)
 end
 
@@ -434,11 +592,10 @@ function M.path(obj, opts)
     error(format("bad argument #1 to 'path' (collectable value expected, got %s)",
       t), 2)
   end
-  opts = opts or {}
-  local gc_bytes = gc_live()
-  local max = opts.max or 5
-  local snap = walk(opts, false, obj, "path")
-  return run(snap, opts, gc_bytes, function(s) return paths_of(s, max) end)
+  local max = opts and opts.max or 5
+  return start(opts, "path", false, obj, nil, function(_, s)
+    return paths_of(s, max)
+  end)
 end
 
 -- Merges the groups of a heap_added job by path pattern into m (a
@@ -589,8 +746,8 @@ function M.diff(newer, older, opts)
   return j.res
 end
 
-own[1], own[2], own[3], own[4], own[5], own[6], own[7] =
-  walk, M.heap, M.modules, M.snapshot, M.path, Job.step, run
+own[1], own[2], own[3], own[4], own[5], own[6], own[7], own[8] =
+  walk, M.heap, M.modules, M.snapshot, M.path, Job.step, advance, start
 
 -- snap:diff(older) on every snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]
