@@ -16,9 +16,11 @@
 ** written back, so the allocator reads no stack: it only notes the
 ** sample (block, bytes) in a pending list and arms a count hook with
 ** lua_sethook (documented as safe to call at any time, even from a
-** signal handler). The hook fires at the next instruction the VM
-** interprets in that thread: the instruction after the allocating one,
-** or, under LuaJIT, the first instruction after the running trace exits.
+** signal handler) on the main thread and the one that started the
+** profile: it cannot tell which thread runs. The hook fires at the next
+** instruction the VM interprets in one of them: the instruction after
+** the allocating one, or, under LuaJIT (whose hook is global), the first
+** instruction after the running trace exits.
 ** There the stack is consistent; the hook reads it with lua_getstack and
 ** lua_getinfo and charges every pending sample to it, then puts back the
 ** host's own hook, if it had one. docs/profile.md says what this means
@@ -53,6 +55,8 @@
 #define MP_DEPTH   64     /* frames kept per stack, from the leaf */
 #define MP_NAMEMAX 64
 #define MP_UNKNOWN 1      /* the stack id of samples with no stack */
+#define MP_ARMS    2      /* threads the hook is armed on: main, starter */
+#define MP_PENDMAX 65536  /* samples waiting for the hook, at most */
 
 /* One frame: where a function was when the hook read the stack. */
 typedef struct mp_frame {
@@ -72,9 +76,12 @@ typedef struct mp_stack {
   uint32_t f[1];          /* n frame ids (allocated to size) */
 } mp_stack;
 
-/* One sample: a block (or a growth of it) of n bytes, weight w. */
+/*
+** One sample: a block (or a growth of it) of a bytes, weight w; n of
+** them are still allocated (a shrink gives bytes back).
+*/
 typedef struct mp_rec {
-  double n, w;
+  double a, n, w;
   uint32_t stack;         /* 0 while pending */
   uint32_t next;          /* the block's next record, or the free list */
   int live;               /* its block is not freed */
@@ -86,14 +93,22 @@ typedef struct mp_idtab {
   uint32_t mask, n;
 } mp_idtab;
 
+/* A thread the hook is armed on, and the host's hook ours replaced. */
+typedef struct mp_arm {
+  lua_State *L;
+  lua_Hook saved;
+  int mask, count;
+  int armed;              /* ours was set by this entry and is not off */
+  int main;               /* the main thread: it never finishes */
+} mp_arm;
+
 typedef struct mp_prof {
   mp_tracker *t;          /* the tracker it samples from, or NULL */
-  lua_State *home;        /* the thread the hook is armed on */
+  mp_arm arms[MP_ARMS];   /* the main thread (where known), the starter */
+  int narms;
   double rate;
   uint64_t rng;
   int running;
-  lua_Hook saved;         /* the host's hook when ours was armed */
-  int savedmask, savedcount;
   mp_rec *rec;            /* rec[1..nrec]; rec[0] unused */
   uint32_t nrec, reccap, freerec;
   uint32_t *pend;         /* samples waiting for the hook */
@@ -221,7 +236,7 @@ static void free_rec (mp_prof *p, uint32_t r) {
 static void charge (mp_prof *p, uint32_t r, uint32_t s) {
   mp_rec *x = &p->rec[r];
   mp_stack *st = p->stacks[s];
-  st->alloc_b += x->n * x->w;
+  st->alloc_b += x->a * x->w;
   st->alloc_n += x->w;
   if (x->live) {
     st->live_b += x->n * x->w;
@@ -232,20 +247,42 @@ static void charge (mp_prof *p, uint32_t r, uint32_t s) {
     free_rec(p, r);
 }
 
+/* A coroutine that finished or died in an error never runs again. */
+static int thread_dead (lua_State *L) {
+  lua_Debug ar;
+  int st = lua_status(L);
+  if (st == LUA_YIELD)
+    return 0;
+  return st != 0 || (lua_getstack(L, 0, &ar) == 0 && lua_gettop(L) == 0);
+}
+
+static void arm_one (mp_arm *a) {
+  lua_Hook h = lua_gethook(a->L);
+  if (h == prof_hook)  /* ours already (LuaJIT's hook is global) */
+    return;
+  a->saved = h;
+  a->mask = (h != NULL) ? lua_gethookmask(a->L) : 0;
+  a->count = (h != NULL) ? lua_gethookcount(a->L) : 0;
+  a->armed = 1;
+  lua_sethook(a->L, prof_hook, a->mask | LUA_MASKCOUNT, 1);
+}
+
 /*
-** Arms the count hook on the home thread, keeping the host's hook (if
-** any) to put back when it fires. Re-arms after a debug.sethook that
-** replaced ours.
+** Arms the count hook on the main thread and the thread that started
+** the profile, whichever runs next (the allocator cannot tell which one
+** runs now), keeping the host's hook of each to put back when it fires.
+** A finished coroutine is left out while another one can fire. Re-arms
+** after a debug.sethook that replaced ours.
 */
 static void arm (mp_prof *p) {
-  lua_State *L = p->home;
-  lua_Hook h = lua_gethook(L);
-  if (h == prof_hook)
-    return;
-  p->saved = h;
-  p->savedmask = (h != NULL) ? lua_gethookmask(L) : 0;
-  p->savedcount = (h != NULL) ? lua_gethookcount(L) : 0;
-  lua_sethook(L, prof_hook, p->savedmask | LUA_MASKCOUNT, 1);
+  int i, live = 0;
+  for (i = 0; i < p->narms; i++)
+    if (p->arms[i].main || !thread_dead(p->arms[i].L)) {
+      arm_one(&p->arms[i]);
+      live = 1;
+    }
+  if (!live)
+    arm_one(&p->arms[0]);
 }
 
 /* Takes the sample: block b, n bytes of it new. */
@@ -259,20 +296,22 @@ static void take (mp_tracker *t, mp_prof *p, void *b, size_t n) {
     return;
   }
   x = &p->rec[r];
-  x->n = (double)n;
+  x->a = x->n = (double)n;
   x->w = 1.0 / one_minus_exp((double)n / p->rate);
   x->live = 1;
   x->stack = 0;
   x->next = memprobe_btab_get(&p->blocks, b);
+  if (x->next == 0)  /* one count per sampled block, not per record */
+    seen_inc(p, b);
   memprobe_btab_put(&p->blocks, b, r);
-  seen_inc(p, b);
   p->nlive++;
   t->pseen = p->seen;
   p->samples++;
   if (p->npend == p->pendcap) {  /* compiled code can take many */
     uint32_t cap = p->pendcap ? p->pendcap * 2 : 64;
-    uint32_t *v = (uint32_t *)realloc(p->pend, cap * sizeof(uint32_t));
-    if (v == NULL) {  /* no room to wait: no stack for it */
+    uint32_t *v = (cap <= MP_PENDMAX)
+      ? (uint32_t *)realloc(p->pend, cap * sizeof(uint32_t)) : NULL;
+    if (v == NULL) {  /* no room to wait (or no thread runs the hook) */
       charge(p, r, MP_UNKNOWN);
       return;
     }
@@ -326,28 +365,34 @@ static void move (mp_tracker *t, mp_prof *p, const void *b, void *nb) {
 ** Block b shrank by d bytes: the newest of its records (the latest
 ** growth first) give them back, so that a block that shrinks and grows
 ** again (a thread's stack, at every collection) is not counted once per
-** growth. A pending record keeps its size: its alloc share is still due.
+** growth. A pending record gives them back too (its alloc share, a,
+** stays due); one left with no bytes leaves the block and is freed when
+** it is charged. A block that was not sampled (its bucket holds another
+** one) has no records and changes nothing.
 */
 static void shrink (mp_tracker *t, mp_prof *p, const void *b, double d) {
-  uint32_t r = memprobe_btab_get(&p->blocks, b);
+  uint32_t head = memprobe_btab_get(&p->blocks, b), r = head;
   while (r != 0 && d > 0) {
     mp_rec *x = &p->rec[r];
     uint32_t next = x->next;
-    if (x->stack == 0)
+    double g = (x->n < d) ? x->n : d;
+    mp_stack *st = (x->stack != 0) ? p->stacks[x->stack] : NULL;
+    x->n -= g;
+    d -= g;
+    if (st != NULL)
+      st->live_b -= g * x->w;
+    if (x->n > 0)
       break;
-    if (x->n > d) {
-      p->stacks[x->stack]->live_b -= d * x->w;
-      x->n -= d;
-      break;
-    }
-    d -= x->n;
-    p->stacks[x->stack]->live_b -= x->n * x->w;
-    p->stacks[x->stack]->live_n -= x->w;
     x->live = 0;
     p->nlive--;
-    free_rec(p, r);
+    if (st != NULL) {
+      st->live_n -= x->w;
+      free_rec(p, r);
+    }
     r = next;
   }
+  if (r == head)
+    return;
   if (r == 0) {  /* every record went */
     memprobe_btab_del(&p->blocks, b);
     seen_dec(p, b);
@@ -607,29 +652,46 @@ static int event_mask (int event) {
   }
 }
 
+/* Takes our hook off every thread this profile set it on. */
+static void disarm (mp_prof *p) {
+  int i;
+  for (i = 0; i < p->narms; i++) {
+    mp_arm *a = &p->arms[i];
+    if (a->armed && lua_gethook(a->L) == prof_hook)
+      lua_sethook(a->L, a->saved, a->mask, a->count);
+    a->armed = 0;
+  }
+}
+
 /*
-** The safe point. Puts the host's hook back first (so that an error in
+** The safe point. Puts the host's hooks back first (so that an error in
 ** it, or a hook it sets, is its own), charges the pending samples to
-** the stack as it is now, and passes the event on when the host's hook
-** asked for it. A coroutine made while ours was armed inherited it:
-** it runs here too, and is given the host's hook back.
+** the stack of the thread it fires in, as it is now, and passes the
+** event on when the host's hook asked for it. A coroutine made while
+** ours was armed inherited it: it runs here too, and is given the main
+** thread's hook back.
 */
 static void prof_hook (lua_State *L, lua_Debug *ar) {
   mp_tracker *t = memprobe_current(L);
   mp_prof *p = (t != NULL) ? t->prof : NULL;
-  lua_Hook h = (p != NULL) ? p->saved : NULL;
-  int mask = (p != NULL) ? p->savedmask : 0;
-  lua_sethook(L, h, mask, (p != NULL) ? p->savedcount : 0);
-  if (p != NULL)
+  lua_Hook h = NULL;
+  int i, mask = 0, count = 0;
+  if (p != NULL) {
+    const mp_arm *a = &p->arms[0];
+    for (i = 0; i < p->narms; i++)
+      if (p->arms[i].L == L && p->arms[i].armed)
+        a = &p->arms[i];
+    h = a->saved;
+    mask = a->mask;
+    count = a->count;
+  }
+  lua_sethook(L, h, mask, count);
+  if (p != NULL) {
+    disarm(p);
     attribute(L, p, 0);
+  }
   if (h != NULL && (mask & event_mask(ar->event)))
     h(L, ar);
-}
-
-/* Takes our hook off the home thread, if it is still there. */
-static void disarm (mp_prof *p) {
-  if (lua_gethook(p->home) == prof_hook)
-    lua_sethook(p->home, p->saved, p->savedmask, p->savedcount);
 }
 
 /*
@@ -705,17 +767,27 @@ static void clear (mp_prof *p) {
     p->t->pseen = NULL;
 }
 
-/* The thread to arm the hook on: the main thread where the API has it. */
-static lua_State *home_thread (lua_State *L) {
-#if LUA_VERSION_NUM >= 502
+/*
+** The main thread, NULL when unknown: 5.1's API has no way to it from a
+** coroutine, so that memprobe notes it in the registry when it is opened
+** (or a profile started) there.
+*/
+#define MP_MAIN_KEY "memprobe.mainthread"
+static lua_State *main_thread (lua_State *L) {
   lua_State *m;
+#if LUA_VERSION_NUM >= 502
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+#else
+  if (lua_pushthread(L)) {
+    lua_setfield(L, LUA_REGISTRYINDEX, MP_MAIN_KEY);
+    return L;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, MP_MAIN_KEY);
+#endif
   m = lua_tothread(L, -1);
   lua_pop(L, 1);
-  return m != NULL ? m : L;
-#else
-  return L;  /* kept alive by the profile's user value */
-#endif
+  return m;
 }
 
 /*
@@ -729,16 +801,18 @@ static int l_profile (lua_State *L) {
   mp_phandle *h;
   mp_tracker *t;
   mp_prof *p;
+  lua_State *m;
   luaL_argcheck(L, rate >= 1 && rate < 9.0e15, 1,
                 "rate must be 1 byte or more");
   h = (mp_phandle *)mp_newuserdata(L, sizeof(mp_phandle));
   h->p = NULL;
   luaL_getmetatable(L, MP_PROFILE_MT);
   lua_setmetatable(L, -2);
-  lua_createtable(L, 1, 0);  /* user value: keeps the home thread alive */
+  lua_createtable(L, 1, 0);  /* user value: keeps the starter alive */
   lua_pushthread(L);
   lua_rawseti(L, -2, 1);
   mp_setuv(L, -2);
+  m = main_thread(L);
   t = memprobe_track(L);
   if ((p = (mp_prof *)calloc(1, sizeof(mp_prof))) == NULL)
     return luaL_error(L, "not enough memory");
@@ -746,7 +820,12 @@ static int l_profile (lua_State *L) {
   p->rng = (seed != 0) ? (uint64_t)seed
                        : (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)p;
   p->rng = mix(p->rng, 0x2545F4914F6CDD1Dull) | 1;
-  p->home = home_thread(L);
+  if (m != NULL) {
+    p->arms[p->narms].L = m;
+    p->arms[p->narms++].main = 1;
+  }
+  if (L != m)
+    p->arms[p->narms++].L = L;
   h->p = p;
   if (intern_ids(p, NULL, 0) != MP_UNKNOWN)
     return luaL_error(L, "not enough memory");
@@ -763,9 +842,23 @@ static int l_profile (lua_State *L) {
   return 1;
 }
 
-/* Pending samples are charged to the caller of the method. */
+/*
+** Pending samples are charged to the caller of the method. On 5.1 a
+** profile started in a coroutine, with memprobe opened in one, learns the
+** main thread when a method is called there.
+*/
 static void settle (lua_State *L, mp_prof *p) {
   attribute(L, p, 1);
+#if LUA_VERSION_NUM < 502
+  if (p->narms < MP_ARMS && !p->arms[0].main && p->arms[0].L != L) {
+    int is_main = lua_pushthread(L);  /* allocates nothing */
+    lua_pop(L, 1);
+    if (is_main) {
+      p->arms[p->narms].L = L;
+      p->arms[p->narms++].main = 1;
+    }
+  }
+#endif
 }
 
 /***
@@ -1014,6 +1107,7 @@ static const luaL_Reg metamethods[] = {
 
 void memprobe_open_profile (lua_State *L, mp_ctx *c) {
   (void)c;
+  (void)main_thread(L);  /* 5.1: notes it if it is L */
   if (luaL_newmetatable(L, MP_PROFILE_MT)) {
     mp_setfuncs(L, metamethods, 0);
     lua_newtable(L);

@@ -47,8 +47,8 @@ describe("memprobe under allocation failure", function()
         local allocs = F.sweep(fn, fresh())
         assert.is_true(allocs >= 1)
         assert.are.same(api.shape(row, want), api.shape(row, { fn(unpack(fresh(), 1, args.n)) }))
-        -- Again under a tracker: after every refusal and a full
-        -- collection, live == the collector's count and failed only grows.
+        -- Again under a tracker: after every run, live == the collector's
+        -- count and failed grows by the refusals.
         -- (The full collections free interned strings the call then makes
         -- again: its allocation count may differ from the plain sweep's.)
         assert.is_true(F.sweep(fn, fresh(), nil, { tracker = true }) >= 1)

@@ -170,3 +170,241 @@ describe("profile output", function()
     end
   end)
 end)
+
+describe("the profiler's live view", function()
+  local memprobe = require "memprobe"
+
+  -- Tables whose arrays grow to 64 slots, then shrink to 32 by a realloc
+  -- (a rehash); kept in 'keep' until dropped. Its sites are "shrinkwork:N".
+  local work = assert((loadstring or load)([[
+    local n = ...
+    local keep = {}
+    for i = 1, n do
+      local t = {}
+      for j = 1, 64 do t[j] = j end
+      keep[i] = t
+    end
+    for i = 1, n do
+      local t = keep[i]
+      for j = 33, 64 do t[j] = nil end
+      t.x = true
+    end
+    return keep
+  ]], "=shrinkwork"))
+
+  local function work_live(p)
+    local sum = 0
+    for _, r in ipairs(p:top(1000, "live")) do
+      if r.site:match("^shrinkwork:") then sum = sum + r.bytes end
+    end
+    return sum
+  end
+
+  it("forgets every sampled block after unsampled ones in its bucket shrink", function()
+    local p = memprobe.profile{ rate = 8192, seed = 3 }
+    local box = { work(20000) }
+    p:stop()
+    assert.are.equal(20000, #box[1])
+    local held = work_live(p)
+    box[1] = nil
+    H.settle_gc()
+    local left = work_live(p)
+    p:reset()
+    assert.is_true(held > 0)
+    -- a stale stack slot may keep a table (one sample) alive
+    assert.is_true(left < held / 100, ("%d of %d bytes still live"):format(left, held))
+  end)
+
+  it("counts live bytes exactly when every block is sampled", function()
+    local p = memprobe.profile{ rate = 1, seed = 5 }
+    local box = { work(3000) }
+    p:stop()
+    assert.are.equal(3000, #box[1])
+    H.settle_gc()
+    local held = work_live(p)
+    H.settle_gc()  -- work_live's garbage is no part of the truth
+    local before = collectgarbage("count")
+    box[1] = nil
+    H.settle_gc()
+    local truth = (before - collectgarbage("count")) * 1024
+    local left = work_live(p)
+    p:reset()
+    assert.is_true(math.abs(held / truth - 1) < 0.01, ("%d vs %d"):format(held, truth))
+    assert.is_true(left < held / 100, ("%d of %d bytes still live"):format(left, held))
+  end)
+end)
+
+describe("the profiler's hook", function()
+  local memprobe = require "memprobe"
+  local keep
+  local function leak(n) for i = 1, n do keep[#keep + 1] = { i, i, i, i } end end
+  before_each(function() keep = {} end)
+  after_each(function() keep = nil end)
+
+  it("charges a program running in a coroutine to the coroutine's lines", function()
+    local p
+    coroutine.wrap(function()
+      p = memprobe.profile{ rate = 1024, seed = 7 }
+      leak(20000)
+      p:stop()
+    end)()
+    local top = p:top(1, "alloc")[1]
+    assert.are.equal("leak", top.func, top.site)
+    assert.are.equal("leak", p:top(1, "live")[1].func)
+  end)
+
+  it("charges the main thread's samples after the coroutine that started it died", function()
+    local p
+    local co = coroutine.create(function() p = memprobe.profile{ rate = 1024, seed = 9 } end)
+    assert(coroutine.resume(co))
+    assert.are.equal("dead", coroutine.status(co))
+    leak(20000)
+    p:stop()
+    local top = p:top(1, "alloc")[1]
+    assert.are.equal("leak", top.func, top.site)
+  end)
+
+  it("learns the main thread when memprobe was opened in a dead coroutine", function()
+    local out = child([[
+      local memprobe, p
+      coroutine.wrap(function()
+        memprobe = require "memprobe"
+        p = memprobe.profile{ rate = 1024, seed = 11 }
+      end)()
+      local keep = {}
+      local function early(n) for i = 1, n do keep[#keep + 1] = { i, i, i, i } end end
+      local function late(n) for i = 1, n do keep[#keep + 1] = { i, i, i, i } end end
+      early(20000)
+      p:info()
+      late(20000)
+      p:stop()
+      local funcs = {}
+      for _, r in ipairs(p:top(2, "alloc")) do funcs[#funcs + 1] = r.func end
+      print(table.concat(funcs, " "))
+    ]])
+    assert.matches("late", out, 1, true)
+    assert.matches("exit 0\n$", out)
+  end)
+
+  it("keeps the current profile's hook when an old one is stopped or collected", function()
+    local out = child([[
+      local memprobe = require "memprobe"
+      local function host() end
+      debug.sethook(host, "", 1000000)
+      local a = memprobe.profile{ rate = 1, precise = false }
+      local t = {}
+      for i = 1, 100 do t[i] = {} end
+      local b = memprobe.profile{ rate = 1, precise = false }
+      debug.sethook(host, "", 2000000)  -- the host changes its hook meanwhile
+      a:stop()
+      a = nil
+      if not pcall(collectgarbage, "param", "pause", 0) then collectgarbage("setpause", 0) end
+      for i = 1, 20000 do t[i % 100 + 1] = { string.format("%d", i) } end
+      b:stop()
+      local _, mask, count = debug.gethook()
+      print("hook", mask, count)
+      debug.sethook()
+    ]])
+    assert.matches("hook\t\t2000000\n", out, 1, true)
+  end)
+
+  it("finishes when a precise profile is left running, or dropped, and later code runs", function()
+    local out = child([[
+      local memprobe = require "memprobe"
+      local function keys(t)
+        local ks = {}
+        for k in next, t do if type(k) == "string" then ks[#ks + 1] = k end end
+        table.sort(ks)
+        return ks
+      end
+      local t = {}
+      for i = 1, 200 do t["k" .. i] = i end
+      for i = 1, 50 do t[i] = i end
+      t[{}], t[true] = 1, 2
+      local function work()
+        for r = 1, 3000 do
+          keys(t)
+          if r % 500 == 0 then t["x" .. r] = r; t[r] = nil end
+        end
+      end
+      local p = memprobe.profile()
+      work()
+      print("running done")
+      p = nil
+      collectgarbage()
+      collectgarbage()
+      work()
+      print("dropped done")
+    ]])
+    assert.matches("running done\ndropped done\n", out, 1, true)
+  end)
+
+  it("puts back the JIT parameters the program had set", function()
+    if not jit then pending("LuaJIT only") return end
+    local out = child([=[
+      local memprobe = require "memprobe"
+      jit.opt.start("hotexit=200", "maxside=2")
+      local util = require "jit.util"
+      local function sides(fn)
+        local tr = {}
+        jit.attach(function(what, n, _, _, parent)
+          if what == "start" and parent then tr[#tr + 1] = n end
+        end, "trace")
+        fn()
+        jit.attach(function() end)
+        local real = 0
+        for _, n in ipairs(tr) do
+          local info = util.traceinfo(n)
+          if info and info.linktype ~= "interpreter" then real = real + 1 end
+        end
+        return real
+      end
+      -- six side exits, each taken about n / 6 times
+      local function branches(n)
+        return load([[
+          local s = 0
+          for i = 1, ]] .. n .. [[ do
+            local k = i % 6
+            if k == 0 then s = s + 1 elseif k == 1 then s = s + 2 elseif k == 2 then s = s + 3
+            elseif k == 3 then s = s + 4 elseif k == 4 then s = s + 5 else s = s + 6 end
+          end
+          return s
+        ]])
+      end
+      local p = memprobe.profile()
+      p:stop()
+      local q = memprobe.profile()
+      q = nil
+      collectgarbage()
+      collectgarbage()
+      -- hotexit 200: no exit taken 100 times is hot; maxside 2: two of six
+      print("sides", sides(branches(600)), sides(branches(20000)))
+    ]=])
+    assert.matches("sides\t0\t2\n", out, 1, true)
+  end)
+
+  it("refuses a row count that is no whole number, and a dot-call", function()
+    local p = memprobe.profile{ rate = 1e9 }
+    p:stop()
+    H.assert_raises{
+      { function() p:top(0 / 0) end, "bad argument #1 to 'top' (number of rows expected" },
+      { function() p:top(-1) end, "bad argument #1 to 'top' (number of rows expected" },
+      { function() p:top(2.5) end, "bad argument #1 to 'top' (number of rows expected" },
+      { function() p.top(5) end,
+        "bad argument #1 to 'top' (memprobe.Profile expected, got number)" },
+      { function() p.stop() end, "bad argument #1 to 'stop' (memprobe.Profile expected, got nil)" },
+      { function() p.reset({}) end,
+        "bad argument #1 to 'reset' (memprobe.Profile expected, got table)" },
+      { function() p.info(p.core) end,
+        "bad argument #1 to 'info' (memprobe.Profile expected, got userdata)" },
+      { function() p.folded("live") end,
+        "bad argument #1 to 'folded' (memprobe.Profile expected, got string)" },
+      { function() p.pprof("x.pb.gz") end,
+        "bad argument #1 to 'pprof' (memprobe.Profile expected, got string)" },
+      { function() p.flamegraph("x.svg") end,
+        "bad argument #1 to 'flamegraph' (memprobe.Profile expected, got string)" },
+    }
+    assert.are.equal(0, #p:top(0))
+    assert.is_table(p:top(math.huge))
+  end)
+end)

@@ -52,6 +52,9 @@ M.requires = requires.requires
 -- @treturn Profile the running profile (`p:top()`, `p:folded()`,
 -- `p:pprof(path)`, `p:flamegraph(path)`, `p:stop()`, `p:reset()`)
 M.profile = function(opts) return require("memprobe.profile").new(opts) end
+-- LuaJIT: from here on, the JIT parameters the program sets are noted, for
+-- a precise profile to put back at its end (docs/profile.md).
+if jit then require "memprobe.profile" end
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
 local function heap() return require "memprobe.heap" end
 local check = require("memprobe.options").check

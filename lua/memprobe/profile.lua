@@ -20,10 +20,51 @@ M.DEFAULT_RATE = 64 * 1024
 local Profile = {}
 Profile.__index = Profile
 
--- LuaJIT's largest hotexit (a 16-bit count) and its default.
-local PRECISE_HOTEXIT, DEFAULT_HOTEXIT = 65535, 10
+-- LuaJIT: 'precise' allows no side trace of its own (maxside=0: a hot
+-- exit gets a stub that goes back to the interpreter). LuaJIT has no call
+-- that reads a parameter, so the ones the program sets through
+-- jit.opt.start are noted here, to be put back; one never set has
+-- LuaJIT's default. (A hotexit past 255, the exit counter's limit, was
+-- tried before: a hot exit of a pairs() loop then never got its side
+-- trace, and the loop re-entered the trace for ever.)
+local DEFAULT_MAXSIDE = 100
+local jit_params, jit_start = {}, nil
+if jit and jit.opt and jit.opt.start then
+  local reg = debug.getregistry()
+  local noted = reg["memprobe.jitparams"]  -- one wrapper per state
+  if not noted then
+    local opt = require "jit.opt"
+    local start = opt.start
+    noted = { params = {}, start = start }
+    reg["memprobe.jitparams"] = noted
+    opt.start = function(...)
+      start(...)  -- raises on a bad one: nothing is noted then
+      for i = 1, select("#", ...) do
+        local a = select(i, ...)
+        if type(a) == "string" then
+          local k, v = a:match("^(%w+)=(%d+)$")
+          if k then noted.params[k] = tonumber(v) end
+        end
+      end
+    end
+  end
+  jit_params, jit_start = noted.params, noted.start
+end
+
+-- Puts back the parameter 'precise' changed.
+local function unprecise()
+  jit_start("maxside=" .. (jit_params.maxside or DEFAULT_MAXSIDE))
+end
 
 local KINDS = { live = true, alloc = true }
+
+-- Methods check their self as the C objects do (a dot-call gives this).
+local function check_self(self, name)
+  if getmetatable(self) ~= Profile then
+    error(("bad argument #1 to '%s' (memprobe.Profile expected, got %s)")
+      :format(name, type(self)), 3)
+  end
+end
 
 local function check_kind(name, kind, arg)
   if kind == nil then return "live" end
@@ -73,21 +114,21 @@ function M.new(opts)
   if before and before.precise then before:stop() end
   local self = setmetatable({ core = core.profile(rate, opts.seed), rate = rate }, Profile)
   current[1] = self
-  if opts.precise ~= false and jit then
+  if opts.precise ~= false and jit_start then
     -- Compiled code reaches the count hook only where it returns to the
     -- interpreter; side traces linked to other traces skip that, and
     -- carry samples into the code that runs next. Without new side
     -- traces (and with the old ones flushed) every exit goes through the
-    -- interpreter. hotexit goes back to LuaJIT's default at stop().
+    -- interpreter. maxside is put back at stop().
     -- (a finalizer may not flush: LuaJIT refuses it during a collection,
     -- and the traces linked already stay until the next flush)
     pcall(jit.flush)
-    jit.opt.start("hotexit=" .. PRECISE_HOTEXIT)
+    jit_start("maxside=0")
     self.precise = true
-    -- a profile dropped unstopped gives the JIT its default back
+    -- a profile dropped unstopped puts the parameter back too
     local undo = newproxy(true)
     getmetatable(undo).__gc = function()
-      if self.precise then jit.opt.start("hotexit=" .. DEFAULT_HOTEXIT) end
+      if self.precise then self.precise = nil; unprecise() end
     end
     self.undo = undo
   end
@@ -97,16 +138,18 @@ end
 --- Stops sampling. The live view still follows frees of sampled blocks.
 -- @return nothing
 function Profile:stop()
+  check_self(self, "stop")
   self.core:stop()
   if self.precise then
     self.precise = nil
-    jit.opt.start("hotexit=" .. DEFAULT_HOTEXIT)
+    unprecise()
   end
 end
 
 --- Forgets every sample; a running profile goes on sampling.
 -- @return nothing
 function Profile:reset()
+  check_self(self, "reset")
   self.core:reset()
 end
 
@@ -114,6 +157,7 @@ end
 -- @treturn table `{ rate, samples, dropped, pending, live_blocks,
 -- running, attached }`
 function Profile:info()
+  check_self(self, "info")
   return self.core:info()
 end
 
@@ -146,13 +190,17 @@ end
 --- The largest allocation sites, by estimated bytes. A site is the line
 -- the sampled allocations were charged to; `stack` is its heaviest
 -- stack, leaf first.
--- @tparam[opt] number n rows (default 10)
+-- @tparam[opt] number n rows, a whole number >= 0 (default 10;
+-- `math.huge` for all)
 -- @tparam[opt] string kind `"live"` (sampled blocks not freed: the leak
 -- view, default) or `"alloc"` (everything sampled since the start)
 -- @treturn table rows `{ site, func, stack, bytes, count }`, largest first
 function Profile:top(n, kind)
-  if n ~= nil and (type(n) ~= "number" or n < 0) then
-    error("bad argument #1 to 'top' (number of rows expected)", 2)
+  check_self(self, "top")
+  if n ~= nil and (type(n) ~= "number" or n ~= n or n < 0 or
+                   (n ~= math.huge and n % 1 ~= 0)) then
+    error("bad argument #1 to 'top' (number of rows expected: a whole number >= 0, got "
+      .. tostring(n) .. ")", 2)
   end
   kind = check_kind("top", kind, 2)
   local by, rows = {}, {}
@@ -195,6 +243,7 @@ end
 -- @tparam[opt] string kind `"live"` (default) or `"alloc"`
 -- @treturn string the lines, largest first
 function Profile:folded(kind)
+  check_self(self, "folded")
   kind = check_kind("folded", kind, 1)
   local lines = {}
   local all = stacks(self, kind)
@@ -216,6 +265,7 @@ end
 -- default) or `"alloc"` (alloc_space)
 -- @treturn true|nil true, or nil, message, errno
 function Profile:pprof(path, kind)
+  check_self(self, "pprof")
   if type(path) ~= "string" then
     error("bad argument #1 to 'pprof' (string expected, got " .. type(path) .. ")", 2)
   end
@@ -229,6 +279,7 @@ end
 -- @tparam[opt] string kind `"live"` (default) or `"alloc"`
 -- @treturn true|nil true, or nil, message, errno
 function Profile:flamegraph(path, kind)
+  check_self(self, "flamegraph")
   if type(path) ~= "string" then
     error("bad argument #1 to 'flamegraph' (string expected, got " .. type(path) .. ")", 2)
   end
