@@ -90,7 +90,7 @@ void memprobe_fill_key (mp_fill *f, const char *key, size_t klen) {
     return;
   }
   lua_pushlstring(L, key, klen);
-  if (klen == 0 || klen > MP_KEYMAX)  /* not from the parsers: not kept */
+  if (klen == 0 || klen > MP_LINEMAX)  /* too long to keep */
     return;
   lua_pushvalue(L, -1);
   lua_rawseti(L, f->keys, (lua_Integer)i + 1);

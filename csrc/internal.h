@@ -106,13 +106,13 @@ MP_API void memprobe_noargs (lua_State *L);
 ** there the whole line it last parsed for the key, with its value.
 */
 #define MP_KEYMAX   64  /* the parsers report keys of 1 to 64 bytes */
-#define MP_LINEMAX  96  /* longest line kept with its value */
+#define MP_LINEMAX  53  /* longest key or line kept: an entry is 64 bytes */
 typedef struct mp_key {
+  int64_t v;              /* the kept line's value */
   unsigned char n;        /* the key's length; 0 when there is none */
   unsigned char len;      /* the kept line's, newline included; 0: none */
   unsigned char kb;       /* the kept line's value is in kB */
   char k[MP_LINEMAX];     /* the key, and after it the rest of the line */
-  int64_t v;              /* the kept line's value */
 } mp_key;
 typedef struct mp_keys {
   size_t cap;

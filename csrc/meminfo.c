@@ -27,7 +27,7 @@ static void set_same (void *ud, size_t i, int64_t v, int kb) {
   mp_fill *f = (mp_fill *)ud;
   (void)i;
   memprobe_fill_same(f);
-  mp_pushint(f->L, memprobe_bytes(v, kb ? 1024 : 1));
+  mp_pushint(f->L, kb ? memprobe_bytes(v, 1024) : memprobe_bytes(v, 1));
   lua_rawset(f->L, f->t);
 }
 

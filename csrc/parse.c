@@ -313,7 +313,7 @@ static inline const char *known_line (const char *s, const char *end,
                                       int *kb) {
   size_t n = k->n;
   const char *p;
-  if (n - 1 >= MP_KEYMAX || (size_t)(end - s) <= n || s[n] != ':' ||
+  if (n - 1 >= MP_LINEMAX || (size_t)(end - s) <= n || s[n] != ':' ||
       !same_bytes(s, k->k, n))
     return NULL;
   p = blanks(s + n + 1, end);

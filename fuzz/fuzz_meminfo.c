@@ -74,6 +74,8 @@ static void general_cb (void *ud, const char *key, size_t klen, int64_t v,
   size_t i = r->n;
   mp_key *e;
   record(r, key, klen, v, kb);
+  if (klen > MP_LINEMAX)  /* not kept */
+    return;
   if (i >= r->keys.cap)
     move_keys(&r->keys, 2 * i + 1);
   e = &r->keys.e[i];

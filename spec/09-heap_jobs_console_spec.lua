@@ -151,6 +151,19 @@ describe("memprobe.path(obj, {max_ms})", function()
 end)
 
 describe("the console's heap commands with budget_ms", function()
+  it("load the heap layer when the console is made, not with require \"memprobe\"", function()
+    local out = H.run(("LUA_PATH=%q LUA_CPATH=%q %s -e %q"):format(package.path,
+      package.cpath, H.interpreter(), [[
+      require "memprobe"
+      local before = package.loaded["memprobe.heap"] ~= nil
+      require("memprobe.console").new()
+      local plain = package.loaded["memprobe.heap"] ~= nil
+      require("memprobe.console").new{ budget_ms = 2 }
+      print(before, plain, package.loaded["memprobe.heap"] ~= nil)
+    ]]))
+    assert.matches("false%s+false%s+true", out)
+  end)
+
   local console = require "memprobe.console"
 
   it("answers mark and diff with progress until the ticks finish them", function()

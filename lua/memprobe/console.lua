@@ -773,6 +773,11 @@ end
 function M.new(opts)
   opts = check("new", opts, { allow_drop_caches = "boolean",
                                budget_ms = "number", reply = "function" }, 1, 3)
+  -- a budgeted console (made at start-up, as a rule) loads the heap layer
+  -- now: its strings, new in a heap of millions of strings, made Lua 5.4
+  -- rehash its whole string table in the first budgeted walk (66 ms at
+  -- 10M objects); require "memprobe" itself stays without it
+  if opts.budget_ms then require "memprobe.heap" end
   return setmetatable({
     mp = require "memprobe",
     allow_drop_caches = opts.allow_drop_caches == true,
