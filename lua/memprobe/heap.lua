@@ -16,8 +16,16 @@ local setmetatable, tostring, rawget = setmetatable, tostring, rawget
 local match, format = string.match, string.format
 local concat, sort = table.concat, table.sort
 local min, fmax = math.min, math.max
-local co_create, co_resume = coroutine.create, coroutine.resume
-local co_yield, co_status = coroutine.yield, coroutine.status
+-- OpenResty replaces coroutine.* in request handlers with functions that
+-- bind a coroutine to the request that made it, and keeps the standard
+-- ones as coroutine._create and so on: a job's stage made in one request
+-- and resumed from a timer crashed the worker. The standard ones it is.
+local function std(name)
+  local f = coroutine["_" .. name]
+  return type(f) == "function" and f or coroutine[name]
+end
+local co_create, co_resume = std("create"), std("resume")
+local co_yield, co_status = std("yield"), std("status")
 local clock = core.clock
 
 local calibrate_in = require "memprobe.heapmodel"
