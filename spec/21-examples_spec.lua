@@ -73,7 +73,7 @@ describe("examples/openresty", function()
     end
   end)
 
-  it("answers heap commands over and over, each job made in a request and stepped by a timer", function()
+  it("answers heap jobs made in a request and stepped by a timer, twelve times", function()
     if not have_nginx() then pending("nginx with lua-nginx-module not installed") return end
     local port = math.random(20000, 29999)
     -- OpenResty's coroutine.* in a request bind a coroutine to that
