@@ -202,8 +202,8 @@ describe("the profiler's live view", function()
   end
 
   -- In a fresh interpreter: on LuaJIT, after other specs have run in the
-  -- same process, one sampled block's free is missed and its estimate
-  -- stays live (1-2% here; open, docs/profile.md).
+  -- same process, the VM allocates blocks of its own (64 KiB) while the
+  -- work runs, which stay live with the VM (docs/profile.md).
   it("forgets every sampled block after unsampled ones in its bucket shrink", function()
     local out = child([[
       local memprobe = require "memprobe"
