@@ -163,8 +163,9 @@ describe("readers called from finalizers", function()
     memprobe.config(H.fixture("linux-6.18"))
     assert.are.same({}, bad)
     -- 5.4 and 5.5 run a cycle's finalizers at the reader's first
-    -- allocation (its table), before it reads
-    if not H.since("5.4") then
+    -- allocation (its table), before it reads; on 5.3 whether any runs
+    -- inside depends on the collector's phase (0 to 16 in runs alike)
+    if not H.since("5.3") then
       assert.is_true(calls > 20, "finalizers ran inside meminfo(): " .. calls)
     end
   end)
