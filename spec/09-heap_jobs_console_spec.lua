@@ -256,7 +256,9 @@ describe("the console's heap commands with budget_ms", function()
     -- three jobs, one budget: before, each job was given the whole of it
     -- (with some slack for the collector steps the spy's own records run)
     assert.is_true(most <= 2.5, most)
-    assert.is_true(worst * 1000 < 20, worst * 1000)
+    -- sanitized code runs several times slower (25 ms seen under ASan)
+    local slow = (H.asan or H.valgrind) and 4 or 1
+    assert.is_true(worst * 1000 < 20 * slow, worst * 1000)
     -- answered: nothing is kept
     assert.matches("^walking heap", c:run("heap"))
   end)
