@@ -144,8 +144,10 @@ describe("examples/game_server.lua", function()
     local walking, longest, budget = out:match(
       "console: (%d+) ticks walking, longest step ([%d.]+) ms of a (%d+) ms budget")
     assert.is_true(tonumber(walking) > 3, out)
-    -- CPU time: the step's own, whatever else the machine runs
-    assert.is_true(tonumber(longest) <= 2 * tonumber(budget), out)
+    -- CPU time: the step's own, whatever else the machine runs; sanitized
+    -- code runs several times slower (4.55 ms of 2 seen under ASan)
+    local slow = (H.asan or H.valgrind) and 4 or 1
+    assert.is_true(tonumber(longest) <= 2 * slow * tonumber(budget), out)
   end)
 end)
 
