@@ -71,7 +71,7 @@ end
 local spec = {
   heap = with{ top = "count" },
   modules = with{},
-  snapshot = with{},
+  snapshot = with{ retained = "boolean" },
   path = with{ max = "count" },
   calibrate = { live = "function" },
   report = { modules = "boolean", pid = "count" },
