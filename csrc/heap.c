@@ -488,15 +488,19 @@ static int l_tostring (lua_State *L) {
   return 1;
 }
 
-/* Sets field k of the table on top to v: an integer on 5.3+ when whole,
-** as sizes and counts are. */
-static void setnum (lua_State *L, const char *k, double v) {
+/* Pushes v: an integer on 5.3+ when whole, as sizes and counts are. */
+void memprobe_pushnum (lua_State *L, double v) {
 #if LUA_VERSION_NUM >= 503
   if (v == floor(v) && fabs(v) < 9007199254740992.0)
     lua_pushinteger(L, (lua_Integer)v);
   else
 #endif
     lua_pushnumber(L, v);
+}
+
+/* Sets field k of the table on top to v (memprobe_pushnum). */
+static void setnum (lua_State *L, const char *k, double v) {
+  memprobe_pushnum(L, v);
   lua_setfield(L, -2, k);
 }
 

@@ -588,6 +588,7 @@ MP_API const char *memprobe_typename (int t);
 /* heap.c: for heapdiff.c, the diff of two snapshots as a job */
 MP_API snap *memprobe_checksnap (lua_State *L, int i);
 MP_API void memprobe_setnum (lua_State *L, const char *k, double v);
+MP_API void memprobe_pushnum (lua_State *L, double v);
 MP_API void memprobe_open_heapdiff (lua_State *L);
 
 #endif

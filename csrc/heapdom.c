@@ -572,6 +572,21 @@ static int l_dominator (lua_State *L) {
   return 1;
 }
 
+/* snap:_retained_of(x) -> the bytes x retains and its label (the root
+** it was registered as, in modules()), or nil. */
+static int l_retained_of (lua_State *L) {
+  snap *s = checkdom(L, "retained");
+  int64_t r = record_of(L, s, 2);
+  double b = r >= 0 ? memprobe_retained(s, (uint32_t)r) : -1;
+  if (b < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  memprobe_pushnum(L, b);
+  mp_pushint(L, REC(s, r)->label);
+  return 2;
+}
+
 /* snap:_record(x) -> x's record number, or nil; for specs. */
 static int l_record (lua_State *L) {
   snap *s = memprobe_checksnap(L, 1);
@@ -587,6 +602,7 @@ void memprobe_open_heapdom (lua_State *L) {
     { "_dominator", l_dominator },
     { "_record",    l_record },
     { "_retained",  l_retained },
+    { "_retained_of", l_retained_of },
     { "_retainers", l_retainers },
     { NULL, NULL }
   };

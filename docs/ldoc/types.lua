@@ -72,8 +72,8 @@
 --- Who keeps an object alive: the chain of its dominators, from the object
 -- up to a root; cutting any one of them frees it.
 -- @function Snapshot:retainers
--- @param x the object, or its path as the snapshot shows paths
--- (`package.loaded.mod.cache`); a string is read as a path first
+-- @param x the object (a table, function, userdata or thread), or a
+-- path to it as the snapshot shows paths (`package.loaded.mod.cache`)
 -- @tparam[opt] integer n rows at most (default 64)
 -- @treturn ?table rows `{ path, type, self, retained }`, the object first;
 -- nil when the snapshot does not have it

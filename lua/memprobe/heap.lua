@@ -500,11 +500,24 @@ local function by_exclusive(a, b)
   return a.name < b.name
 end
 
+-- The bytes each label's roots retain (modules{retained = true}); an
+-- entry whose value an earlier root holds (an alias) retains nothing.
+local function retained_by_label(snap, roots, sl)
+  local by = {}
+  for _, root in ipairs(roots) do
+    local b, label = snap:_retained_of(root[1])
+    if b and label == root[3] then by[label] = (by[label] or 0) + b end
+    tick(sl)
+  end
+  return by
+end
+
 -- The rows of a finished walk labelled by root, ROWS labels at a time.
-local function modules_of(snap, names, roots, gc_bytes, sl)
+local function modules_of(snap, names, roots, gc_bytes, sl, retained)
   local loads = load_costs()
   local n = #names
   local out, total = array(n + 2), 0
+  local kept = retained and retained_by_label(snap, roots, sl)
   for first = 1, n, ROWS do
     local last = min(first + ROWS - 1, n)
     local rows = snap:rows(roots, first, last)
@@ -512,7 +525,8 @@ local function modules_of(snap, names, roots, gc_bytes, sl)
       local row, name = rows[label], names[label]
       out[#out + 1] = { name = name, exclusive = row.exclusive,
                         shared = row.shared, objects = row.objects,
-                        by_type = row.by_type, load = loads[name] }
+                        by_type = row.by_type, load = loads[name],
+                        retained = kept and (kept[label] or 0) or nil }
       total = total + row.exclusive
       tick(sl)
     end
@@ -541,13 +555,19 @@ end
 -- the `exclusive` column adds up to the census total. Code the host
 -- shares between states (skynet's code cache) is outside this state's
 -- heap: a row `(shared code)` whose bytes are all `shared`.
--- @tparam[opt] table opts `model`, `max_objects`; `max_ms` returns a job
--- @treturn table rows `{ name, exclusive, shared, objects, by_type, load }`
--- sorted by exclusive bytes; fields `total` and `gc_bytes`
+-- With `retained = true` each row also has `retained`: the bytes its
+-- entry dominates (docs/heap.md), which the walk pays for with every edge
+-- and the dominator tree.
+-- @tparam[opt] table opts `model`, `max_objects`, `retained`; `max_ms`
+-- returns a job
+-- @treturn table rows `{ name, exclusive, shared, objects, by_type, load,
+-- retained }` sorted by exclusive bytes; fields `total` and `gc_bytes`
 function M.modules(opts)
-  return start(opts, "modules", true, nil, { rows = true }, function(j, s, sl)
-    return modules_of(s, j.names, j.roots, j.gc_bytes, sl)
-  end)
+  local retained = opts and opts.retained
+  return start(opts, "modules", true, nil, { rows = true, edges = retained },
+    function(j, s, sl)
+      return modules_of(s, j.names, j.roots, j.gc_bytes, sl, retained)
+    end)
 end
 
 --- Starts a snapshot of the heap. Without budgets it walks the whole heap
@@ -807,8 +827,8 @@ end
 --- Who keeps an object alive: the chain of its dominators, from the
 -- object up to a root. Each one's removal would free the object.
 -- @param snap a finished snapshot (`snap:retainers(x, n)`)
--- @param x the object, or its path as the snapshot shows paths
--- (`package.loaded.mod.cache`); a string is read as a path first
+-- @param x the object (a table, function, userdata or thread), or a
+-- path to it as the snapshot shows paths (`package.loaded.mod.cache`)
 -- @tparam[opt] integer n rows at most (default 64)
 -- @treturn ?table rows `{ path, type, self, retained }`, the object
 -- first; nil when the snapshot does not have it
@@ -819,11 +839,14 @@ function M.retainers(snap, x, n)
   local t = type(x)
   if t ~= "table" and t ~= "function" and t ~= "userdata" and t ~= "thread"
     and t ~= "string" then
-    error(format("bad argument #1 to 'retainers' (object or path expected, got %s)",
+    error(format("bad argument #1 to 'retainers' (object or path string expected, got %s)",
       t), 2)
   end
   -- a path names a record (a number), which the core takes too
-  if t == "string" then x = resolve(snap, x) or x end
+  if t == "string" then
+    x = resolve(snap, x)
+    if x == nil then return nil end
+  end
   return joined(snap:_retainers(x, n or 64))
 end
 

@@ -70,7 +70,7 @@ local function with(extra)
 end
 local spec = {
   heap = with{ top = "count" },
-  modules = with{},
+  modules = with{ retained = "boolean" },
   snapshot = with{ retained = "boolean" },
   path = with{ max = "count" },
   calibrate = { live = "function" },
