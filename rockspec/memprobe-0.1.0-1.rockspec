@@ -52,6 +52,7 @@ build = {
         "csrc/heapdiff.c",
         "csrc/heapdom.c",
         "csrc/heapmodel.c",
+        "csrc/heapsnapshot.c",
         "csrc/heapwalk.c",
         "csrc/hookcell.c",
         "csrc/ledger.c",
@@ -87,6 +88,7 @@ build = {
     ["memprobe.options"] = "lua/memprobe/options.lua",
     ["memprobe.profile"] = "lua/memprobe/profile.lua",
     ["memprobe.flame"] = "lua/memprobe/flame.lua",
+    ["memprobe.save"] = "lua/memprobe/save.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

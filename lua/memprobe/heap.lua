@@ -860,5 +860,7 @@ if meta and meta.__index then
   meta.__index.diff, meta.__index.retained = M.diff, M.retained
   meta.__index.retainers = M.retainers
 end
+-- and snap:save(path, fmt)
+require "memprobe.save"
 
 return M
