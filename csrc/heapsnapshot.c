@@ -568,9 +568,9 @@ static int unit (writer *w, const snap *s) {
       if (w->at >= w->n) { PUTS(w, "],\n\"edges\":["); return 0; }
       node(w, s, w->at++);
       return 1;
-    case W_ROOTEDGES:  /* a unit per root, or per 4096 records looked at */
+    case W_ROOTEDGES:  /* a unit per root, or per 16 records looked at */
       while (w->at < w->n && !isroot(REC(s, w->at)))
-        if ((++w->at & 4095) == 0) return 1;
+        if ((++w->at & 15) == 0) return 1;
       if (w->at >= w->n) return 0;
       tree_edge(w, s, w->at++);
       w->buf[w->used++] = '\n';
