@@ -162,6 +162,20 @@ describe("snap:save(path, 'heapsnapshot')", function()
     assert.are.equal(H.slurp(whole), H.slurp(sliced))
   end)
 
+  it("holds 8 bytes a record besides its buffer, and gives them back", function()
+    local core = require "memprobe.core"
+    local before = core.heap_walk_buffers()
+    local job = snap:save(dir .. "/m.heapsnapshot", "heapsnapshot", { max_ms = 0.05 })
+    local held = core.heap_walk_buffers() - before
+    local n = snap:stats().objects
+    assert.is_true(held >= 8 * n and held <= 8 * n + 8192 + 8, held)
+    while job:step() == false do end
+    assert.are.equal(before, core.heap_walk_buffers())
+    -- a write that fails midway gives them back too
+    assert.is_nil(snap:save("/dev/full", "heapsnapshot"))
+    assert.are.equal(before, core.heap_walk_buffers())
+  end)
+
   it("returns nil, message, errno when the file cannot be written", function()
     local ok, msg, errno = snap:save(dir .. "/no/such/dir/x.heapsnapshot", "heapsnapshot")
     assert.is_nil(ok)
