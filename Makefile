@@ -171,6 +171,8 @@ bench-scale: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@for n in $(BENCH_SCALE_SIZES); do \
 	  $(call run,5.4) nice lua5.4 bench/heap_scale.lua $$n || exit 1; echo; \
 	  $(call run,jit) nice luajit bench/heap_scale.lua $$n || exit 1; echo; \
+	  $(call run,5.4) nice lua5.4 bench/heapsnapshot_scale.lua $$n || exit 1; echo; \
+	  $(call run,jit) nice luajit bench/heapsnapshot_scale.lua $$n || exit 1; echo; \
 	done
 	@$(call run,5.4) nice lua5.4 bench/heap_roots.lua && echo && \
 	  $(call run,jit) nice luajit bench/heap_roots.lua

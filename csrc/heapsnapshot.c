@@ -16,6 +16,7 @@
 **            type, name, id, self_size, edge_count, trace_node_id,
 **            detachedness;
 **   EDGES    the root's edges (to every root), then each record's;
+**   RELEASE  the index given back, RELEASE bytes a unit;
 **   STRINGS  the fixed names, the snapshot's interned edge names, then a
 **            name per record made from its path (heapsnapshot_path), in
 **            record order: a node's name is string FIXED + nnames + r,
@@ -41,10 +42,14 @@
 #define ROOM      2048      /* room a unit may need in the buffer */
 #define CHECK     256       /* units between two clock reads */
 #define MAXDEPTH  256       /* edges of a path kept, from the object up */
+#define RELEASE   65536     /* bytes of the index a unit gives back, the
+                               clock read after each: a munmap cost 15 us
+                               whatever its size up to 16 KiB, and 256 of
+                               them 4 ms between two reads */
 #define NODE_FIELDS 7
 
 enum { W_COUNT, W_SUM, W_FILL, W_HEAD, W_NODES, W_ROOTEDGES, W_EDGES,
-       W_FIXED, W_NAMES, W_NODENAMES, W_TAIL, W_DONE, W_FAILED };
+       W_RELEASE, W_FIXED, W_NAMES, W_NODENAMES, W_TAIL, W_DONE, W_FAILED };
 
 /* V8's node types and edge types, in the order the header lists them. */
 enum { N_HIDDEN, N_ARRAY, N_STRING, N_OBJECT, N_CODE, N_CLOSURE, N_REGEXP,
@@ -91,6 +96,7 @@ typedef struct writer {
   /* the tree's children: record r's are kids[pos[r] .. pos[r + 1]) once
   ** filled (the last record's end is nkids) */
   uint32_t *pos, *kids;
+  size_t possize, kidsize;  /* their mapped bytes still held */
   double bytes;             /* written to the file so far */
   double units;             /* done so far, for progress() */
   size_t used;              /* bytes waiting in buf */
@@ -401,9 +407,10 @@ static void writer_free (writer *w) {
   w->closed = 1;
   if (w->fd >= 0) close(w->fd);
   w->fd = -1;
-  memprobe_book_alloc(&w->book, w->pos, ((size_t)w->n + 1) * 4, 0);
-  memprobe_book_alloc(&w->book, w->kids, ((size_t)w->n + 1) * 4, 0);
+  memprobe_book_unmap(&w->book, w->pos, w->possize);
+  memprobe_book_unmap(&w->book, w->kids, w->kidsize);
   w->pos = w->kids = NULL;
+  w->possize = w->kidsize = 0;
 }
 
 static int writer_gc (lua_State *L) {
@@ -543,6 +550,20 @@ static void index_unit (writer *w, const snap *s, uint32_t r) {
   }
 }
 
+/* Gives back RELEASE bytes of the index from its end, once the edges
+** are out: unmapping 80 MB at once (10M records) took a slice of its
+** own. 0 when all is back. */
+static int release_unit (writer *w) {
+  int kids = w->kidsize > 0;
+  size_t *left = kids ? &w->kidsize : &w->possize, k;
+  char *base = kids ? (char *)w->kids : (char *)w->pos;
+  if (*left == 0) { w->pos = w->kids = NULL; return 0; }
+  k = *left < RELEASE ? *left : RELEASE;
+  *left -= k;
+  memprobe_book_unmap(&w->book, base + *left, k);
+  return 1;
+}
+
 /* Starts phase ph: its cursor at its start. */
 static void enter (writer *w, int ph) {
   w->phase = ph;
@@ -568,9 +589,9 @@ static int unit (writer *w, const snap *s) {
       if (w->at >= w->n) { PUTS(w, "],\n\"edges\":["); return 0; }
       node(w, s, w->at++);
       return 1;
-    case W_ROOTEDGES:  /* a unit per root, or per 4096 records looked at */
+    case W_ROOTEDGES:  /* a unit per root, or per 16 records looked at */
       while (w->at < w->n && !isroot(REC(s, w->at)))
-        if ((++w->at & 4095) == 0) return 1;
+        if ((++w->at & 15) == 0) return 1;
       if (w->at >= w->n) return 0;
       tree_edge(w, s, w->at++);
       w->buf[w->used++] = '\n';
@@ -583,6 +604,7 @@ static int unit (writer *w, const snap *s) {
       }
       edge_unit(w, s);
       return 1;
+    case W_RELEASE: return release_unit(w);
     case W_FIXED:
       if (w->at >= FIXED) return 0;
       if (w->at > 0) w->buf[w->used++] = ',';
@@ -657,7 +679,8 @@ static int l_step (lua_State *L) {
       enter(w, w->phase + 1);
     }
     w->units++;
-    if (++units % CHECK == 0 && deadline > 0 && memprobe_now() >= deadline)
+    if ((++units % CHECK == 0 || w->phase == W_RELEASE) && deadline > 0 &&
+        memprobe_now() >= deadline)
       break;
   }
   if (w->err != 0) {
@@ -674,7 +697,8 @@ static int l_step (lua_State *L) {
 ** three passes of the index, a node, an edge and a name per record). */
 static int l_progress (lua_State *L) {
   writer *w = (writer *)luaL_checkudata(L, 1, WRITER_MT);
-  double total = 6.0 * w->n + w->nnames + FIXED + w->nedges + 4;
+  double total = 6.0 * w->n + w->nnames + FIXED + w->nedges + 4 +
+                 2.0 * (double)MP_PAGES(((size_t)w->n + 1) * 4) / RELEASE;
   lua_pushnumber(L, w->bytes + (double)w->used);
   lua_pushnumber(L, w->units);
   lua_pushnumber(L, w->units > total ? w->units : total);
@@ -732,10 +756,12 @@ static int l_writer (lua_State *L) {
   memcpy(w->path, path, plen + 1);
   w->n = s->obj.n;
   w->nnames = s->names.n;
-  /* zeroed pages, counted into; kids written before read */
-  w->pos = (uint32_t *)memprobe_book_zalloc(&w->book, ((size_t)w->n + 1) * 4);
-  w->kids = (uint32_t *)memprobe_book_alloc(&w->book, NULL, 0,
-                                            ((size_t)w->n + 1) * 4);
+  /* zeroed pages, mapped so that they go back a part at a time */
+  w->possize = w->kidsize = MP_PAGES(((size_t)w->n + 1) * 4);
+  w->pos = (uint32_t *)memprobe_book_map(&w->book, w->possize);
+  w->kids = (uint32_t *)memprobe_book_map(&w->book, w->kidsize);
+  if (w->pos == NULL) w->possize = 0;
+  if (w->kids == NULL) w->kidsize = 0;
   if (w->pos == NULL || w->kids == NULL) {
     writer_free(w);
     memprobe_nomem(L);

@@ -89,6 +89,8 @@ build = {
     ["memprobe.profile"] = "lua/memprobe/profile.lua",
     ["memprobe.flame"] = "lua/memprobe/flame.lua",
     ["memprobe.save"] = "lua/memprobe/save.lua",
+    ["memprobe.htmlreport"] = "lua/memprobe/htmlreport.lua",
+    ["memprobe.treemap"] = "lua/memprobe/treemap.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -162,6 +162,20 @@ describe("snap:save(path, 'heapsnapshot')", function()
     assert.are.equal(H.slurp(whole), H.slurp(sliced))
   end)
 
+  it("holds 8 bytes a record besides its buffer, and gives them back", function()
+    local core = require "memprobe.core"
+    local before = core.heap_walk_buffers()
+    local job = snap:save(dir .. "/m.heapsnapshot", "heapsnapshot", { max_ms = 0.05 })
+    local held = core.heap_walk_buffers() - before
+    local n = snap:stats().objects
+    assert.is_true(held >= 8 * n and held <= 8 * n + 8192 + 8, held)
+    while job:step() == false do end
+    assert.are.equal(before, core.heap_walk_buffers())
+    -- a write that fails midway gives them back too
+    assert.is_nil(snap:save("/dev/full", "heapsnapshot"))
+    assert.are.equal(before, core.heap_walk_buffers())
+  end)
+
   it("returns nil, message, errno when the file cannot be written", function()
     local ok, msg, errno = snap:save(dir .. "/no/such/dir/x.heapsnapshot", "heapsnapshot")
     assert.is_nil(ok)
@@ -185,7 +199,7 @@ describe("snap:save(path, 'heapsnapshot')", function()
     assert.has_error(function() snap:save(nil, "heapsnapshot") end,
       "bad argument #1 to 'save' (path expected, got nil)")
     assert.has_error(function() snap:save(dir .. "/x", "svg") end,
-      'bad argument #2 to \'save\' (format must be "heapsnapshot", got svg)')
+      'bad argument #2 to \'save\' (format must be "heapsnapshot" or "html", got svg)')
     assert.has_error(function() snap:save(dir .. "/x", "heapsnapshot", { nope = 1 }) end,
       "bad argument #3 to 'save' (unknown option 'nope')")
     local other = memprobe.snapshot()
@@ -197,5 +211,61 @@ describe("snap:save(path, 'heapsnapshot')", function()
     local unfinished = memprobe.snapshot{ max_units = 1 }
     assert.has_error(function() unfinished:save(dir .. "/e", "heapsnapshot") end)
     unfinished:close()
+  end)
+end)
+
+describe("memprobe snapshot SCRIPT --out FILE", function()
+  local dir
+  setup(function()
+    dir = H.tmpdir{ ["app.lua"] = [[
+      print("app", ...)
+      local cache = {}
+      for i = 1, 3000 do cache[i] = { id = i } end
+      package.loaded.cli_app = { get = function(i) return cache[i] end }
+    ]] }
+  end)
+  teardown(function() H.rmdir(dir) end)
+
+  local function cli(args)
+    local body, code = H.lua("bin/memprobe " .. args):match("^(.-)exit (%d+)\n$")
+    return body, tonumber(code)
+  end
+
+  it("runs the script, then writes what it left as a .heapsnapshot", function()
+    local path = dir .. "/app.heapsnapshot"
+    local out, code = cli(("snapshot --out '%s' '%s/app.lua' x"):format(path, dir))
+    assert.are.equal(0, code, out)
+    assert.matches("wrote " .. path:gsub("%p", "%%%0") .. " %(heapsnapshot, %d+ objects", out)
+    local d = decode(path)
+    assert.is_truthy(find_node(d, "table package.loaded.cli_app.get:upvalue(cache)"))
+  end)
+
+  it("writes an .html report, --json says what it wrote", function()
+    local path = dir .. "/app.html"
+    local out, code = cli(("snapshot --out '%s' --json '%s/app.lua'"):format(path, dir))
+    assert.are.equal(0, code, out)
+    local r = H.json_decode(out:match("{.*}"))
+    assert.are.equal("html", r.format)
+    assert.are.equal(path, r.file)
+    assert.is_true(r.objects > 1000)
+    assert.is_truthy(H.slurp(path):find("<span class=\"name\">cli_app</span>", 1, true))
+  end)
+
+  it("refuses a missing or unknown --out and a missing script (exit 2)", function()
+    local out, code = cli(("snapshot '%s/app.lua'"):format(dir))
+    assert.are.equal(2, code)
+    assert.matches("snapshot needs %-%-out", out)
+    out, code = cli(("snapshot --out x.txt '%s/app.lua'"):format(dir))
+    assert.are.equal(2, code)
+    assert.matches("%-%-out needs a .heapsnapshot or .html file", out)
+    out, code = cli("snapshot --out x.html")
+    assert.are.equal(2, code)
+    assert.matches("snapshot needs a Lua script", out)
+  end)
+
+  it("exits 1 with the reason when the file cannot be written", function()
+    local out, code = cli(("snapshot --out '%s/no/x.heapsnapshot' '%s/app.lua'"):format(dir, dir))
+    assert.are.equal(1, code)
+    assert.matches("No such file or directory", out)
   end)
 end)

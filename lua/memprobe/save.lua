@@ -11,11 +11,11 @@ local check = require("memprobe.options").check
 local M = {}
 local unpack = table.unpack or unpack  -- luacheck: ignore 143
 
-local formats = { heapsnapshot = true }
+local formats = { heapsnapshot = true, html = true }
 local spec = {
   heapsnapshot = { max_ms = "number" },
-  html = { max_ms = "number", older = "userdata", title = "string",
-           top = "count", modules = "table" },
+  html = { older = "userdata", title = "string", top = "count",
+           modules = "table" },
 }
 
 --- A save that advances by `job:step([ms])`: `snap:save(path,
@@ -83,7 +83,7 @@ function M.save(snap, path, fmt, opts)
     bad(1, "path expected, got " .. type(path))
   end
   if not formats[fmt] then
-    bad(2, "format must be \"heapsnapshot\", got " .. tostring(fmt))
+    bad(2, "format must be \"heapsnapshot\" or \"html\", got " .. tostring(fmt))
   end
   opts = check("save", opts, spec[fmt], 3)
   if fmt == "html" then
@@ -95,6 +95,17 @@ function M.save(snap, path, fmt, opts)
     return setmetatable({ w = w, ms = opts.max_ms, path = path }, SaveJob)
   end
   return w:step()
+end
+
+--- The format a file name asks for: `"html"` for .html and .htm,
+-- `"heapsnapshot"` for .heapsnapshot (and .json), else nil.
+-- @tparam string path
+-- @treturn ?string
+function M.format_of(path)
+  local ext = tostring(path):lower():match("%.(%w+)$")
+  if ext == "html" or ext == "htm" then return "html" end
+  if ext == "heapsnapshot" or ext == "json" then return "heapsnapshot" end
+  return nil
 end
 
 -- snap:save(path, fmt) on every snapshot.
