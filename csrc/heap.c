@@ -586,9 +586,22 @@ void memprobe_pushedge (lua_State *L, const snap *s, int edge,
   }
 }
 
-/* Pushes the path of record r: its edges from the root, an array. */
+/* Pushes the path of record r: its edges from the root, an array. A
+** prototype has no referrer of its own (its parent field holds its
+** line): its path is one root edge that names it, "(proto src:line)". */
 void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r) {
   uint32_t chain[256], k = 0, i;
+  if (REC(s, r)->type == T_PROTO) {
+    lua_createtable(L, 1, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "root");
+    lua_setfield(L, -2, "kind");
+    lua_pushfstring(L, "(proto %s:%d)", memprobe_name_of(s, REC(s, r)->name),
+                    (int)REC(s, r)->parent);
+    lua_setfield(L, -2, "key");
+    lua_rawseti(L, -2, 1);
+    return;
+  }
   while (k < 256) {
     chain[k++] = r;
     if (REC(s, r)->parent == 0) break;

@@ -192,6 +192,15 @@ describe("snap:retained() and snap:retainers()", function()
       end
     end
     assert.is_table(found, "the cache is among the 50 largest")
+    -- a prototype has no referrer of its own: its path names it
+    local protos = 0
+    for _, r in ipairs(snap:retained(1024)) do
+      if r.type == "proto" then
+        protos = protos + 1
+        assert.matches("^%(proto .+:%d+%)$", r.path)
+      end
+    end
+    assert.is_true(protos > 0)
     snap:close()
   end)
 
