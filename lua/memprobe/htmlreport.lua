@@ -64,7 +64,7 @@ function M.gather(snap, opts)
   opts = opts or {}
   local top = opts.top or 20
   local census = snap:census(top)
-  local rows = opts.modules or require("memprobe").modules()
+  local rows = opts.modules or require("memprobe").modules{ retained = true }
   local largest, kind = {}, "self"
   if type(snap.retained) == "function" then
     kind = "retained"
