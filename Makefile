@@ -63,6 +63,9 @@ LDFLAGS += -shared
 # order-only prerequisite, so `make -j2` never builds before it): as root
 # it installs what is missing; otherwise it lists it and goes on.
 PKGS_DEMO := gcc make lua5.4 liblua5.4-dev procps
+# node and npm for memlab (spec/26): Debian's, unless the machine has
+# them already (a nodejs from elsewhere conflicts with Debian's npm)
+PKGS_NODE := $(if $(shell command -v npm 2>/dev/null),,nodejs npm)
 PKGS := $(PKGS_DEMO) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         liblua5.3-dev luajit2 libluajit2-5.1-dev \
         luarocks lua-busted lua-check lua-ldoc lua-cjson lua-dkjson \
@@ -70,7 +73,7 @@ PKGS := $(PKGS_DEMO) lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 \
         prometheus nginx-light libnginx-mod-http-lua curl \
         valgrind pkg-config \
         clang-14 libclang-rt-14-dev util-linux \
-        golang-go chromium
+        golang-go chromium $(PKGS_NODE)
 DEPS_GOALS := $(or $(MAKECMDGOALS),all)
 DEPS_PKGS  := $(if $(filter-out demo,$(DEPS_GOALS)),$(PKGS),$(PKGS_DEMO))
 
@@ -84,6 +87,21 @@ all: build
 
 deps:
 	@sh tools/deps.sh $(if $(filter deps,$(DEPS_GOALS)),,-w) $(DEPS_PKGS)
+	@$(if $(filter-out demo,$(DEPS_GOALS)),$(MAKE) --no-print-directory memlab)
+
+# memlab, test-only: spec/26 loads the exported .heapsnapshot files with
+# it (tools/memlab/check.js). Installed from tools/memlab's lockfile into
+# build/memlab, without install scripts (no browser download).
+MEMLAB := build/memlab/.installed
+.PHONY: memlab
+memlab: $(MEMLAB)
+$(MEMLAB): tools/memlab/package.json tools/memlab/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "== installing memlab into build/memlab (test-only)"; \
+	  mkdir -p $(@D) && cp tools/memlab/package.json tools/memlab/package-lock.json $(@D)/ && \
+	  cd $(@D) && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit \
+	    --no-fund --loglevel=error >/dev/null && touch .installed; \
+	else echo "npm is missing: spec/26 skips its memlab checks"; fi
 
 build: $(LUA55_SKIP) $(foreach r,$(RUNTIMES),build/$(r)/memprobe/core.so)
 
@@ -153,6 +171,8 @@ bench-scale: build/5.4/memprobe/core.so build/jit/memprobe/core.so
 	@for n in $(BENCH_SCALE_SIZES); do \
 	  $(call run,5.4) nice lua5.4 bench/heap_scale.lua $$n || exit 1; echo; \
 	  $(call run,jit) nice luajit bench/heap_scale.lua $$n || exit 1; echo; \
+	  $(call run,5.4) nice lua5.4 bench/heapsnapshot_scale.lua $$n || exit 1; echo; \
+	  $(call run,jit) nice luajit bench/heapsnapshot_scale.lua $$n || exit 1; echo; \
 	done
 	@$(call run,5.4) nice lua5.4 bench/heap_roots.lua && echo && \
 	  $(call run,jit) nice luajit bench/heap_roots.lua

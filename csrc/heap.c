@@ -1104,6 +1104,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   lua_pop(L, 1);
   memprobe_open_model(L);
   memprobe_open_heapdiff(L);
+  memprobe_open_heapsnapshot(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
   memprobe_register(L, funcs);

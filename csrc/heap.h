@@ -440,6 +440,12 @@ MP_API void memprobe_pushedge (lua_State *L, const snap *s, int edge,
                                uint32_t name, int data);
 MP_API void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r);
 
+/* heapsnapshot.c: snap:save(path, "heapsnapshot"), as a job; the text of
+** a record's path, as memprobe.heap joins them, into a buffer */
+MP_API void memprobe_open_heapsnapshot (lua_State *L);
+MP_API size_t memprobe_path_text (const snap *s, uint32_t r, char *buf,
+                                  size_t cap);
+
 /* heap.c: for heapdiff.c, the diff of two snapshots as a job */
 MP_API snap *memprobe_checksnap (lua_State *L, int i);
 MP_API void memprobe_setnum (lua_State *L, const char *k, double v);

@@ -51,6 +51,7 @@ build = {
         "csrc/heapbook.c",
         "csrc/heapdiff.c",
         "csrc/heapmodel.c",
+        "csrc/heapsnapshot.c",
         "csrc/heapwalk.c",
         "csrc/hookcell.c",
         "csrc/ledger.c",
@@ -86,6 +87,9 @@ build = {
     ["memprobe.options"] = "lua/memprobe/options.lua",
     ["memprobe.profile"] = "lua/memprobe/profile.lua",
     ["memprobe.flame"] = "lua/memprobe/flame.lua",
+    ["memprobe.save"] = "lua/memprobe/save.lua",
+    ["memprobe.htmlreport"] = "lua/memprobe/htmlreport.lua",
+    ["memprobe.treemap"] = "lua/memprobe/treemap.lua",
   },
   install = {
     bin = { memprobe = "bin/memprobe" },

@@ -54,6 +54,19 @@
 -- @treturn table `added` and `freed` `{path, count, bytes}` grouped by path
 -- pattern, `grown` `{path, before, after, entries}`; `format.diff(d)` prints it
 
+--- Writes the snapshot to a file other tools open: `"heapsnapshot"`,
+-- V8's `.heapsnapshot` JSON (Chrome DevTools, memlab), streamed through a
+-- fixed buffer; `"html"`, a self-contained report (treemap of modules,
+-- top retainers, and with `older` what grew). docs/heap.md, "Export".
+-- @function Snapshot:save
+-- @tparam string path the file to write (created or truncated)
+-- @tparam string fmt `"heapsnapshot"` or `"html"`
+-- @tparam[opt] table opts `max_ms` (heapsnapshot: a job that writes in
+-- slices of that budget: `job:step([ms])`, `job:progress()`); html:
+-- `older` (a snapshot to diff against), `title`, `top`
+-- @treturn ?boolean true, or nil, message, errno when the file cannot be
+-- written (a full disk leaves it partial)
+
 --- The walk's own figures.
 -- @function Snapshot:stats
 -- @treturn table `objects done truncated steps units max_units restarts bookkeeping`

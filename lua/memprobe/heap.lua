@@ -760,5 +760,7 @@ own[1], own[2], own[3], own[4], own[5], own[6], own[7], own[8] =
 -- snap:diff(older) on every snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]
 if meta and meta.__index then meta.__index.diff = M.diff end
+-- and snap:save(path, fmt)
+require "memprobe.save"
 
 return M

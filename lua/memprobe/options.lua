@@ -15,7 +15,7 @@ local kinds = {
     return type(v) == "number" and v >= 0 and v < math.huge
   end },
 }
-for _, t in ipairs({ "boolean", "string", "table", "function" }) do
+for _, t in ipairs({ "boolean", "string", "table", "function", "userdata" }) do
   kinds[t] = { t, function(v) return type(v) == t end }
 end
 
@@ -30,7 +30,7 @@ end
 -- @tparam string fname the function's name, as the caller knows it
 -- @param opts the option table, or nil
 -- @tparam table spec option name to a kind ("count", "number",
--- "boolean", "string", "table", "function") or to a set of allowed
+-- "boolean", "string", "table", "function", "userdata") or to a set of allowed
 -- strings (`{ caller = true, module = true }`)
 -- @tparam[opt] integer argn the argument's position (default 1)
 -- @tparam[opt] integer level the stack level to blame (default 3: the
