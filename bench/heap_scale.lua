@@ -5,6 +5,9 @@
 -- that starts a job counted as one), objects/s, the C bookkeeping per
 -- object at its peak, and the ratio of the total to a full
 -- collectgarbage("collect") of the same heap (the collector's own walk).
+-- For snapshot(), also without retained sizes (the walk alone) and the
+-- dominator pass on its own: its slices, its peak bookkeeping, and its
+-- cost against the walk's slices in the same run.
 -- Times are CPU time (os.clock), which a busy machine disturbs less than
 -- the wall clock. `make bench-scale` runs it for 1M and 10M objects on
 -- 5.4 and LuaJIT, one interpreter at a time. Run alone with:
@@ -84,18 +87,56 @@ row("modules()", dt, dt, nil, objects)
 t, w, p, o = sliced(function() return memprobe.modules{ max_ms = MS } end)
 row("modules{max_ms=2}", t, w, p, o)
 local snap
-dt, snap = whole(memprobe.snapshot)
+dt, snap = whole(function() return memprobe.snapshot{ retained = false } end)
 local book = snap:stats().bookkeeping
+snap:close()
+row("snapshot{retained=false}", dt, dt, book, objects)
+local walk_only = dt
+dt, snap = whole(memprobe.snapshot)
+book = snap:stats().bookkeeping
+local st = snap:stats()
 snap:close()
 row("snapshot()", dt, dt, book, objects)
 t, w, p, o = sliced(function() return memprobe.snapshot{ max_ms = MS } end)
 row("snapshot{max_ms=2}", t, w, p, o)
+
+-- The dominator pass of a sliced snapshot: the steps that start in one
+-- of its phases, against the steps of the walk before it, and the peak
+-- bookkeeping while it runs.
+local DOM = { dfs = true, preds = true, semi = true, idom = true, retain = true }
+local dom = { total = 0, worst = 0, steps = 0, peak = 0, walk = 0 }
+do
+  local t0 = clock()
+  local s = memprobe.snapshot{ max_ms = MS }
+  dom.walk = clock() - t0
+  while true do
+    local phase = s:stats().phase
+    local t1 = clock()
+    local done = s:step(MS)
+    local d = clock() - t1
+    if DOM[phase] or DOM[s:stats().phase] then
+      dom.total, dom.steps = dom.total + d, dom.steps + 1
+      if d > dom.worst then dom.worst = d end
+      dom.peak = math.max(dom.peak, core.heap_walk_buffers())
+    else
+      dom.walk = dom.walk + d
+    end
+    if done then break end
+  end
+  s:close()
+end
+row("dominators (in slices)", dom.total, dom.worst, dom.peak, objects)
 
 print(("%s, %d objects (%.0f MB), full collection %.3f s (%.2f M objects/s)")
   :format(jit and jit.version or _VERSION, objects, collectgarbage("count") / 1024,
     gc, objects / gc / 1e6))
 print(("first 100 KB malloc after the build: %.2f ms (the host's allocator)")
   :format(first_malloc * 1e3))
+print(("snapshot(): %d edges (%.2f per object), edge log %.1f B/object; "
+  .. "snapshot() %.2fx snapshot{retained=false}; dominators %.2fx the walk "
+  .. "(%d slices, longest %.2f ms)")
+  :format(st.edges, st.edges / objects, st.edge_bytes / objects, dt / walk_only,
+    dom.total / dom.walk, dom.steps, dom.worst * 1e3))
 print(("%-26s %11s %10s %12s %9s %7s"):format("call", "total", "longest", "objects/s",
   "book/obj", "/gc"))
 print(table.concat(lines, "\n"))

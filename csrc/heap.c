@@ -135,6 +135,8 @@ static int run_phase (walker *w) {
     case PH_WALK: return memprobe_run(w);
     case PH_SETTLE: return memprobe_settle(w);
     case PH_SORT: return memprobe_sort_protos(w);
+    case PH_DFS: case PH_PREDS: case PH_SEMI: case PH_IDOM: case PH_RETAIN:
+      return memprobe_dom_step(w);
     case PH_PASS2: return !s->t.rows || second_pass(w);
     case PH_TALLY: return (!s->t.rows && s->t.top < 0) || run_tally(w);
     case PH_OUTPUT: return s->t.rows || s->t.top < 0 || build_functions(w);
@@ -211,6 +213,7 @@ static void step (lua_State *L, int ud, double start, double ms,
     s->in_next = 0;
     s->started = 0;
     s->keysaved = 0;
+    s->e.run = 0;  /* the expansion's edges start over in a new run */
     s->restarts++;
     s->atomic = s->qhead == s->restarted && s->restarts > 1;
     s->restarted = s->qhead;
@@ -294,7 +297,9 @@ static void readopts (lua_State *L, snap *s, int o, double *ms,
   }
   lua_getfield(L, o, "rows");
   s->t.rows = lua_toboolean(L, -1);
-  lua_pop(L, 2);
+  lua_getfield(L, o, "edges");
+  s->e.on = lua_toboolean(L, -1);
+  lua_pop(L, 3);
 }
 
 /* The registry's tables by name: the names of the types of userdata
@@ -448,7 +453,8 @@ static int l_release (lua_State *L) {
       if (ms > 0 && memprobe_now() - start >= ms / 2000) break;
       work = 0;
     }
-    if (p2->seensize > 0) {  /* the per-record buffer first, from its end */
+    if (!memprobe_dom_release(s, RELEASE)) work += 8;  /* dominators */
+    else if (p2->seensize > 0) {  /* the per-record buffer first, from its end */
       size_t n = p2->seensize < RELEASE ? p2->seensize : RELEASE;
       p2->seensize -= n;
       memprobe_book_unmap(&s->book, (char *)p2->seen + p2->seensize, n);
@@ -456,8 +462,14 @@ static int l_release (lua_State *L) {
       work += 8;
     }
     else if (!memprobe_index_release(&s->book, &s->index)) work += 8;
+    else if (s->e.log.n > 0) {
+      memprobe_vec_pop_chunk(&s->book, &s->e.log, sizeof(mp_edge));
+      work++;
+    }
     else if (s->obj.n > 0) {
       memprobe_vec_pop_chunk(&s->book, &s->obj, sizeof(hobj));
+      if (s->e.off.n > 0)
+        memprobe_vec_pop_chunk(&s->book, &s->e.off, sizeof(uint32_t));
       work++;
     }
     else memprobe_snap_free(s);
@@ -476,21 +488,25 @@ static int l_tostring (lua_State *L) {
   return 1;
 }
 
-/* Sets field k of the table on top to v: an integer on 5.3+ when whole,
-** as sizes and counts are. */
-static void setnum (lua_State *L, const char *k, double v) {
+/* Pushes v: an integer on 5.3+ when whole, as sizes and counts are. */
+void memprobe_pushnum (lua_State *L, double v) {
 #if LUA_VERSION_NUM >= 503
   if (v == floor(v) && fabs(v) < 9007199254740992.0)
     lua_pushinteger(L, (lua_Integer)v);
   else
 #endif
     lua_pushnumber(L, v);
+}
+
+/* Sets field k of the table on top to v (memprobe_pushnum). */
+static void setnum (lua_State *L, const char *k, double v) {
+  memprobe_pushnum(L, v);
   lua_setfield(L, -2, k);
 }
 
 static const char *const phases[] = {
-  "model", "roots", "walk", "settle", "sort", "rows", "tally", "output",
-  "done"
+  "model", "roots", "walk", "settle", "sort", "dfs", "preds", "semi",
+  "idom", "retain", "rows", "tally", "output", "done"
 };
 
 /* snap:stats() -> { objects, done, truncated, steps, units, max_units,
@@ -506,6 +522,13 @@ static int l_stats (lua_State *L) {
   setnum(L, "restarts", s->restarts);
   setnum(L, "bookkeeping", book);
   setnum(L, "queued", s->qtail - s->qhead);
+  if (s->e.on) {  /* the edges, and the bytes of their log and offsets */
+    setnum(L, "edges", s->e.edges);
+    setnum(L, "edge_bytes", (double)s->e.log.n * sizeof(mp_edge) +
+                            (double)s->e.off.n * sizeof(uint32_t));
+    lua_pushboolean(L, s->e.full);
+    lua_setfield(L, -2, "edges_truncated");
+  }
   lua_pushstring(L, phases[s->phase]);
   lua_setfield(L, -2, "phase");
   lua_pushboolean(L, DONE(s));
@@ -519,6 +542,10 @@ static const char *const tnames[T_NTYPES] = {
   "nil", "boolean", "lightuserdata", "number", "string", "table",
   "function", "userdata", "thread", "proto", "cdata", "proto", "upvalue"
 };
+
+const char *memprobe_typename (int t) {
+  return tnames[t >= 0 && t < T_NTYPES ? t : 0];
+}
 
 /* edge.kind by E_*: E_UPVAL and E_UPIDX are both "upvalue" (a name or a
 ** number as key). */
@@ -559,9 +586,22 @@ void memprobe_pushedge (lua_State *L, const snap *s, int edge,
   }
 }
 
-/* Pushes the path of record r: its edges from the root, an array. */
+/* Pushes the path of record r: its edges from the root, an array. A
+** prototype has no referrer of its own (its parent field holds its
+** line): its path is one root edge that names it, "(proto src:line)". */
 void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r) {
   uint32_t chain[256], k = 0, i;
+  if (REC(s, r)->type == T_PROTO) {
+    lua_createtable(L, 1, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "root");
+    lua_setfield(L, -2, "kind");
+    lua_pushfstring(L, "(proto %s:%d)", memprobe_name_of(s, REC(s, r)->name),
+                    (int)REC(s, r)->parent);
+    lua_setfield(L, -2, "key");
+    lua_rawseti(L, -2, 1);
+    return;
+  }
   while (k < 256) {
     chain[k++] = r;
     if (REC(s, r)->parent == 0) break;
@@ -1104,6 +1144,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   lua_pop(L, 1);
   memprobe_open_model(L);
   memprobe_open_heapdiff(L);
+  memprobe_open_heapdom(L);
   memprobe_open_heapsnapshot(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);

@@ -29,7 +29,8 @@ enum { E_ROOT, E_FIELD, E_INDEX, E_NUMKEY, E_OBJKEY, E_KEY, E_MT, E_UPVAL,
 
 /* Record flags. F_HOST: an object the host shares between states
 ** (skynet's code cache), outside this state's heap; its own row. */
-enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8, F_HOST = 16 };
+enum { F_ROOT = 1, F_IGNORE = 2, F_SIZED = 4, F_NESTED = 8, F_HOST = 16,
+       F_EDGES = 32 };  /* F_EDGES: its out-edges are recorded */
 
 #define SHARED  (-1)        /* label of an object reached from two roots */
 
@@ -132,6 +133,12 @@ enum {
   PH_WALK,      /* the queue expanded until empty (memprobe_run) */
   PH_SETTLE,    /* index growths still under way finished */
   PH_SORT,      /* the prototypes sorted, nested ones marked */
+  PH_DFS,       /* dominators (heapdom.c), when edges were recorded: a
+                   depth-first numbering from the virtual root */
+  PH_PREDS,     /* the predecessors of each vertex, by number (CSR) */
+  PH_SEMI,      /* semidominators, in reverse preorder */
+  PH_IDOM,      /* immediate dominators, in preorder */
+  PH_RETAIN,    /* retained sizes, summed up the dominator tree */
   PH_PASS2,     /* modules(): each row's reach of shared objects */
   PH_TALLY,     /* the census or the row sums, a record per unit */
   PH_OUTPUT,    /* census: the functions table (Q_FUNCTIONS), an entry
@@ -163,6 +170,81 @@ typedef struct psort {
   uint32_t k;               /* next slot of tmp; in the marking, next proto */
   uint32_t outer;           /* filling: = count; marking: the enclosing one */
 } psort;
+
+/*
+** The edges the walk met (opts.edges): every reference from an object it
+** expanded to an object that has a record, the walk's own excluded, with
+** the kind (E_*) and argument the walk computed for it. They live in a
+** log of runs, one per record expanded, the run of its first complete
+** expansion (an ephemeron table's last one): a header { to = count,
+** kn = record } and then its edges, 8 bytes each. eoff holds a record's
+** header position, 0 for none (position 0 is a dummy). A run is
+** contiguous, so the log reads as CSR: out-edges of record r are
+** elog[eoff[r] + 1 .. eoff[r] + count]. Read it with memprobe_edges.
+*/
+typedef struct mp_edge {
+  uint32_t to;              /* the target's record */
+  uint32_t kn;              /* kind (E_*) in the low 4 bits, the edge's
+                               argument (hobj.name's meaning) above,
+                               saturated at EDGE_NAMEMAX */
+} mp_edge;
+#define EDGE_NAMEMAX  0x0fffffffu
+#define EDGE_MAX      0xfffffff0u  /* log positions (uint32) */
+
+typedef struct edgelog {
+  int on;                   /* recording */
+  int full;                 /* the log reached EDGE_MAX: edges are missing */
+  int eph;                  /* the head is an ephemeron table: its run is
+                               made again at each expansion */
+  uint32_t run;             /* the open run's header position, or 0 */
+  uint32_t head;            /* the record whose run is open */
+  double edges;             /* in the runs that records point to */
+  mp_vec log;               /* mp_edge */
+  mp_vec off;               /* uint32 per record: its header, or 0 */
+} edgelog;
+
+/*
+** The dominator tree of a snapshot (heapdom.c), over vertices 0 (the
+** virtual root above the roots) and r + 1 for record r. The working
+** arrays are indexed by preorder number (1 for the virtual root, 0 for
+** none); once it is done, num, idom and ret remain: num by vertex, idom
+** (a vertex) and ret (retained bytes) by number. TOPK records of largest
+** retained size are kept in order for retained(n).
+*/
+#define TOPK  1024
+enum { DA_NUM, DA_VERT, DA_PARENT, DA_SEMI, DA_LABEL, DA_IDOM, DA_PSTART,
+       DA_PRED, DA_STACK, DA_RET, DA_N };
+typedef struct domtree {
+  /* mapped arrays (zeroed pages), a[k] of size[k] bytes, by DA_*:
+  ** NUM     by vertex: preorder number
+  ** VERT    by number: the vertex
+  ** PARENT  by number: the DFS tree's parent; in PH_SEMI compressed into
+  **         the link-eval forest's ancestor
+  ** SEMI    by number: in PH_DFS the vertex's edge cursor, then its
+  **         semidominator
+  ** LABEL   by number: in PH_DFS the edges left, then eval's label
+  ** IDOM    by number: the immediate dominator's number; PH_RETAIN turns
+  **         it into a vertex
+  ** PSTART  by number: its first predecessor in PRED (CSR)
+  ** PRED    predecessors' numbers, grouped by target
+  ** STACK   the path an eval compresses
+  ** RET     by number: retained bytes (double) */
+  void *a[DA_N];
+  size_t size[DA_N];
+  uint32_t nv;              /* vertices: records + 1 */
+  uint32_t nr;              /* numbered: those reachable from the root */
+  uint32_t i, k;            /* the phase's cursors */
+  int sub;                  /* the phase's part */
+  int open;                 /* PH_PREDS: vertex i's own part is done */
+  uint32_t sp, x, p;        /* an eval under way (PH_SEMI) */
+  int ev;                   /* 0 none, 1 climbing, 2 compressing */
+  uint32_t top[TOPK];       /* vertices of largest retained, largest
+                               first once done */
+  uint32_t ntop;
+  int done;                 /* num, idom and ret are final */
+} domtree;
+#define DOM32(d, k)  ((uint32_t *)(d)->a[k])
+#define DOMRET(d)    ((double *)(d)->a[DA_RET])
 
 /* path(): the referrers of one object (opts.target), as the walk meets
 ** them. */
@@ -219,6 +301,9 @@ typedef struct snap {
   /* ephemeron tables (weak keys, 5.2+), expanded again at the end */
   int ephpass;              /* times they were queued again */
   uint32_t ephseen;         /* records when they last were */
+  /* --- every edge, when recorded, and the dominators over them --- */
+  edgelog e;
+  domtree d;
   /* --- the phases after the walk --- */
   psort sort;               /* PH_SORT */
   pass2 p2;                 /* PH_PASS2 */
@@ -234,6 +319,36 @@ typedef struct snap {
 } snap;
 
 #define REC(s, i)   MP_AT(&(s)->obj, (i), hobj)
+#define EDGE(s, i)  MP_AT(&(s)->e.log, (i), mp_edge)
+
+/*
+** The out-edges of record r, for the readers of a finished snapshot
+** (retained sizes, the exporters): returns how many, and in *first the
+** position of the first; the others follow it, so that
+**
+**   uint32_t i, n = memprobe_edges(s, r, &i);
+**   for (; n > 0; n--, i++) {
+**     const mp_edge *e = EDGE(s, i);
+**     ... e->to, MP_EDGE_KIND(e), MP_EDGE_NAME(e) ...
+**   }
+**
+** reads them in the order the walk met them. 0 for a record that has
+** none, or when the snapshot recorded no edges (s->e.on). The name reads
+** as hobj.name does for that kind (memprobe_pushedge shows both alike).
+** Edges from the virtual root are not in the log: the roots are the
+** records flagged F_ROOT.
+*/
+#define MP_EDGE_KIND(e)  ((int)((e)->kn & 15u))
+#define MP_EDGE_NAME(e)  ((e)->kn >> 4)
+static inline uint32_t memprobe_edges (const snap *s, uint32_t r,
+                                       uint32_t *first) {
+  uint32_t h;
+  *first = 0;
+  if (r >= s->e.off.n || (h = *MP_AT(&s->e.off, r, uint32_t)) == 0)
+    return 0;
+  *first = h + 1;
+  return EDGE(s, h)->to;
+}
 #define DONE(s)     ((s)->phase == PH_DONE)
 
 /*
@@ -385,6 +500,35 @@ MP_API uint32_t memprobe_intern (lua_State *L, snap *s, const char *str,
                                  size_t len);
 MP_API const char *memprobe_name_of (const snap *s, uint32_t name);
 
+/* heapdom.c: the dominator tree, over the recorded edges */
+MP_API int memprobe_dom_step (walker *w);
+MP_API void memprobe_dom_free (snap *s);
+MP_API int memprobe_dom_release (snap *s, size_t bytes);
+MP_API void memprobe_open_heapdom (lua_State *L);
+
+/*
+** For the readers of a finished snapshot whose dominators are known
+** (s->d.done): the immediate dominator of record r as a record + 1 (0:
+** the virtual root, so r is a root or shared between roots), or -1 when
+** no edge path from the roots reaches r (or none were computed); and the
+** bytes r retains: its own and those of every object it dominates, -1
+** when unknown.
+*/
+static inline int64_t memprobe_idom (const snap *s, uint32_t r) {
+  uint32_t i;
+  if (!s->d.done || r + 1 >= s->d.nv ||
+      (i = DOM32(&s->d, DA_NUM)[r + 1]) == 0)
+    return -1;
+  return (int64_t)DOM32(&s->d, DA_IDOM)[i];
+}
+static inline double memprobe_retained (const snap *s, uint32_t r) {
+  uint32_t i;
+  if (!s->d.done || r + 1 >= s->d.nv ||
+      (i = DOM32(&s->d, DA_NUM)[r + 1]) == 0)
+    return -1;
+  return DOMRET(&s->d)[i];
+}
+
 /* heapwalk.c: the walk */
 MP_API int memprobe_collectable (int t);
 MP_API const void *memprobe_ident (lua_State *L, int i, int t);
@@ -439,6 +583,7 @@ MP_API int memprobe_l_rows (lua_State *L);
 MP_API void memprobe_pushedge (lua_State *L, const snap *s, int edge,
                                uint32_t name, int data);
 MP_API void memprobe_pushpath (lua_State *L, const snap *s, uint32_t r);
+MP_API const char *memprobe_typename (int t);
 
 /* heapsnapshot.c: snap:save(path, "heapsnapshot"), as a job; the text of
 ** a record's path, as memprobe.heap joins them, into a buffer */
@@ -449,6 +594,7 @@ MP_API size_t memprobe_path_text (const snap *s, uint32_t r, char *buf,
 /* heap.c: for heapdiff.c, the diff of two snapshots as a job */
 MP_API snap *memprobe_checksnap (lua_State *L, int i);
 MP_API void memprobe_setnum (lua_State *L, const char *k, double v);
+MP_API void memprobe_pushnum (lua_State *L, double v);
 MP_API void memprobe_open_heapdiff (lua_State *L);
 
 #endif

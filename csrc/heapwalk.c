@@ -83,6 +83,9 @@ void memprobe_snap_free (snap *s) {
                       (size_t)(s->nroots + 1) * sizeof(double), 0);
   memprobe_book_alloc(b, s->reg, s->regcap * sizeof(*s->reg), 0);
   memprobe_vec_free(b, &s->obj, sizeof(hobj));
+  memprobe_vec_free(b, &s->e.log, sizeof(mp_edge));
+  memprobe_vec_free(b, &s->e.off, sizeof(uint32_t));
+  memprobe_dom_free(s);
   memprobe_index_free(b, &s->index);
   memprobe_vec_free(b, &s->proto, sizeof(pinfo));
   memprobe_index_free(b, &s->pindex);
@@ -142,6 +145,7 @@ uint32_t memprobe_newrec (lua_State *L, snap *s, const void *p, int type,
   memset(o, 0, sizeof(*o));
   o->p = p;
   o->type = (uint8_t)type;
+  if (s->e.on) *(uint32_t *)push(L, s, &s->e.off, sizeof(uint32_t)) = 0;
   if (indexed && !memprobe_index_put(&s->book, &s->index, slot, h, r,
                                      s->obj.n, rehash_obj, s))
     memprobe_nomem(L);
@@ -361,6 +365,53 @@ static void queue_pop (walker *w) {
   s->qhead++;
 }
 
+/*
+** The edge log (heap.h): a run opens when a record's expansion starts and
+** closes when it is complete, so that an expansion spread over steps
+** still makes one run; a restarted one (step() in heap.c) leaves its
+** run behind, unreferenced, and opens another.
+*/
+static void edges_open (lua_State *L, snap *s, uint32_t r) {
+  mp_edge *h;
+  if (s->e.log.n >= EDGE_MAX - 1) { s->e.full = 1; return; }
+  if (s->e.log.n == 0) {  /* position 0 stands for none */
+    h = (mp_edge *)push(L, s, &s->e.log, sizeof(mp_edge));
+    h->to = h->kn = 0;
+  }
+  h = (mp_edge *)push(L, s, &s->e.log, sizeof(mp_edge));
+  h->to = 0;
+  h->kn = r;
+  s->e.run = s->e.log.n - 1;
+  s->e.head = r;
+  s->e.eph = 0;
+}
+
+static void edges_close (snap *s) {
+  uint32_t r = s->e.head, *off = MP_AT(&s->e.off, r, uint32_t);
+  if (*off != 0) s->e.edges -= EDGE(s, *off)->to;  /* a run made again */
+  EDGE(s, s->e.run)->to = s->e.log.n - s->e.run - 1;
+  s->e.edges += EDGE(s, s->e.run)->to;
+  *off = s->e.run;
+  if (!s->e.eph) REC(s, r)->flags |= F_EDGES;
+  s->e.run = 0;
+}
+
+/* An edge of the open run: from its record (parent, + 1) to record to. */
+static void note_edge (lua_State *L, snap *s, uint32_t parent, uint32_t to,
+                       int edge, uint32_t name) {
+  mp_edge *e;
+  if (s->e.run == 0 || parent != s->e.head + 1) return;
+  if (s->e.log.n >= EDGE_MAX) { s->e.full = 1; return; }
+  if ((s->e.log.n & (MP_CHUNK - 1)) != 0) {  /* room in the last chunk */
+    e = MP_AT(&s->e.log, s->e.log.n, mp_edge);
+    s->e.log.n++;
+  }
+  else
+    e = (mp_edge *)push(L, s, &s->e.log, sizeof(mp_edge));
+  e->to = to;
+  e->kn = (uint32_t)edge | (name < EDGE_NAMEMAX ? name : EDGE_NAMEMAX) << 4;
+}
+
 static void note_referrer (snap *s, uint32_t parent, int edge,
                            uint32_t name) {
   referrers *f = &s->refs;
@@ -408,7 +459,9 @@ int64_t memprobe_discover (walker *w, int vi, int t, uint32_t parent,
   if (found >= 0) {
     int32_t nl;
     o = REC(s, found);
-    if (o->flags & (F_IGNORE | F_ROOT)) return found;
+    if (o->flags & F_IGNORE) return found;
+    note_edge(L, s, parent, (uint32_t)found, edge, name);
+    if (o->flags & F_ROOT) return found;
     nl = join(o->label, label);
     if (nl == o->label) return found;
     o->label = nl;
@@ -420,6 +473,7 @@ int64_t memprobe_discover (walker *w, int vi, int t, uint32_t parent,
     luaL_error(L, "heap walk: failing on purpose after %d objects",
                s->failafter);
   r = memprobe_newrec(L, s, p, t, 1, h, slot);
+  note_edge(L, s, parent, r, edge, name);
   o = REC(s, r);
   o->parent = parent;
   o->edge = (uint8_t)edge;
@@ -471,8 +525,13 @@ static int64_t reach (walker *w, int vi, uint32_t parent, int edge,
 ** own: a record with a size and a label, outside the queue. The walk
 ** joins the label; the second pass counts a shared one for the row. */
 static void part_walk (walker *w, uint32_t r, int32_t label) {
-  hobj *o = REC(w->s, r);
+  snap *s = w->s;
+  hobj *o = REC(s, r);
   o->label = join(o->label, label);
+  if (s->e.run != 0) {  /* from the function expanded now */
+    if (o->type == T_PROTO) note_edge(w->L, s, s->e.head + 1, r, E_PROTO, 0);
+    else note_edge(w->L, s, s->e.head + 1, r, o->edge, o->name);
+  }
 }
 
 static void part_row (walker *w, uint32_t r, int32_t label) {
@@ -687,6 +746,7 @@ static int expand_table (walker *w, int ti, uint32_t r, int32_t label) {
     s->started = 1;
   }
   if (weak == 1 && LUA_VERSION_NUM >= 502) {  /* an ephemeron table */
+    s->e.eph = 1;
     lua_rawgeti(L, w->W, Q_EPHEMERONS);
     lua_pushvalue(L, ti);
     lua_pushboolean(L, 1);
@@ -972,6 +1032,8 @@ int memprobe_run (walker *w) {
     }
     if (!memprobe_budget(w)) return 0;
     queue_head(w, &r, &label);
+    if (s->e.on && s->e.run == 0 && !(REC(s, r)->flags & F_EDGES))
+      edges_open(L, s, r);
     switch (lua_type(L, -1)) {
       case LUA_TTABLE: done = expand_table(w, base + 1, r, label); break;
       case LUA_TFUNCTION: expand_function(w, base + 1, r, label); break;
@@ -981,6 +1043,7 @@ int memprobe_run (walker *w) {
     }
     lua_settop(L, base);
     if (done) {
+      if (s->e.run != 0) edges_close(s);
       queue_pop(w);
       if (s->keysaved) {
         lua_pushnil(L);

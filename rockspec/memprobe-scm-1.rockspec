@@ -50,6 +50,7 @@ build = {
         "csrc/heap.c",
         "csrc/heapbook.c",
         "csrc/heapdiff.c",
+        "csrc/heapdom.c",
         "csrc/heapmodel.c",
         "csrc/heapsnapshot.c",
         "csrc/heapwalk.c",

@@ -57,6 +57,19 @@
 -- @function commands.heap
 -- @treturn string the table; data: `heap()`
 
+--- The objects that retain the most bytes: what a collection would free
+-- without each (a snapshot and its dominator tree, in slices).
+-- @function commands.retained
+-- @tparam[opt] integer N rows (default 15, at most 1024)
+-- @treturn string the table; data: `snap:retained(N)`
+
+--- What keeps an object alive: the object at a path, then its
+-- dominators up to a root (a snapshot, in slices).
+-- @function commands.who
+-- @tparam string path a path as snapshots show them
+-- (`package.loaded.quest.cache`)
+-- @treturn string the table; data: `snap:retainers(path)`
+
 --- Remembers the present (slab, Lua heap, modules) for `diff`.
 -- @function commands.mark
 -- @treturn string what was remembered

@@ -69,7 +69,27 @@
 
 --- The walk's own figures.
 -- @function Snapshot:stats
--- @treturn table `objects done truncated steps units max_units restarts bookkeeping`
+-- @treturn table `objects done truncated steps units max_units restarts
+-- bookkeeping phase queued`, and for a snapshot with retained sizes
+-- `edges edge_bytes edges_truncated`
+
+--- The objects that retain the most: each one's own bytes plus those of
+-- every object it dominates (reachable from the roots only through it),
+-- which a full collection frees once it is unreachable. The snapshot is
+-- finished and was taken with retained sizes (the default).
+-- @function Snapshot:retained
+-- @tparam[opt] integer n rows, 1..1024 (default 20)
+-- @treturn table rows `{ path, type, self, retained }`, largest retained
+-- first
+
+--- Who keeps an object alive: the chain of its dominators, from the object
+-- up to a root; cutting any one of them frees it.
+-- @function Snapshot:retainers
+-- @param x the object (a table, function, userdata or thread), or a
+-- path to it as the snapshot shows paths (`package.loaded.mod.cache`)
+-- @tparam[opt] integer n rows at most (default 64)
+-- @treturn ?table rows `{ path, type, self, retained }`, the object first;
+-- nil when the snapshot does not have it
 
 --- The census of the snapshot, as `heap()` gives it raw.
 -- @function Snapshot:census

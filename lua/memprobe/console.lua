@@ -341,6 +341,81 @@ def("heap", "census of the Lua heap by type", function(self)
   return format.columns({ "type", "count", "bytes" }, cells), h
 end)
 
+-- A snapshot with retained sizes as a job of the console's queue: its
+-- walk and dominator tree advance by step(ms); done, read(snap) makes
+-- the result and the snapshot goes (every waiting line reads the same).
+local DOM = { dfs = true, preds = true, semi = true, idom = true, retain = true }
+local SnapJob = {}
+SnapJob.__index = SnapJob
+
+local function snap_job(mp, ms, read)
+  return setmetatable({ snap = mp.snapshot{ max_ms = ms }, read = read,
+                        gc = collectgarbage("count") * 1024,
+                        what = "walking heap" }, SnapJob)
+end
+
+function SnapJob:step(ms)
+  if self.res ~= nil then return true end
+  if not self.snap:step(ms) then return false end
+  self.res = self.read(self.snap) or false
+  self.snap:close()
+  return true
+end
+
+function SnapJob:result() return self.res end
+
+function SnapJob:progress()
+  if self.res ~= nil then return 1, 1, 1 end
+  local st = self.snap:stats()
+  if DOM[st.phase] then
+    self.what = "retained sizes"  -- the walk is done: its objects are all
+    return st.objects, st.objects, 0.99
+  end
+  -- about 100 bytes an object, as heap jobs guess before their first
+  local total = math.max(self.gc / 100, st.objects * 1.01, 1)
+  return st.objects, total, st.objects / total
+end
+
+-- What read(snap) makes of a finished snapshot, at once or from a job
+-- (key) with budget_ms; nil and a progress line while it walks.
+local function snapped(self, key, read)
+  if not self.budget_ms then
+    local snap = self.mp.snapshot()
+    local r = read(snap)
+    snap:close()
+    return r or false
+  end
+  return pending(self, key, function(ms) return snap_job(self.mp, ms, read) end)
+end
+
+-- Rows { path, type, self, retained } as a table.
+local function retained_table(rows)
+  local cells = {}
+  for _, r in ipairs(rows) do
+    cells[#cells + 1] = { size(r.retained), size(r.self), r.type, shown(r.path, 100) }
+  end
+  return format.columns({ "retained", "self", "type", "path" }, cells)
+end
+
+def("retained", "[N]: the objects whose loss would free the most", function(self, n)
+  n = count(n, 15, "N", 1024)
+  local rows, walking = snapped(self, "retained " .. n, function(snap)
+    return snap:retained(n)
+  end)
+  if rows == nil then return walking, nil end
+  return retained_table(rows), rows
+end, 1)
+
+def("who", "<path>: what keeps it alive, its dominators up to a root", function(self, path)
+  if path == nil then return "usage: who <path>", nil end
+  local rows, walking = snapped(self, "who " .. path, function(snap)
+    return snap:retainers(path)
+  end)
+  if rows == nil then return walking, nil end
+  if not rows then return "not in the heap: " .. shown(path, 60), nil end
+  return retained_table(rows), rows
+end, 1)
+
 -- The modules rows the mark/diff pair compares: the stack holds the
 -- console's own call, the mark included.
 local function by_module(rows)

@@ -291,7 +291,8 @@ local function walk_opts(opts, target, tally, ms, started)
   return { max_objects = opts.max_objects, max_ms = ms,
            max_units = opts.max_units, fail_after = opts.fail_after,
            target = target, own = own, started = started,
-           census = tally and tally.census, rows = tally and tally.rows }
+           census = tally and tally.census, rows = tally and tally.rows,
+           edges = tally and tally.edges }
 end
 
 -- A snapshot's walk, whose roots are listed at once.
@@ -302,8 +303,11 @@ local function walk(opts)
   checkbudget("snapshot", opts)
   local roots, names = roots_of(false)
   thread_root(roots, names, false)
+  -- a snapshot records every edge, for its retained sizes, unless told
+  -- not to (docs/heap.md)
   return core.heap_snapshot(model_or_job(opts), roots,
-                            walk_opts(opts, nil, nil, opts.max_ms, started))
+                            walk_opts(opts, nil, { edges = opts.retained ~= false },
+                                      opts.max_ms, started))
 end
 
 -- Objects per byte of collectgarbage("count") in the last walk that
@@ -496,11 +500,24 @@ local function by_exclusive(a, b)
   return a.name < b.name
 end
 
+-- The bytes each label's roots retain (modules{retained = true}); an
+-- entry whose value an earlier root holds (an alias) retains nothing.
+local function retained_by_label(snap, roots, sl)
+  local by = {}
+  for _, root in ipairs(roots) do
+    local b, label = snap:_retained_of(root[1])
+    if b and label == root[3] then by[label] = (by[label] or 0) + b end
+    tick(sl)
+  end
+  return by
+end
+
 -- The rows of a finished walk labelled by root, ROWS labels at a time.
-local function modules_of(snap, names, roots, gc_bytes, sl)
+local function modules_of(snap, names, roots, gc_bytes, sl, retained)
   local loads = load_costs()
   local n = #names
   local out, total = array(n + 2), 0
+  local kept = retained and retained_by_label(snap, roots, sl)
   for first = 1, n, ROWS do
     local last = min(first + ROWS - 1, n)
     local rows = snap:rows(roots, first, last)
@@ -508,7 +525,8 @@ local function modules_of(snap, names, roots, gc_bytes, sl)
       local row, name = rows[label], names[label]
       out[#out + 1] = { name = name, exclusive = row.exclusive,
                         shared = row.shared, objects = row.objects,
-                        by_type = row.by_type, load = loads[name] }
+                        by_type = row.by_type, load = loads[name],
+                        retained = kept and (kept[label] or 0) or nil }
       total = total + row.exclusive
       tick(sl)
     end
@@ -537,13 +555,19 @@ end
 -- the `exclusive` column adds up to the census total. Code the host
 -- shares between states (skynet's code cache) is outside this state's
 -- heap: a row `(shared code)` whose bytes are all `shared`.
--- @tparam[opt] table opts `model`, `max_objects`; `max_ms` returns a job
--- @treturn table rows `{ name, exclusive, shared, objects, by_type, load }`
--- sorted by exclusive bytes; fields `total` and `gc_bytes`
+-- With `retained = true` each row also has `retained`: the bytes its
+-- entry dominates (docs/heap.md), which the walk pays for with every edge
+-- and the dominator tree.
+-- @tparam[opt] table opts `model`, `max_objects`, `retained`; `max_ms`
+-- returns a job
+-- @treturn table rows `{ name, exclusive, shared, objects, by_type, load,
+-- retained }` sorted by exclusive bytes; fields `total` and `gc_bytes`
 function M.modules(opts)
-  return start(opts, "modules", true, nil, { rows = true }, function(j, s, sl)
-    return modules_of(s, j.names, j.roots, j.gc_bytes, sl)
-  end)
+  local retained = opts and opts.retained
+  return start(opts, "modules", true, nil, { rows = true, edges = retained },
+    function(j, s, sl)
+      return modules_of(s, j.names, j.roots, j.gc_bytes, sl, retained)
+    end)
 end
 
 --- Starts a snapshot of the heap. Without budgets it walks the whole heap
@@ -754,12 +778,88 @@ function M.diff(newer, older, opts)
   return j.res
 end
 
+--- Retained sizes.
+-- @section retained
+
+-- The rows of the core's retained methods, with their paths joined.
+local function joined(rows)
+  if rows then
+    for _, r in ipairs(rows) do r.path = join(r.path) end
+  end
+  return rows
+end
+
+--- The objects that retain the most bytes: each one's own bytes and
+-- those of every object it dominates (reachable only through it), which
+-- a full collection frees once it is unreachable (docs/heap.md). The
+-- snapshot must be finished and taken with retained sizes (the default).
+-- @param snap a finished snapshot (`snap:retained(n)`)
+-- @tparam[opt] integer n rows, 1..1024 (default 20)
+-- @treturn table rows `{ path, type, self, retained }`, largest retained
+-- first
+function M.retained(snap, n)
+  if n ~= nil and (type(n) ~= "number" or n < 1 or n > 1024 or n % 1 ~= 0) then
+    error("bad argument #1 to 'retained' (n must be an integer in 1..1024)", 2)
+  end
+  return joined(snap:_retained(n or 20))
+end
+
+-- The record a path names: from the roots, the edges whose segments
+-- spell it, longest match first (a key may itself contain a dot).
+local function resolve(snap, path)
+  local function down(children, at)
+    local cands = {}
+    for _, c in ipairs(children) do
+      local seg = segment(c[2])
+      if path:sub(at, at + #seg - 1) == seg then cands[#cands + 1] = { c[1], #seg } end
+    end
+    sort(cands, function(a, b) return a[2] > b[2] end)
+    for _, c in ipairs(cands) do
+      local nxt = at + c[2]
+      if nxt > #path then return c[1] end
+      local r = down(snap:_children(c[1]), nxt)
+      if r then return r end
+    end
+  end
+  return down(snap:_children(), 1)
+end
+
+--- Who keeps an object alive: the chain of its dominators, from the
+-- object up to a root. Each one's removal would free the object.
+-- @param snap a finished snapshot (`snap:retainers(x, n)`)
+-- @param x the object (a table, function, userdata or thread), or a
+-- path to it as the snapshot shows paths (`package.loaded.mod.cache`)
+-- @tparam[opt] integer n rows at most (default 64)
+-- @treturn ?table rows `{ path, type, self, retained }`, the object
+-- first; nil when the snapshot does not have it
+function M.retainers(snap, x, n)
+  if n ~= nil and (type(n) ~= "number" or n < 1 or n % 1 ~= 0) then
+    error("bad argument #2 to 'retainers' (n must be a positive integer)", 2)
+  end
+  local t = type(x)
+  if t ~= "table" and t ~= "function" and t ~= "userdata" and t ~= "thread"
+    and t ~= "string" then
+    error(format("bad argument #1 to 'retainers' (object or path string expected, got %s)",
+      t), 2)
+  end
+  -- a path names a record (a number), which the core takes too
+  if t == "string" then
+    x = resolve(snap, x)
+    if x == nil then return nil end
+  end
+  return joined(snap:_retainers(x, n or 64))
+end
+
 own[1], own[2], own[3], own[4], own[5], own[6], own[7], own[8] =
   walk, M.heap, M.modules, M.snapshot, M.path, Job.step, advance, start
 
--- snap:diff(older) on every snapshot.
+-- snap:diff(older), snap:retained(n), snap:retainers(x, n) on every
+-- snapshot.
 local meta = debug.getregistry()["memprobe.Snapshot"]
-if meta and meta.__index then meta.__index.diff = M.diff end
+if meta and meta.__index then
+  meta.__index.diff, meta.__index.retained = M.diff, M.retained
+  meta.__index.retainers = M.retainers
+end
 -- and snap:save(path, fmt)
 require "memprobe.save"
 

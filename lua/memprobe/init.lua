@@ -70,8 +70,8 @@ local function with(extra)
 end
 local spec = {
   heap = with{ top = "count" },
-  modules = with{},
-  snapshot = with{},
+  modules = with{ retained = "boolean" },
+  snapshot = with{ retained = "boolean" },
   path = with{ max = "count" },
   calibrate = { live = "function" },
   report = { modules = "boolean", pid = "count" },
