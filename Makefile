@@ -298,10 +298,19 @@ valgrind: build testalloc
 
 fuzz-build: $(FUZZ_BINS)
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(SRCS) $(HDRS) | deps
+# The library is compiled once for all the fuzz targets (instrumented for
+# coverage, without libFuzzer's main), each target links it.
+FUZZ_OBJS := $(patsubst csrc/%.c,build/fuzz/obj/%.o,$(SRCS))
+.SECONDARY: $(FUZZ_OBJS)
+build/fuzz/obj/%.o: csrc/%.c $(HDRS) | deps
+	@mkdir -p $(@D)
+	$(CLANG) -O1 -g $(WARN) -fsanitize=fuzzer-no-link $(SAN) -I$(INC_5.4) -Icsrc \
+	  -c $< -o $@
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_OBJS) $(HDRS) | deps
 	@mkdir -p $(@D)
 	$(CLANG) -O1 -g $(WARN) -Wno-missing-prototypes -fsanitize=fuzzer $(SAN) \
-	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(SRCS) -o $@ -llua5.4
+	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(FUZZ_OBJS) -o $@ -llua5.4
 
 fuzz: $(FUZZ_BINS)
 	@sh tools/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
