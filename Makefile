@@ -87,12 +87,14 @@ all: build
 
 deps:
 	@sh tools/deps.sh $(if $(filter deps,$(DEPS_GOALS)),,-w) $(DEPS_PKGS)
-	@$(if $(filter-out demo,$(DEPS_GOALS)),$(MAKE) --no-print-directory memlab)
+	@$(if $(filter $(MEMLAB_GOALS),$(DEPS_GOALS)),$(MAKE) --no-print-directory memlab)
 
 # memlab, test-only: spec/26 loads the exported .heapsnapshot files with
 # it (tools/memlab/check.js). Installed from tools/memlab's lockfile into
 # build/memlab, without install scripts (no browser download).
+# (for the goals that run specs only: other targets build without it).
 MEMLAB := build/memlab/.installed
+MEMLAB_GOALS := test busted $(addprefix busted-,$(RUNTIMES)) asan asan-quick valgrind
 .PHONY: memlab
 memlab: $(MEMLAB)
 $(MEMLAB): tools/memlab/package.json tools/memlab/package-lock.json
