@@ -87,12 +87,14 @@ all: build
 
 deps:
 	@sh tools/deps.sh $(if $(filter deps,$(DEPS_GOALS)),,-w) $(DEPS_PKGS)
-	@$(if $(filter-out demo,$(DEPS_GOALS)),$(MAKE) --no-print-directory memlab)
+	@$(if $(filter $(MEMLAB_GOALS),$(DEPS_GOALS)),$(MAKE) --no-print-directory memlab)
 
 # memlab, test-only: spec/26 loads the exported .heapsnapshot files with
 # it (tools/memlab/check.js). Installed from tools/memlab's lockfile into
 # build/memlab, without install scripts (no browser download).
+# (for the goals that run specs only: other targets build without it).
 MEMLAB := build/memlab/.installed
+MEMLAB_GOALS := test busted $(addprefix busted-,$(RUNTIMES)) asan asan-quick valgrind
 .PHONY: memlab
 memlab: $(MEMLAB)
 $(MEMLAB): tools/memlab/package.json tools/memlab/package-lock.json
@@ -298,10 +300,19 @@ valgrind: build testalloc
 
 fuzz-build: $(FUZZ_BINS)
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(SRCS) $(HDRS) | deps
+# The library is compiled once for all the fuzz targets (instrumented for
+# coverage, without libFuzzer's main), each target links it.
+FUZZ_OBJS := $(patsubst csrc/%.c,build/fuzz/obj/%.o,$(SRCS))
+.SECONDARY: $(FUZZ_OBJS)
+build/fuzz/obj/%.o: csrc/%.c $(HDRS) | deps
+	@mkdir -p $(@D)
+	$(CLANG) -O1 -g $(WARN) -fsanitize=fuzzer-no-link $(SAN) -I$(INC_5.4) -Icsrc \
+	  -c $< -o $@
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_OBJS) $(HDRS) | deps
 	@mkdir -p $(@D)
 	$(CLANG) -O1 -g $(WARN) -Wno-missing-prototypes -fsanitize=fuzzer $(SAN) \
-	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(SRCS) -o $@ -llua5.4
+	  -I$(INC_5.4) -Icsrc -Ifuzz $< $(FUZZ_OBJS) -o $@ -llua5.4
 
 fuzz: $(FUZZ_BINS)
 	@sh tools/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BINS)

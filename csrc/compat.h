@@ -42,6 +42,9 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 #else
 #define mp_pushint(L, v)    lua_pushnumber(L, (lua_Number)(v))
 #endif
+/* t[k] = v for the table on top of the stack */
+#define mp_setint(L, k, v) \
+  do { mp_pushint(L, v); lua_setfield(L, -2, (k)); } while (0)
 
 /* 5.5's lua_newstate takes a seed for string hashing as well. */
 #if LUA_VERSION_NUM >= 505

@@ -293,16 +293,11 @@ static int puclayout (lua_State *L, int header) {
   }
   lua_pop(L, 1);
   lua_createtable(L, 0, 5);
-  mp_pushint(L, asize);
-  lua_setfield(L, -2, "asize");
-  mp_pushint(L, lsize);
-  lua_setfield(L, -2, "lsizenode");
-  mp_pushint(L, node);
-  lua_setfield(L, -2, "node");
-  mp_pushint(L, ras);
-  lua_setfield(L, -2, "ras");
-  mp_pushint(L, rasbit);
-  lua_setfield(L, -2, "rasbit");
+  mp_setint(L, "asize", asize);
+  mp_setint(L, "lsizenode", lsize);
+  mp_setint(L, "node", node);
+  mp_setint(L, "ras", ras);
+  mp_setint(L, "rasbit", rasbit);
   return 1;
 }
 #endif
@@ -339,12 +334,9 @@ static int tablayout (lua_State *L, int header) {
   lua_pop(L, 2);
   if (na == 1 && nh == 1 && nc == 1) {
     lua_createtable(L, 0, 3);
-    mp_pushint(L, colo);
-    lua_setfield(L, -2, "colo");
-    mp_pushint(L, asize);
-    lua_setfield(L, -2, "asize");
-    mp_pushint(L, hmask);
-    lua_setfield(L, -2, "hmask");
+    mp_setint(L, "colo", colo);
+    mp_setint(L, "asize", asize);
+    mp_setint(L, "hmask", hmask);
     return 1;
   }
   return 0;

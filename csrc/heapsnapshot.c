@@ -86,10 +86,13 @@ typedef struct writer {
   int phase, err, closed;
   int first;                /* the next item is its array's first */
   int pdone;                /* W_EDGES: the record's prototype edge is out */
+  int logged;               /* the snapshot recorded every edge: read from
+                               its log (heap.h), no index of our own */
   uint32_t n;               /* records of the snapshot, when started */
   uint32_t nnames;          /* its interned names, when started */
   uint32_t at;              /* the phase's next record or string */
-  uint32_t k;               /* W_EDGES: the next of the record's children */
+  uint32_t k, kend;         /* W_EDGES: the record's next edge (a child, or
+                               a log position) and its end */
   uint32_t nroots;          /* records the synthetic root points to */
   uint32_t nkids;           /* records with a referrer in the tree */
   double nedges;            /* edges in all */
@@ -301,32 +304,44 @@ static void segment (sbuf *b, const snap *s, int edge, uint32_t name) {
 /*
 ** The text of record r's shortest path (its chain of first referrers),
 ** as memprobe.heap's paths read, into buf (cap bytes, not terminated);
-** returns its length. A prototype, which has no path, is "source:line";
-** a chain deeper than MAXDEPTH shows its last MAXDEPTH edges after "...".
+** returns its length. A prototype, which has no path, is "(proto
+** source:line)"; a chain deeper than MAXDEPTH shows its last MAXDEPTH
+** edges after "...".
 */
+/* "(proto source:line)": a prototype's path, as memprobe_pushpath
+** names it (its parent field holds its line, not a referrer). */
+static void proto_text (sbuf *b, const snap *s, const hobj *o) {
+  const char *src = memprobe_name_of(s, o->name);
+  SADDS(b, "(proto ");
+  sadd(b, src, strlen(src));
+  SADDS(b, ":");
+  sint(b, o->parent);
+  SADDS(b, ")");
+}
+
 size_t memprobe_path_text (const snap *s, uint32_t r, char *buf, size_t cap) {
   uint32_t chain[MAXDEPTH], k = 0;
   sbuf b;
-  const hobj *o = REC(s, r);
   b.p = buf;
   b.n = 0;
   b.cap = cap;
-  if (o->type == T_PROTO) {
-    const char *src = memprobe_name_of(s, o->name);
-    sadd(&b, src, strlen(src));
-    SADDS(&b, ":");
-    sint(&b, o->parent);  /* a prototype's line, not a referrer */
+  if (REC(s, r)->type == T_PROTO) {
+    proto_text(&b, s, REC(s, r));
     return b.n;
   }
   for (;;) {
+    uint32_t p = REC(s, r)->parent;
     chain[k++] = r;
-    if (REC(s, r)->parent == 0) break;
+    if (p == 0 || p > s->obj.n) break;
+    if (REC(s, p - 1)->type == T_PROTO) {  /* not a referrer: its line */
+      proto_text(&b, s, REC(s, p - 1));
+      break;
+    }
     if (k == MAXDEPTH) { SADDS(&b, "..."); break; }
-    r = REC(s, r)->parent - 1;
+    r = p - 1;
   }
   while (k-- > 0) {
-    o = REC(s, chain[k]);
-    if (o->parent == 0 && o->edge != E_ROOT) { SADDS(&b, "?"); continue; }
+    const hobj *o = REC(s, chain[k]);
     segment(&b, s, o->edge, o->name);
   }
   return b.n;
@@ -363,16 +378,19 @@ static uint32_t kids_end (const writer *w, uint32_t r) {
   return r + 1 < w->n ? w->pos[r + 1] : w->nkids;
 }
 
+/* Record r's edges: those of its run in the snapshot's log, or its
+** children in the tree and its prototype. */
 static uint32_t edge_count (const writer *w, const snap *s, uint32_t r) {
+  uint32_t first;
+  if (w->logged) return memprobe_edges(s, r, &first);
   return kids_end(w, r) - w->pos[r] + (proto_of(s, r) ? 1 : 0);
 }
 
-/* The V8 edge type and name_or_index of the edge that reaches record c
-** from its first referrer (its edge kind and name). */
-static void edge_of (const hobj *c, double *type, double *name) {
-  uint32_t nm = c->name;
+/* The V8 edge type and name_or_index of an edge of kind E_* whose
+** argument is nm (as hobj.name holds it). */
+static void edge_of (int kind, uint32_t nm, double *type, double *name) {
   double named = nm ? (double)(FIXED + nm - 1) : (double)S_EMPTY;
-  switch (c->edge) {
+  switch (kind) {
     case E_ROOT: case E_FIELD:
       *type = V_PROPERTY; *name = named; return;
     case E_UPVAL: case E_LOCAL:
@@ -465,22 +483,47 @@ static void node (writer *w, const snap *s, uint32_t r) {
   if ((r & 15) == 15) w->buf[w->used++] = '\n';
 }
 
-/* An edge to record c of the kind that first reached it. */
-static void tree_edge (writer *w, const snap *s, uint32_t c) {
+/* An edge of kind E_* and argument nm to record c. */
+static void put_edge (writer *w, int kind, uint32_t nm, uint32_t c) {
   double v[3];
-  edge_of(REC(s, c), &v[0], &v[1]);
+  edge_of(kind, nm, &v[0], &v[1]);
   v[2] = ((double)c + 1) * NODE_FIELDS;
   putrow(w, v, 3, w->first);
   w->first = 0;
 }
 
+/* An edge to record c of the kind that first reached it. */
+static void tree_edge (writer *w, const snap *s, uint32_t c) {
+  const hobj *o = REC(s, c);
+  put_edge(w, o->edge, o->name, c);
+}
+
+/* Positions the edge cursor at the first edge of record r. */
+static void edges_from (writer *w, const snap *s, uint32_t r) {
+  w->pdone = 0;
+  if (r >= w->n) return;
+  if (w->logged) {
+    uint32_t n = memprobe_edges(s, r, &w->k);
+    w->kend = w->k + n;
+  }
+  else {
+    w->k = w->pos[r];
+    w->kend = kids_end(w, r);
+  }
+}
+
 /* One edge of record w->at (a child, then its prototype), or the move to
 ** the next record. */
 static void edge_unit (writer *w, const snap *s) {
-  uint32_t r = w->at, p = proto_of(s, r);
-  if (w->k < kids_end(w, r)) {
-    tree_edge(w, s, w->kids[w->k++]);
-    if ((w->k & 15) == 0) w->buf[w->used++] = '\n';
+  uint32_t r = w->at, p = w->logged ? 0 : proto_of(s, r);
+  if (w->k < w->kend) {
+    if (w->logged) {
+      const mp_edge *e = EDGE(s, w->k);
+      put_edge(w, MP_EDGE_KIND(e), MP_EDGE_NAME(e), e->to);
+    }
+    else
+      tree_edge(w, s, w->kids[w->k]);
+    if ((++w->k & 15) == 0) w->buf[w->used++] = '\n';
   }
   else if (p && !w->pdone) {
     double v[3];
@@ -491,11 +534,8 @@ static void edge_unit (writer *w, const snap *s) {
     w->first = 0;
     w->pdone = 1;
   }
-  else {
-    w->at++;
-    w->pdone = 0;
-    if (w->at < w->n) w->k = w->pos[w->at];
-  }
+  else
+    edges_from(w, s, ++w->at);
 }
 
 static const char *fixed_string (uint32_t i) {
@@ -535,9 +575,10 @@ static void index_unit (writer *w, const snap *s, uint32_t r) {
   uint32_t p;
   switch (w->phase) {
     case W_COUNT:
+      if (isroot(REC(s, r))) w->nroots++;
+      if (w->logged) { w->nedges += edge_count(w, s, r); break; }
       p = tree_parent(s, r);
       if (p) { w->pos[p - 1]++; w->nkids++; }
-      else if (isroot(REC(s, r))) w->nroots++;
       if (proto_of(s, r)) w->nedges++;
       break;
     case W_SUM:
@@ -564,15 +605,14 @@ static int release_unit (writer *w) {
   return 1;
 }
 
-/* Starts phase ph: its cursor at its start. */
-static void enter (writer *w, int ph) {
+/* Starts phase ph (the next one it needs: with the snapshot's log,
+** no index of its own): its cursor at its start. */
+static void enter (writer *w, const snap *s, int ph) {
+  while (w->logged && (ph == W_SUM || ph == W_FILL || ph == W_RELEASE)) ph++;
   w->phase = ph;
   w->at = 0;
   if (ph == W_ROOTEDGES) w->first = 1;  /* the edges array begins */
-  if (ph == W_EDGES) {
-    w->k = w->n > 0 ? w->pos[0] : 0;
-    w->pdone = 0;
-  }
+  if (ph == W_EDGES) edges_from(w, s, 0);
   if (ph == W_HEAD) w->nedges += w->nkids + w->nroots;
 }
 
@@ -676,7 +716,7 @@ static int l_step (lua_State *L) {
         w->fd = -1;
         if (w->err == 0) { w->phase = W_DONE; break; }
       }
-      enter(w, w->phase + 1);
+      enter(w, s, w->phase + 1);
     }
     w->units++;
     if ((++units % CHECK == 0 || w->phase == W_RELEASE) && deadline > 0 &&
@@ -756,13 +796,16 @@ static int l_writer (lua_State *L) {
   memcpy(w->path, path, plen + 1);
   w->n = s->obj.n;
   w->nnames = s->names.n;
+  w->logged = s->e.on;
   /* zeroed pages, mapped so that they go back a part at a time */
-  w->possize = w->kidsize = MP_PAGES(((size_t)w->n + 1) * 4);
-  w->pos = (uint32_t *)memprobe_book_map(&w->book, w->possize);
-  w->kids = (uint32_t *)memprobe_book_map(&w->book, w->kidsize);
-  if (w->pos == NULL) w->possize = 0;
-  if (w->kids == NULL) w->kidsize = 0;
-  if (w->pos == NULL || w->kids == NULL) {
+  w->possize = w->kidsize = w->logged ? 0 : MP_PAGES(((size_t)w->n + 1) * 4);
+  if (!w->logged) {
+    w->pos = (uint32_t *)memprobe_book_map(&w->book, w->possize);
+    w->kids = (uint32_t *)memprobe_book_map(&w->book, w->kidsize);
+    if (w->pos == NULL) w->possize = 0;
+    if (w->kids == NULL) w->kidsize = 0;
+  }
+  if (!w->logged && (w->pos == NULL || w->kids == NULL)) {
     writer_free(w);
     memprobe_nomem(L);
   }
@@ -772,7 +815,7 @@ static int l_writer (lua_State *L) {
                            err == EINVAL ? "not a regular file"
                                          : strerror(err));
   }
-  enter(w, W_COUNT);
+  enter(w, s, W_COUNT);
   return 1;
 }
 

@@ -895,31 +895,28 @@ static int l_reset (lua_State *L) {
   return 0;
 }
 
-static void set_num (lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, (lua_Number)v);
-  lua_setfield(L, -2, k);
-}
-
 /* p:info(): { rate, samples, dropped, pending, live_blocks, running,
 ** attached } (copied before the table is made). */
 static int l_info (lua_State *L) {
   mp_prof *p = check_prof(L);
-  double v[5];
+  double rate;
+  uint64_t v[4];
   int running, attached;
   settle(L, p);
-  v[0] = p->rate;
-  v[1] = (double)p->samples;
-  v[2] = (double)p->dropped;
-  v[3] = (double)p->npend;
-  v[4] = (double)p->nlive;
+  rate = p->rate;
+  v[0] = (uint64_t)p->samples;
+  v[1] = (uint64_t)p->dropped;
+  v[2] = (uint64_t)p->npend;
+  v[3] = (uint64_t)p->nlive;
   running = p->running;
   attached = p->t != NULL;
   lua_createtable(L, 0, 7);
-  set_num(L, "rate", v[0]);
-  set_num(L, "samples", v[1]);
-  set_num(L, "dropped", v[2]);
-  set_num(L, "pending", v[3]);
-  set_num(L, "live_blocks", v[4]);
+  lua_pushnumber(L, (lua_Number)rate);
+  lua_setfield(L, -2, "rate");
+  mp_setint(L, "samples", v[0]);
+  mp_setint(L, "dropped", v[1]);
+  mp_setint(L, "pending", v[2]);
+  mp_setint(L, "live_blocks", v[3]);
   lua_pushboolean(L, running);
   lua_setfield(L, -2, "running");
   lua_pushboolean(L, attached);

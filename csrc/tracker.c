@@ -596,11 +596,6 @@ static int l_tracker (lua_State *L) {
   return 1;
 }
 
-static void set_count (lua_State *L, const char *k, uint64_t v) {
-  mp_pushint(L, v);
-  lua_setfield(L, -2, k);
-}
-
 #if MP_OSIZE_TAGS
 static const char *const typename_[MP_NTAGS] = {
   "other", NULL, NULL, NULL, "string", "table", "function", "userdata",
@@ -626,20 +621,20 @@ static int l_stats (lua_State *L) {
   gc = (uint64_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
        (uint64_t)lua_gc(L, LUA_GCCOUNTB, 0);
   lua_createtable(L, 0, 14);
-  set_count(L, "live", s.live);
-  set_count(L, "gc", gc);
+  mp_setint(L, "live", s.live);
+  mp_setint(L, "gc", gc);
   /* what live holds that the collector does not count: 5.5's external
   ** strings and luaL_Buffer boxes in progress (negative when blocks made
   ** before track() that the collector never counted were freed since) */
   mp_pushint(L, (int64_t)s.live - (int64_t)gc);
   lua_setfield(L, -2, "uncounted");
-  set_count(L, "peak", s.peak);
-  set_count(L, "allocs", memprobe_allocs(&s));
-  set_count(L, "frees", s.frees);
-  set_count(L, "reallocs", s.reallocs);
-  set_count(L, "failed", s.failed);
+  mp_setint(L, "peak", s.peak);
+  mp_setint(L, "allocs", memprobe_allocs(&s));
+  mp_setint(L, "frees", s.frees);
+  mp_setint(L, "reallocs", s.reallocs);
+  mp_setint(L, "failed", s.failed);
   if (s.limit != SIZE_MAX)
-    set_count(L, "limit", s.limit);
+    mp_setint(L, "limit", s.limit);
   lua_newtable(L);
   for (i = 0; i < 64; i++)  /* class 64 (over 2^63 bytes) cannot occur */
     if (s.hist[i] != 0) {
@@ -653,8 +648,8 @@ static int l_stats (lua_State *L) {
   for (i = 0; i < MP_NTAGS; i++)
     if (s.type_n[i] != 0) {
       lua_createtable(L, 0, 2);
-      set_count(L, "allocs", s.type_n[i]);
-      set_count(L, "bytes", s.type_b[i]);
+      mp_setint(L, "allocs", s.type_n[i]);
+      mp_setint(L, "bytes", s.type_b[i]);
       lua_setfield(L, -2, typename_[i] != NULL ? typename_[i] : "other");
     }
   lua_setfield(L, -2, "by_type");

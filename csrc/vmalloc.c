@@ -210,23 +210,18 @@ static void set_str (lua_State *L, const char *k, const char *s, size_t n) {
   }
 }
 
-static void set_int (lua_State *L, const char *k, int64_t v) {
-  mp_pushint(L, v);
-  lua_setfield(L, -2, k);
-}
-
 static void push_area (summer *S, const mp_vmarea *a) {
   lua_State *L = S->L;
   const char *dash = memchr(a->addr, '-', a->alen);
   lua_createtable(L, 0, 9);
   set_str(L, "start", a->addr, (size_t)(dash - a->addr));
   set_str(L, "end", dash + 1, a->alen - (size_t)(dash + 1 - a->addr));
-  set_int(L, "virtual", a->size);
+  mp_setint(L, "virtual", a->size);
   set_str(L, "caller", a->caller, a->clen);
   set_str(L, "func", a->caller, a->flen);
   set_str(L, "module", a->module, a->mlen);
   if (a->pages >= 0)
-    set_int(L, "pages", a->pages);
+    mp_setint(L, "pages", a->pages);
   set_str(L, "phys", a->phys, a->plen);
   set_str(L, "kind", a->kind, strlen(a->kind));
   lua_pushboolean(L, (a->flags & (1u << MP_VM_IVPAGES)) != 0);
@@ -307,10 +302,10 @@ static int64_t pick (const agg *g, int sort) {
 }
 
 static void push_sums (lua_State *L, const agg *g, long pagesize) {
-  set_int(L, "count", g->count);
-  set_int(L, "virtual", g->size);
-  set_int(L, "pages", g->pages);
-  set_int(L, "bytes", memprobe_bytes(g->pages, pagesize));
+  mp_setint(L, "count", g->count);
+  mp_setint(L, "virtual", g->size);
+  mp_setint(L, "pages", g->pages);
+  mp_setint(L, "bytes", memprobe_bytes(g->pages, pagesize));
 }
 
 /* Pushes arr sorted as an array of tables, at most top of them. */
@@ -421,12 +416,12 @@ MP_READER(l_vmallocinfo) {
   lua_createtable(L, 0, 6);
   t = lua_gettop(L);
   lua_createtable(L, 0, 6);
-  set_int(L, "count", S.count);
-  set_int(L, "virtual", S.size);
-  set_int(L, "pages", S.pages);
-  set_int(L, "bytes", memprobe_bytes(S.pages, c->pagesize));
-  set_int(L, "vmalloc_pages", S.vmalloc_pages);
-  set_int(L, "vmalloc_bytes", memprobe_bytes(S.vmalloc_pages, c->pagesize));
+  mp_setint(L, "count", S.count);
+  mp_setint(L, "virtual", S.size);
+  mp_setint(L, "pages", S.pages);
+  mp_setint(L, "bytes", memprobe_bytes(S.pages, c->pagesize));
+  mp_setint(L, "vmalloc_pages", S.vmalloc_pages);
+  mp_setint(L, "vmalloc_bytes", memprobe_bytes(S.vmalloc_pages, c->pagesize));
   lua_setfield(L, t, "totals");
   lua_createtable(L, 0, (int)S.nkind);
   for (i = 0; i < S.nkind; i++) {
@@ -591,10 +586,10 @@ MP_READER(l_allocinfo) {
     if (o.top >= 0 && (lua_Integer)i >= o.top)
       continue;
     lua_createtable(L, 0, 7);
-    set_int(L, "bytes", s->bytes);
-    set_int(L, "calls", s->calls);
+    mp_setint(L, "bytes", s->bytes);
+    mp_setint(L, "calls", s->calls);
     set_str(L, "file", s->file, s->flen);
-    set_int(L, "line", s->line);
+    mp_setint(L, "line", s->line);
     set_str(L, "module", s->module, s->mlen);
     set_str(L, "func", s->func, s->fnlen);
     if (s->accurate >= 0) {
@@ -605,9 +600,9 @@ MP_READER(l_allocinfo) {
   }
   lua_setfield(L, -2, "sites");
   lua_createtable(L, 0, 3);
-  set_int(L, "bytes", bytes);
-  set_int(L, "calls", calls);
-  set_int(L, "sites", (int64_t)k.n);
+  mp_setint(L, "bytes", bytes);
+  mp_setint(L, "calls", calls);
+  mp_setint(L, "sites", (int64_t)k.n);
   lua_setfield(L, -2, "totals");
   if (skipped > 0) {
     mp_pushint(L, skipped);

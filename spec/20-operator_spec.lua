@@ -9,15 +9,7 @@ local decode = H.json_decode
 
 -- Runs Lua code in a child interpreter with this tree's modules: what it
 -- prints, then "exit N".
-local function child(code)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(code)
-  f:close()
-  local out = H.lua(path)
-  os.remove(path)
-  return out
-end
+local child = H.chunk
 
 -- The 6.18 fixture's slabinfo, parsed here: { name, active_objs, size }.
 local function fixture_slabs()

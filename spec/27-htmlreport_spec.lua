@@ -46,7 +46,7 @@ describe("snap:save(path, 'html')", function()
     assert.is_nil(page:find("<link", 1, true))
     assert.is_nil(page:find(" src=", 1, true))
     assert.is_truthy(page:find("<title>spec report</title>", 1, true))
-    for _, id in ipairs{ "treemap", "retainers", "modules", "grew", "grown" } do
+    for _, id in ipairs{ "treemap", "retainers", "modules", "grew", "growmap", "grown" } do
       assert.is_truthy(page:find('id="' .. id .. '"', 1, true), id)
     end
     assert.is_truthy(page:find("package.loaded.spec_inventory.items", 1, true))
@@ -66,6 +66,10 @@ describe("snap:save(path, 'html')", function()
     assert.is_truthy(a, "no box for spec_inventory")
     assert.is_truthy(b, "no box for spec_sessions")
     assert.is_true(a < b)
+    -- what grew, as boxes: the path where the entries were added
+    local grow = dom:match('<div class="map grow" id="growmap">(.-)<h3')
+    assert.is_truthy(grow, "no map of what grew")
+    assert.is_truthy(grow:find("package.loaded.spec_inventory.items[*]", 1, true), grow)
     -- the grown table, by the entries it gained
     local grown = dom:match('<table id="grown">(.-)</table>')
     assert.is_truthy(grown)

@@ -95,6 +95,12 @@ describe("memprobe.profile()", function()
     leak(20000)
     assert.are.equal(n, p:info().samples)
     assert.is_false(p:info().running)
+    -- counts are integers on 5.3+, not floats such as 12.0
+    if math.type then
+      for _, k in ipairs{ "samples", "dropped", "pending", "live_blocks" } do
+        assert.are.equal("integer", math.type(p:info()[k]), k)
+      end
+    end
     keep = nil
     H.settle_gc()
     -- LuaJIT may keep a table or two alive from a stale stack slot

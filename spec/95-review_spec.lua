@@ -5,13 +5,7 @@ local H = require "spec.helper"
 -- Runs code in a child interpreter (under `timeout`, so that a hang
 -- fails instead of stopping the suite); its output and "exit N".
 local function child(code)
-  local f = os.tmpname()
-  local h = assert(io.open(f, "w"))
-  h:write(code)
-  h:close()
-  local out = H.lua("'" .. f .. "'", "timeout 60")
-  os.remove(f)
-  return out
+  return H.chunk(code, "timeout 60")
 end
 
 describe("a diff job", function()
@@ -193,13 +187,15 @@ describe("the profiler's live view", function()
   ]]
   local work = assert((loadstring or load)(WORK, "=shrinkwork"))
 
-  local function work_live(p)
+  -- The live bytes a profile charges to WORK's lines.
+  local WORK_LIVE = [[
     local sum = 0
-    for _, r in ipairs(p:top(1000, "live")) do
+    for _, r in ipairs((...):top(1000, "live")) do
       if r.site:match("^shrinkwork:") then sum = sum + r.bytes end
     end
     return sum
-  end
+  ]]
+  local work_live = assert((loadstring or load)(WORK_LIVE, "=work_live"))
 
   -- In a fresh interpreter: on LuaJIT, after other specs have run in the
   -- same process, the VM allocates blocks of its own (64 KiB) while the
@@ -208,13 +204,7 @@ describe("the profiler's live view", function()
     local out = child([[
       local memprobe = require "memprobe"
       local work = assert((loadstring or load)(]] .. ("%q"):format(WORK) .. [[, "=shrinkwork"))
-      local function work_live(p)
-        local sum = 0
-        for _, r in ipairs(p:top(1000, "live")) do
-          if r.site:match("^shrinkwork:") then sum = sum + r.bytes end
-        end
-        return sum
-      end
+      local work_live = assert((loadstring or load)(]] .. ("%q"):format(WORK_LIVE) .. [[))
       local p = memprobe.profile{ rate = 8192, seed = 3 }
       local box = { work(20000) }
       p:stop()

@@ -202,6 +202,18 @@ function H.lua(args, wrapper)
   return out
 end
 
+--- H.lua on a chunk of Lua code (written to a temporary file): what it
+-- printed, then "exit N".
+function H.chunk(code, wrapper)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(code)
+  f:close()
+  local out = H.lua("'" .. path .. "'", wrapper)
+  os.remove(path)
+  return out
+end
+
 --- Runs fn in a fork of this interpreter (memprobe_testalloc's fork, or
 -- LuaJIT's FFI); returns its exit status (0 when fn returned a true
 -- value), or nil when neither is there.

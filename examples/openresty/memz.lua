@@ -8,7 +8,7 @@
 -- request never holds the worker for a whole walk. /memz answers with
 -- the progress at once; with &wait=1 it waits (ngx.sleep, which lets the
 -- worker serve other requests) until the answer is ready. /ticks shows
--- the timer's longest step.
+-- the timer's longest step and how many steps took over twice the budget.
 --
 --   init_worker_by_lua_block { require("memz").init_worker() }
 --   content_by_lua_block { require("memz").memz() }
@@ -25,7 +25,7 @@ local WAIT = 30       -- seconds a &wait=1 request waits at most
 
 local console       -- this worker's, made at init_worker (or on first use)
 local answers = {}  -- line -> the answer the console's reply gave
-local stats = { ticks = 0, walking = 0, longest = 0 }
+local stats = { ticks = 0, walking = 0, longest = 0, over = 0 }
 
 local function new_console()
   return memprobe.console.new{
@@ -44,6 +44,7 @@ local function tick(premature)
   stats.ticks = stats.ticks + 1
   if not idle then stats.walking = stats.walking + 1 end
   if ms > stats.longest then stats.longest = ms end
+  if ms > 2 * BUDGET_MS then stats.over = stats.over + 1 end
 end
 
 --- Installs the allocator tracker in this worker, makes its console (the
@@ -82,10 +83,11 @@ function M.memz()
   ngx.say(text)
 end
 
---- /ticks: the timer's ticks so far, those with a job, the longest step.
+--- /ticks: the timer's ticks so far, those with a job, the longest step
+-- and the steps over twice the budget.
 function M.ticks()
-  ngx.say(("ticks %d  walking %d  longest step %.2f ms of a %d ms budget")
-    :format(stats.ticks, stats.walking, stats.longest, BUDGET_MS))
+  ngx.say(("ticks %d  walking %d  longest step %.2f ms of a %d ms budget  over twice %d")
+    :format(stats.ticks, stats.walking, stats.longest, BUDGET_MS, stats.over))
 end
 
 --- /metrics: the figures, the process and Lua series labelled with the

@@ -763,18 +763,14 @@ waiting = function(self, line)
   self.waiting[#self.waiting + 1] = line
 end
 
--- Answers through self.reply the waiting lines whose jobs are done; each
--- finished job serves every line that waited for it, then goes.
-replay = function(self)
-  local lines = self.waiting
-  self.waiting = {}
-  self.replaying = true
-  local answers = {}
-  for _, line in ipairs(lines) do
+-- The answers of the waiting lines whose jobs are done, into answers;
+-- the lines still waiting into still.
+local function answer_waiting(self, still, answers)
+  for _, line in ipairs(self.waiting) do
     self.walking = nil
     local ok, text = pcall(answer, self, line)
     if self.walking then
-      self.waiting[#self.waiting + 1] = line
+      still[#still + 1] = line
     else
       if not (ok and type(text) == "string") then
         local ok2, msg = pcall(oneline, text)
@@ -783,11 +779,41 @@ replay = function(self)
       answers[#answers + 1] = { line, text }
     end
   end
+end
+
+-- Answers through self.reply the waiting lines whose jobs are done; each
+-- finished job serves every line that waited for it, then goes. When the
+-- heap is at its cap and that fails, nothing changes: the lines and their
+-- jobs wait for the next tick.
+replay = function(self)
+  local still, answers = {}, {}
+  self.replaying = true
+  local ok = pcall(answer_waiting, self, still, answers)
   self.replaying = nil
+  if not ok then return end
+  self.waiting = still
   for key, e in pairs(self.jobs) do
     if e.finished then self.jobs[key] = nil end
   end
   for _, a in ipairs(answers) do pcall(self.reply, a[1], a[2]) end
+end
+
+-- The answer to a line, remembered for replay when it started a job that
+-- it waits for: ok, text, data as pcall returns them. All of it runs
+-- protected: at the heap's cap even setting a field can allocate (a new
+-- key makes the table grow), and the error must not reach the host.
+local function serve(self, line)
+  local console = type(self) == "table" and self or {}
+  console.walking = nil
+  local ok, text, data = pcall(answer, self, line)
+  if console.walking then waiting(console, line) end
+  return ok, text, data
+end
+
+local function served(self, line)
+  local ok, ok1, text, data = pcall(serve, self, line)
+  if not ok then return false, ok1 end
+  return ok1, text, data
 end
 
 --- Runs one line typed by an operator.
@@ -796,10 +822,7 @@ end
 -- so `return console:run(line)` hands a reply function a string
 function Console:run(line)
   if limit_off(self, line) then return "limit off" end
-  local console = type(self) == "table" and self or {}
-  console.walking = nil
-  local ok, text = pcall(answer, self, line)
-  if console.walking then waiting(console, line) end
+  local ok, text = served(self, line)
   if ok and type(text) == "string" then return text end
   local ok2, msg = pcall(oneline, text)
   return ok2 and msg or "failed: not enough memory"
@@ -812,10 +835,7 @@ local LIMIT_OFF = { limit = false }  -- made once: 'limit off' may run at the ca
 -- @treturn ?table the figures, or nil and the text (a hint or an error)
 function Console:data(line)
   if limit_off(self, line) then return LIMIT_OFF end
-  local console = type(self) == "table" and self or {}
-  console.walking = nil
-  local ok, text, data = pcall(answer, self, line)
-  if console.walking then waiting(console, line) end
+  local ok, text, data = served(self, line)
   if not ok then
     local ok2, msg = pcall(oneline, text)
     return nil, ok2 and msg or "failed: not enough memory"
@@ -833,7 +853,9 @@ end
 -- @tparam[opt] number ms the budget of this tick (default `budget_ms`)
 -- @treturn boolean true when no job is left
 function Console:step(ms)
-  if advance(self, ms or self.budget_ms or 2) and self.reply then replay(self) end
+  -- at the heap's cap the replay's own tables may fail: the host's tick
+  -- goes on, and the lines wait for the next one
+  if advance(self, ms or self.budget_ms or 2) and self.reply then pcall(replay, self) end
   return #self.queue == 0
 end
 

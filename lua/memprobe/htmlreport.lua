@@ -64,7 +64,7 @@ function M.gather(snap, opts)
   opts = opts or {}
   local top = opts.top or 20
   local census = snap:census(top)
-  local rows = opts.modules or require("memprobe").modules()
+  local rows = opts.modules or require("memprobe").modules{ retained = true }
   local largest, kind = {}, "self"
   if type(snap.retained) == "function" then
     kind = "retained"
@@ -128,10 +128,12 @@ local function items_of(m)
   return items
 end
 
-local function box(out, r, style, label, tip)
+-- A rectangle of a map of w x h, placed in percentages of it.
+local function box(out, r, style, label, tip, w, h)
+  w, h = w or WIDTH, h or HEIGHT
   out[#out + 1] = ('<div class="%s" style="left:%.2f%%;top:%.2f%%;width:%.2f%%;' ..
     'height:%.2f%%;%s" title="%s">%s</div>'):format(style.class,
-    r.x * 100 / WIDTH, r.y * 100 / HEIGHT, r.w * 100 / WIDTH, r.h * 100 / HEIGHT,
+    r.x * 100 / w, r.y * 100 / h, r.w * 100 / w, r.h * 100 / h,
     style.css, esc(tip), label)
 end
 
@@ -190,9 +192,29 @@ end
 local function bytes_cell(n) return { floor(n or 0), size(n) } end
 local function count_cell(n) return { floor(n or 0), tostring(floor(n or 0)) } end
 
+-- What was added, as a treemap of the path patterns (the largest top).
+local function growmap_html(d, top, out)
+  local items = {}
+  for i = 1, math.min(top, #d.added) do
+    local g = d.added[i]
+    items[i] = { name = g.path, bytes = g.bytes, count = g.count }
+  end
+  out[#out + 1] = '<div class="map grow" id="growmap">'
+  for _, r in ipairs(treemap.layout(items, 0, 0, WIDTH, HEIGHT / 2)) do
+    local it = r.item
+    box(out, r, { class = "mod", css = ("background:hsl(%d,60%%,45%%)"):format(hue(it.name)) },
+      (r.w > 60 and r.h > 14) and ('<span class="name">%s</span> <span class="sz">+%s</span>')
+        :format(esc(it.name), size(it.bytes)) or "",
+      ("%s: +%s in %d objects"):format(it.name, size(it.bytes), it.count), WIDTH, HEIGHT / 2)
+  end
+  out[#out + 1] = "</div>"
+end
+
 local function diff_html(d, top, out)
   out[#out + 1] = ('<h2 id="grew">What grew</h2><p class="note">added %s, freed %s ' ..
-    'since the older snapshot</p>'):format(size(d.added_bytes), size(d.freed_bytes))
+    'since the older snapshot; each box is a path where objects were added, as ' ..
+    'large as their bytes</p>'):format(size(d.added_bytes), size(d.freed_bytes))
+  if #d.added > 0 then growmap_html(d, top, out) end
   local rows = {}
   for i = 1, math.min(top, #d.added) do
     local g = d.added[i]
@@ -223,6 +245,7 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 6px}
 h3{font-size:14px;margin:14px 0 4px}.note{color:#666;margin:2px 0 8px}
 .map{position:relative;width:100%;max-width:1160px;aspect-ratio:1160/520;
 background:#ddd;border:1px solid #999;overflow:hidden}
+.map.grow{aspect-ratio:1160/260;max-width:1160px}
 .mod,.kid{position:absolute;box-sizing:border-box;overflow:hidden;
 white-space:nowrap;text-overflow:ellipsis}
 .mod{border:1px solid #fff;color:#fff;padding:1px 4px;font-weight:600;font-size:13px}
