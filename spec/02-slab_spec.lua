@@ -195,7 +195,11 @@ describe("memprobe.slabinfo()", function()
     if not H.is_root() then pending("needs root: /proc/slabinfo is 0400") return end
     if not H.run("command -v slabtop") then pending("procps slabtop not installed") return end
     local ok, why
-    for _ = 1, 5 do  -- caches move between the two reads; try a few times
+    -- caches move between the two reads: try a few times for the same
+    -- sizes; on a busy machine the last tries allow what two reads a
+    -- moment apart differ by (8 KiB of 19 MB seen), a tenth of a percent
+    for try = 1, 10 do
+      local slack = try > 5 and 0.001 or 0
       local out = H.run("slabtop -o -s c")
       local s = assert(memprobe.slabinfo{ sort = "c", top = 10 })
       local theirs = {}
@@ -209,7 +213,7 @@ describe("memprobe.slabinfo()", function()
       for i = 1, 10 do
         if not ok then break end
         local a, b = s.caches[i], theirs[i]
-        if a.size ~= b.size then
+        if math.abs(a.size - b.size) > slack * b.size then
           ok, why = false, ("#%d: %s %d vs slabtop %s %d"):format(i, a.name, a.size, b.name, b.size)
         end
       end
@@ -218,7 +222,7 @@ describe("memprobe.slabinfo()", function()
         local count = {}
         for i = 1, 10 do count[theirs[i].size] = (count[theirs[i].size] or 0) + 1 end
         for i = 1, 9 do
-          if count[theirs[i].size] == 1 then
+          if count[theirs[i].size] == 1 and s.caches[i].size == theirs[i].size then
             assert.are.equal(theirs[i].name, s.caches[i].name)
           end
         end

@@ -352,8 +352,10 @@ describe("a walk against a hostile program", function()
     ]])
     local longest, steps, rows, same = out:match("(%S+)%s+(%S+)%s+(%S+)%s+(%S+)")
     -- before: the call that started the job took 270 ms (the roots,
-    -- sorted in Lua) and its last step 420 ms (70000 rows, sorted)
-    assert.is_true(tonumber(longest) < 40, out)
+    -- sorted in Lua) and its last step 420 ms (70000 rows, sorted); the
+    -- sanitized build is several times slower (56.6 ms seen under ASan)
+    local slow = (H.asan or H.valgrind) and 4 or 1
+    assert.is_true(tonumber(longest) < 40 * slow, out)
     assert.is_true(tonumber(steps) > 100, out)
     assert.is_true(tonumber(rows) > 70000, out)
     assert.are.equal("true", same, out)

@@ -87,9 +87,16 @@ describe("snap:diff(older, {max_ms})", function()
     local t0 = clock()
     local whole = s2:diff(s1)
     local unsliced = (clock() - t0) * 1000
-    local n, worst = run_job(s2:diff(s1, { max_ms = 2 }), 2)
     assert.is_true(whole.added[1].count >= 150000)
-    -- before: the whole diff in one call (unsliced ms here)
+    -- before: the whole diff in one call (unsliced ms here). The worst
+    -- slice is 2.05-2.25 ms in alike runs; a loaded machine stretched one
+    -- to 9 ms once, so the job gets three tries: a diff whose slices are
+    -- too long fails all three
+    local n, worst
+    for _ = 1, 3 do
+      n, worst = run_job(s2:diff(s1, { max_ms = 2 }), 2)
+      if worst < 4 + 2 then break end
+    end
     assert.is_true(worst < 4 + 2, ("worst slice %.1f ms of %d, unsliced %.1f ms")
       :format(worst, n, unsliced))
     s1:close()

@@ -4,15 +4,7 @@ local before_globals = H.globals()
 local memprobe = require "memprobe"
 
 -- Collects until the heap stops shrinking.
-local function full_gc()
-  local prev
-  for _ = 1, 30 do
-    collectgarbage("collect")
-    local c = collectgarbage("count")
-    if c == prev then return end
-    prev = c
-  end
-end
+local function full_gc() H.settle_gc(30) end
 
 local function row_of(rows, name)
   for _, r in ipairs(rows) do if r.name == name then return r end end
