@@ -232,45 +232,24 @@ describe("snap:retained() and snap:retainers()", function()
     sliced:close()
   end)
 
+  -- In an interpreter of its own (spec/fixtures/retained/finalizers.lua),
+  -- whose small heap lets a collector that never pauses go through whole
+  -- cycles inside the steps (as spec/93 does for the readers).
   it("keeps working when a finalizer calls memprobe during a step", function()
-    package.loaded[NAME] = plant()
-    full_gc()
-    local quiet = memprobe.snapshot()
-    local want = retained_of(quiet, planted().pair)
-    local done_snap = memprobe.snapshot{ retained = true }
-    local s = memprobe.snapshot{ max_units = 500 }
-    local calls, busy, inner = 0, 0, 0
-    local function fin()
-      calls = calls + 1
-      -- the snapshot in its step refuses; others answer
-      local ok, err = pcall(s.retained, s, 3)
-      if not ok and tostring(err):find("busy", 1, true) then busy = busy + 1 end
-      if #done_snap:retained(3) == 3 then inner = inner + 1 end
+    local out = H.lua("spec/fixtures/retained/finalizers.lua")
+    local calls, busy, inner, nested, want, got = out:match(
+      "calls (%d+) busy (%d+) inner (%d+) nested (%d+) want (%d+) got (%d+)")
+    assert.is_truthy(calls, out)
+    assert.matches("exit 0\n$", out)
+    -- what the finalizers did changed nothing in the snapshot they hit
+    assert.are.equal(want, got)
+    -- finalizers ran inside the steps, where the stepped snapshot refused
+    -- (busy) and the others answered, on 5.1, 5.3, 5.4 and 5.5; on 5.2
+    -- and LuaJIT none ran inside a step in this case (1 and 0 of 879 seen)
+    if H.rt ~= "5.2" and H.rt ~= "jit" then
+      assert.is_true(tonumber(busy) > 0 and tonumber(inner) >= tonumber(busy), out)
+      assert.are.equal("3", nested)
     end
-    local newproxy = newproxy -- luacheck: ignore 113
-    H.gc_tune(50, 400)
-    local ok, err = pcall(function()
-      while true do
-        for _ = 1, 4 do
-          if newproxy then
-            getmetatable(newproxy(true)).__gc = fin
-          else
-            setmetatable({}, { __gc = fin })
-          end
-        end
-        for _ = 1, 20 do local _ = { 1, 2, 3 } end
-        if s:step(nil, 500) then break end
-      end
-    end)
-    H.gc_tune(200, 200)
-    full_gc()
-    assert.is_true(ok, err)
-    assert.is_true(calls > 0, "finalizers ran")
-    assert.is_true(inner > 0)
-    assert.are.equal(want, retained_of(s, planted().pair))
-    quiet:close()
-    done_snap:close()
-    s:close()
   end)
 
   it("gives each modules() row the bytes its entry dominates: its exclusive bytes", function()
