@@ -712,8 +712,10 @@ static int l_step (lua_State *L) {
     if (!room(w)) break;
     if (!unit(w, s)) {
       if (w->phase == W_TAIL) {
-        if (flush(w) == 0 && close(w->fd) != 0) w->err = errno;
+        int fd = w->fd;
+        flush(w);
         w->fd = -1;
+        if (close(fd) != 0 && w->err == 0) w->err = errno;
         if (w->err == 0) { w->phase = W_DONE; break; }
       }
       enter(w, s, w->phase + 1);
@@ -734,11 +736,14 @@ static int l_step (lua_State *L) {
 }
 
 /* w:progress() -> bytes written, units done, units in all (estimated:
-** three passes of the index, a node, an edge and a name per record). */
+** without the log, three passes of an index and its release; a count, a
+** node, a move to its edges and a name per record, a unit per 16 in the
+** search for the roots, a unit per edge and per string). */
 static int l_progress (lua_State *L) {
   writer *w = (writer *)luaL_checkudata(L, 1, WRITER_MT);
-  double total = 6.0 * w->n + w->nnames + FIXED + w->nedges + 4 +
-                 2.0 * (double)MP_PAGES(((size_t)w->n + 1) * 4) / RELEASE;
+  double n = w->n, index = w->logged ? 0 : 3.0 * n +
+    2.0 * (double)MP_PAGES(((size_t)w->n + 1) * 4) / RELEASE;
+  double total = index + 4.0 * n + n / 16 + w->nedges + w->nnames + FIXED + 4;
   lua_pushnumber(L, w->bytes + (double)w->used);
   lua_pushnumber(L, w->units);
   lua_pushnumber(L, w->units > total ? w->units : total);
