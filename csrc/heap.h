@@ -236,6 +236,7 @@ typedef struct domtree {
   uint32_t i, k;            /* the phase's cursors */
   int sub;                  /* the phase's part */
   int open;                 /* PH_PREDS: vertex i's own part is done */
+  uint32_t tick;            /* items since the last unit (tick()) */
   uint32_t sp, x, p;        /* an eval under way (PH_SEMI) */
   int ev;                   /* 0 none, 1 climbing, 2 compressing */
   uint32_t top[TOPK];       /* vertices of largest retained, largest

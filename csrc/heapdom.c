@@ -44,6 +44,14 @@
 
 #define PIECE     (1u << 20)  /* bytes unmapped per unit */
 #define SCAN      256         /* records the root scan passes per unit */
+#define UNIT      4           /* edges per unit: a few ns each, where a
+                                 table entry of the walk costs tens */
+
+
+/* A unit of the walker's budget every UNIT calls; 0 when it is spent. */
+static int tick (walker *w) {
+  return (++w->s->d.tick & (UNIT - 1)) != 0 || memprobe_budget(w);
+}
 
 
 /* Maps array k of n elements of elsize bytes (zeroed). */
@@ -122,7 +130,7 @@ static int dom_dfs (walker *w) {
   left = DOM32(d, DA_LABEL);
   while (d->i != 0) {
     uint32_t c = d->i, to;
-    if (!memprobe_budget(w)) return 0;
+    if (!tick(w)) return 0;
     if (vert[c] == 0) {  /* the virtual root: the next root record */
       uint32_t r = cur[c], end = s->obj.n - r > SCAN ? r + SCAN : s->obj.n;
       while (r < end && !(REC(s, r)->flags & F_ROOT)) r++;
@@ -161,7 +169,7 @@ static int dom_dfs (walker *w) {
                                          &first_); \
     for (; (d)->k < n_; (d)->k++) { \
       uint32_t to_ = EDGE((w)->s, first_ + (d)->k)->to + 1, tn; \
-      if (!memprobe_budget(w)) return 0; \
+      if (!tick(w)) return 0; \
       if ((tn = DOM32(d, DA_NUM)[to_]) == 0) continue; \
       body; \
     } \
@@ -291,7 +299,7 @@ static int dom_semi (walker *w) {
     }
     for (; d->k < ps[i + 1]; d->k++) {
       uint32_t u;
-      if (d->ev == 0 && !memprobe_budget(w)) return 0;
+      if (d->ev == 0 && !tick(w)) return 0;
       if (!eval(w, pred[d->k], &u)) return 0;
       if (semi[u] < semi[i]) semi[i] = semi[u];
     }
@@ -308,21 +316,22 @@ static int dom_idom (walker *w) {
   if (d->i < 2) d->i = 2;
   for (; d->i <= d->nr; d->i++) {
     uint32_t i = d->i;
-    if (!memprobe_budget(w)) return 0;
+    if (!tick(w)) return 0;
     while (idom[i] > semi[i]) {
       idom[i] = idom[idom[i]];
-      if (!memprobe_budget(w)) return 0;
+      if (!tick(w)) return 0;
     }
   }
   return 1;
 }
 
-/* Whether number a retains more than number b (ties: the lower number,
-** nearer the roots, first). */
+/* Whether vertex a retains more than vertex b (ties: the higher number
+** first, so that in PH_RETAIN, which offers them from the last number
+** down, a tie never displaces one kept). */
 static int more (const double *ret, const uint32_t *num, uint32_t a,
                  uint32_t b) {
   double x = ret[num[a]], y = ret[num[b]];
-  return x != y ? x > y : num[a] < num[b];
+  return x != y ? x > y : num[a] > num[b];
 }
 
 /* The top list is a min-heap of vertices while it fills: its root is

@@ -311,11 +311,13 @@ describe("snap:retained() and snap:retainers()", function()
     assert.matches("N must be", (c:call("retained", { "2000" })))
     local b = console.new{ budget_ms = 2 }
     assert.matches("%d+%%", (b:call("who", { path })))
-    local clock = memprobe.clock
+    -- CPU time: a busy machine's preemption does not count; sanitized
+    -- code runs several times slower
+    local slow = (H.asan or H.valgrind) and 4 or 1
     for _ = 1, 10000 do
-      local t0 = clock()
+      local t0 = os.clock()
       b:step(2)
-      assert.is_true(clock() - t0 < (H.asan and 0.02 or 0.01))
+      assert.is_true(os.clock() - t0 < 0.01 * slow)
       rows = select(2, b:call("who", { path }))
       if rows then break end
     end
