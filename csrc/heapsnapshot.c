@@ -39,7 +39,7 @@
 
 #define WRITER_MT "memprobe.HeapSnapshotWriter"
 #define OUTBUF    65536     /* bytes written to the file at a time */
-#define ROOM      2048      /* room a unit may need in the buffer */
+#define ROOM      4096      /* room a unit may need in the buffer */
 #define CHECK     256       /* units between two clock reads */
 #define MAXDEPTH  256       /* edges of a path kept, from the object up */
 #define RELEASE   65536     /* bytes of the index a unit gives back, the
@@ -305,8 +305,8 @@ static void segment (sbuf *b, const snap *s, int edge, uint32_t name) {
 ** The text of record r's shortest path (its chain of first referrers),
 ** as memprobe.heap's paths read, into buf (cap bytes, not terminated);
 ** returns its length. A prototype, which has no path, is "(proto
-** source:line)"; a chain deeper than MAXDEPTH shows its last MAXDEPTH
-** edges after "...".
+** source:line)"; a path longer than cap, or deeper than MAXDEPTH edges,
+** shows the edges of its end that fit after "...".
 */
 /* "(proto source:line)": a prototype's path, as memprobe_pushpath
 ** names it (its parent field holds its line, not a referrer). */
@@ -320,8 +320,12 @@ static void proto_text (sbuf *b, const snap *s, const hobj *o) {
 }
 
 size_t memprobe_path_text (const snap *s, uint32_t r, char *buf, size_t cap) {
-  uint32_t chain[MAXDEPTH], k = 0;
-  sbuf b;
+  uint32_t chain[MAXDEPTH], k = 0, keep, i;
+  const hobj *top = NULL;   /* a prototype above the chain, if any */
+  int cut = 0;              /* the chain stops short of its root */
+  size_t total = 0;
+  char seg[NAMEMAX + 32];
+  sbuf b, t;
   b.p = buf;
   b.n = 0;
   b.cap = cap;
@@ -334,14 +338,26 @@ size_t memprobe_path_text (const snap *s, uint32_t r, char *buf, size_t cap) {
     chain[k++] = r;
     if (p == 0 || p > s->obj.n) break;
     if (REC(s, p - 1)->type == T_PROTO) {  /* not a referrer: its line */
-      proto_text(&b, s, REC(s, p - 1));
+      top = REC(s, p - 1);
       break;
     }
-    if (k == MAXDEPTH) { SADDS(&b, "..."); break; }
+    if (k == MAXDEPTH) { cut = 1; break; }
     r = p - 1;
   }
-  while (k-- > 0) {
-    const hobj *o = REC(s, chain[k]);
+  /* the edges that fit, from the object up: a long path keeps its end */
+  t.p = seg;
+  t.cap = sizeof(seg);
+  for (keep = 0; keep < k; keep++) {
+    const hobj *o = REC(s, chain[keep]);
+    t.n = 0;
+    segment(&t, s, o->edge, o->name);
+    if (cap < 3 || total + t.n > cap - 3) { cut = 1; top = NULL; break; }
+    total += t.n;
+  }
+  if (top != NULL) proto_text(&b, s, top);
+  else if (cut) SADDS(&b, "...");
+  for (i = keep; i-- > 0;) {
+    const hobj *o = REC(s, chain[i]);
     segment(&b, s, o->edge, o->name);
   }
   return b.n;
@@ -554,7 +570,7 @@ static const char *fixed_string (uint32_t i) {
 
 /* The name of record r's node: its type, a space, its path. */
 static void node_name (writer *w, const snap *s, uint32_t r) {
-  char text[ROOM / 8];
+  char text[ROOM / 8];      /* escaped, at most 6 bytes a byte: < ROOM */
   const char *t = tnames[REC(s, r)->type];
   size_t n = strlen(t);
   memcpy(text, t, n);
@@ -712,8 +728,10 @@ static int l_step (lua_State *L) {
     if (!room(w)) break;
     if (!unit(w, s)) {
       if (w->phase == W_TAIL) {
-        if (flush(w) == 0 && close(w->fd) != 0) w->err = errno;
+        int fd = w->fd;
+        flush(w);
         w->fd = -1;
+        if (close(fd) != 0 && w->err == 0) w->err = errno;
         if (w->err == 0) { w->phase = W_DONE; break; }
       }
       enter(w, s, w->phase + 1);
@@ -734,11 +752,14 @@ static int l_step (lua_State *L) {
 }
 
 /* w:progress() -> bytes written, units done, units in all (estimated:
-** three passes of the index, a node, an edge and a name per record). */
+** without the log, three passes of an index and its release; a count, a
+** node, a move to its edges and a name per record, a unit per 16 in the
+** search for the roots, a unit per edge and per string). */
 static int l_progress (lua_State *L) {
   writer *w = (writer *)luaL_checkudata(L, 1, WRITER_MT);
-  double total = 6.0 * w->n + w->nnames + FIXED + w->nedges + 4 +
-                 2.0 * (double)MP_PAGES(((size_t)w->n + 1) * 4) / RELEASE;
+  double n = w->n, index = w->logged ? 0 : 3.0 * n +
+    2.0 * (double)MP_PAGES(((size_t)w->n + 1) * 4) / RELEASE;
+  double total = index + 4.0 * n + n / 16 + w->nedges + w->nnames + FIXED + 4;
   lua_pushnumber(L, w->bytes + (double)w->used);
   lua_pushnumber(L, w->units);
   lua_pushnumber(L, w->units > total ? w->units : total);

@@ -127,6 +127,36 @@ describe("snap:save(path, 'heapsnapshot')", function()
     assert.are.equal("internal", names.metatable)
   end)
 
+  it("writes any key as valid JSON, and the end of a long path", function()
+    local odd = "\255q\"\1\\\226\130\172"   -- not UTF-8, a quote, a control byte, a euro sign
+    local deep = {}
+    local t = deep
+    for _ = 1, 300 do t.next = {} t = t.next end
+    package.loaded.planted_odd = { [odd] = { 1 }, deep = deep }
+    local s = memprobe.snapshot()
+    local path = dir .. "/odd.heapsnapshot"
+    assert.is_true(s:save(path, "heapsnapshot"))
+    s:close()
+    package.loaded.planted_odd = nil
+    local d = decode(path)
+    -- the byte that is not UTF-8 reads as its Latin-1 code point, the rest as they are
+    local want = "\195\191q\"\1\\\226\130\172"
+    local found
+    for _, str in ipairs(d.strings) do if str == want then found = true end end
+    assert.is_true(found, "no edge name for the odd key")
+    assert.is_truthy(find_node(d, 'table package.loaded.planted_odd["' .. want .. '"]'))
+    -- a name holds at most 512 bytes: a longer path keeps its end
+    local longest = 0
+    for _, str in ipairs(d.strings) do
+      assert(#str <= 512, #str)
+      if str:find("^table %.%.%.%.next") and str:find("%.next$") then
+        local _, edges = str:gsub("%.next", "")
+        longest = math.max(longest, edges)
+      end
+    end
+    assert.is_true(longest >= 90 and longest <= 102, longest)
+  end)
+
   it("is loaded by memlab, which finds the same nodes, edges and bytes", function()
     if not have_memlab() then pending("memlab is not installed (make memlab)") return end
     local path = dir .. "/b.heapsnapshot"
