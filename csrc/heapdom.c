@@ -29,10 +29,10 @@
 ** - PH_RETAIN sums sizes up the tree in reverse preorder (a dominator's
 **   number is below those it dominates) and keeps the TOPK largest.
 **
-** O(m log n) time, usually near linear. Each phase advances a vertex, an
-** edge or a few eval links per unit of the walker's budget, and keeps its
-** cursors (and an eval's half-compressed path) in the snapshot, so that a
-** step stops anywhere. The arrays are mapped outside the Lua heap and
+** O(m log n) time, usually near linear. Each phase advances a vertex,
+** UNIT edges or 32 eval links per unit of the walker's budget, and keeps
+** its cursors (and an eval's half-compressed path) in the snapshot, so
+** that a step stops anywhere. The arrays are mapped outside the Lua heap and
 ** counted in the snapshot's bookkeeping; the working ones are unmapped a
 ** piece per unit once the tree is known, leaving NUM, IDOM and RET.
 */
