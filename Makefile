@@ -286,7 +286,7 @@ valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC)
 # The plain builds serve the C panic host and nginx (examples/openresty),
 # which run outside the sanitizer.
 asan-quick: build testalloc $(call asan_build,5.4)
-	@$(call asan_run,5.4,)
+	@BUSTED_ENV='$(ASAN_ENV)' sh tools/busted-all.sh asan-5.4=$(LUA_5.4)=$(call busted_of,5.4)
 
 asan: build testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \

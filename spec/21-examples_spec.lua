@@ -1,3 +1,4 @@
+-- tools/busted-all.sh runs this file alone: it times its own steps.
 local H = require "spec.helper"
 
 -- A copy of what examples/openresty/run.sh needs, in a new directory of

@@ -1,3 +1,4 @@
+-- tools/busted-all.sh runs this file alone: it times its own steps.
 -- memprobe inside a real skynet node (built by `make skynet`), driven
 -- through skynet's own debug console over TCP. The node runs the tracked
 -- service spec/skynet/probe.lua; a node under valgrind kills one.

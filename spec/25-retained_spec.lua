@@ -1,3 +1,4 @@
+-- tools/busted-all.sh runs this file alone: it times its own steps.
 -- Retained sizes: the dominator tree of a snapshot, checked against the
 -- bytes a full collection frees when an object's only reference is cut.
 local H = require "spec.helper"
