@@ -1,6 +1,6 @@
 -- The heap walk with many roots: N package.loaded entries (70000 by
 -- default), each a small table, walked by modules{max_ms = 2} and
--- heap{max_ms = 2} in slices of 2 ms, warm (the size model measured
+-- heap{max_ms = 2} and snapshot{max_ms = 2} in slices of 2 ms, warm (the size model measured
 -- first). Prints the call that starts the job, the longest step and the
 -- total, CPU time. Run with:
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/5.4/?.so' \
@@ -32,10 +32,11 @@ local function sliced(name, start)
   end
   print(("%-20s first call %7.2f ms, longest step %7.2f ms, %5d steps, total %7.1f ms")
     :format(name, first * 1e3, worst * 1e3, steps, total * 1e3))
-  return job:result()
+  return job.result and job:result()
 end
 
 print(("%s, %d package.loaded entries"):format(jit and jit.version or _VERSION, n))
 local rows = sliced("modules{max_ms=2}", function() return memprobe.modules{ max_ms = MS } end)
 assert(#rows >= n, "a row per entry")
 sliced("heap{max_ms=2}", function() return memprobe.heap{ max_ms = MS } end)
+sliced("snapshot{max_ms=2}", function() return memprobe.snapshot{ max_ms = MS } end)

@@ -86,16 +86,31 @@ static int await_model (walker *w) {
   return done;
 }
 
+static void ignore (walker *w, int vi);
+
 /*
 ** The second phase: every root of Q_ROOTS ({ value, name, label } each)
 ** registered, one per unit, before anything is expanded, so that no root
-** is first reached as another root's object. Returns 1 when done.
+** is first reached as another root's object. Q_ROOTS may hold instead a
+** function that lists them in slices: called with the step's deadline
+** (memprobe.clock() seconds; nil for none), it returns nil when the time
+** ran out first, and the roots once they are all listed. Returns 1 when
+** done.
 */
 static int add_roots (walker *w) {
   lua_State *L = w->L;
   snap *s = w->s;
   int n;
   lua_rawgeti(L, w->W, Q_ROOTS);
+  if (lua_isfunction(L, -1)) {  /* the lister: called until it has them */
+    if (!memprobe_budget(w)) { lua_pop(L, 1); return 0; }
+    if (w->deadline > 0) lua_pushnumber(L, w->deadline); else lua_pushnil(L);
+    lua_call(L, 1, 1);  /* in the lister's place: what it returned */
+    if (!lua_istable(L, -1)) { lua_pop(L, 1); return 0; }  /* time ran out */
+    ignore(w, -1);  /* the walk's own, like a table given at the start */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, w->W, Q_ROOTS);
+  }
   n = (int)mp_rawlen(L, -1);
   for (; s->nextroot <= (uint32_t)n; s->nextroot++) {
     lua_Integer label;
@@ -334,7 +349,9 @@ units]])`, `stats()`, `census([top])`, `rows(roots)`, `referrers()`,
 @function heap_snapshot
 @local
 @param model the size model (a table, or the job measuring it)
-@tparam table roots array of `{ value, name, label }`
+@tparam table|function roots array of `{ value, name, label }`, or a
+function that lists them in the first steps: called with a deadline
+(`clock()` seconds, or nil), it returns nil until it returns the array
 @tparam table opts `max_objects`, `max_ms`, `max_units`, `target`, `own`
 (functions whose frames on the walking thread are not roots), `started`
 (a `clock()` reading the first slice counts from)
@@ -396,7 +413,7 @@ int memprobe_l_snapshot (lua_State *L) {
   snap *s;
   int ud;
   if (!mp_testudata(L, 1, MODELJOB_MT)) luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isfunction(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   s = snap_new(L);

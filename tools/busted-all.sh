@@ -65,10 +65,10 @@ report() {
   printf '%-40s %4d passed %3d failed %3d pending %6.1f s\n' "$2" "$4" $(($5 + $6)) "$7" "$8"
   if [ $(($5 + $6)) -gt 0 ]; then
     cat "$3"
-    awk -v rt="$1" '/^(Failure|Error) \342\206\222 /{n=6; print "-- " rt ":"}
+    awk -v rt="$1" '/^(Failure|Error) (\342\206\222|->) /{n=6; print "-- " rt ":"}
                     n > 0 {print; n--}' "$3" >>"$work/recap"
   elif [ "$7" -gt 0 ]; then
-    awk '/^Pending \342\206\222 /{n=3} n > 0 {print "    " $0; n--}' "$3"
+    awk '/^Pending (\342\206\222|->) /{n=3} n > 0 {print "    " $0; n--}' "$3"
   fi
 }
 pass=0 fail=0 i=0

@@ -56,7 +56,10 @@ M.profile = function(opts) return require("memprobe.profile").new(opts) end
 -- a precise profile to put back at its end (docs/profile.md).
 if jit then require "memprobe.profile" end
 -- memprobe.heap loads on first use: `require "memprobe"` stays light.
+-- Its functions get the clock of the public call, so that the first
+-- slice of a budgeted call counts that load too.
 local function heap() return require "memprobe.heap" end
+local clock = core.clock
 local check = require("memprobe.options").check
 
 -- The options each heap function knows (one list per function).
@@ -85,7 +88,8 @@ local spec = {
 -- @treturn table `{ by_type, userdata, functions, largest, total, objects,
 -- gc_bytes, unexplained }`
 M.heap = function(opts)
-  return heap().heap(check("heap", opts, spec.heap))
+  local started = clock()
+  return heap().heap(check("heap", opts, spec.heap), started)
 end
 
 --- Live bytes per `package.loaded` entry: rows `{ name, exclusive, shared,
@@ -94,7 +98,8 @@ end
 -- @tparam[opt] table opts `model`, `max_objects`
 -- @treturn table the rows, largest `exclusive` first
 M.modules = function(opts)
-  return heap().modules(check("modules", opts, spec.modules))
+  local started = clock()
+  return heap().modules(check("modules", opts, spec.modules), started)
 end
 
 --- A snapshot of the heap, whole or in slices (`max_ms`, `max_units`);
@@ -103,7 +108,8 @@ end
 -- @tparam[opt] table opts `max_ms`, `max_units`, `max_objects`, `model`
 -- @treturn Snapshot the snapshot (complete unless sliced: `snap:step()`)
 M.snapshot = function(opts)
-  return heap().snapshot(check("snapshot", opts, spec.snapshot))
+  local started = clock()
+  return heap().snapshot(check("snapshot", opts, spec.snapshot), started)
 end
 
 --- The shortest readable reference paths to an object; see `memprobe.heap`.
@@ -112,7 +118,8 @@ end
 -- @tparam[opt] table opts `max` paths (default 5), `model`
 -- @treturn {string,...} the paths, shortest first
 M.path = function(obj, opts)
-  return heap().path(obj, check("path", opts, spec.path, 2))
+  local started = clock()
+  return heap().path(obj, check("path", opts, spec.path, 2), started)
 end
 
 --- Measures the size model of the running VM; see `memprobe.heap`.
