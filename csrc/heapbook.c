@@ -25,10 +25,9 @@
 #define PREP     8192   /* bytes of the new table an insertion clears */
 #define BIG      (1u << 18)  /* index tables mapped from this size on */
 #define UNMAP    (1u << 16)  /* bytes of a retired one an insertion unmaps */
-#define MAPPED   (1u << 16)  /* blocks mapped from this size on */
 
 /*
-** Blocks of MAPPED bytes and more are mapped, never taken from the host's
+** Blocks of MP_MAPPED bytes and more are mapped, never taken from the host's
 ** malloc: giving back hundreds of megabytes of chunks to malloc one by
 ** one ends with it trimming its heap at once (6 ms for 100 MB), in the
 ** last free. Smaller ones are malloc'ed.
@@ -36,19 +35,19 @@
 void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
   void *q = NULL;
   if (p == NULL && nsz == 0) return NULL;  /* nothing to do */
-  if (osz < MAPPED && nsz < MAPPED) {
+  if (osz < MP_MAPPED && nsz < MP_MAPPED) {
     if (nsz == 0) free(p);
     else if ((q = realloc(p, nsz)) == NULL) return NULL;
   }
   else {
     if (nsz > 0) {
-      q = nsz >= MAPPED ? mmap(NULL, MP_PAGES(nsz), PROT_READ | PROT_WRITE,
+      q = nsz >= MP_MAPPED ? mmap(NULL, MP_PAGES(nsz), PROT_READ | PROT_WRITE,
                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
                         : malloc(nsz);
       if (q == MAP_FAILED || q == NULL) return NULL;
       if (p != NULL) memcpy(q, p, osz < nsz ? osz : nsz);
     }
-    if (p != NULL && osz >= MAPPED) munmap(p, MP_PAGES(osz));
+    if (p != NULL && osz >= MP_MAPPED) munmap(p, MP_PAGES(osz));
     else free(p);
   }
   b->bytes += nsz - osz;
@@ -59,7 +58,7 @@ void *memprobe_book_alloc (mp_book *b, void *p, size_t osz, size_t nsz) {
 /* size zeroed bytes, given back by memprobe_book_alloc(b, p, size, 0). */
 void *memprobe_book_zalloc (mp_book *b, size_t size) {
   void *p;
-  if (size >= MAPPED)
+  if (size >= MP_MAPPED)
     return memprobe_book_map(b, size);
   if ((p = calloc(size ? size : 1, 1)) == NULL) return NULL;
   b->bytes += size;

@@ -503,6 +503,8 @@ typedef struct mp_book {
   size_t bytes;               /* held by one walk */
   size_t *total;              /* held by all walks of the state */
 } mp_book;
+/* Blocks of MP_MAPPED bytes and more are mapped, smaller ones malloc'ed. */
+#define MP_MAPPED     (1u << 16)
 MP_API void *memprobe_book_alloc (mp_book *b, void *p, size_t osz,
                                   size_t nsz);
 /* Zeroed pages, mapped (the kernel clears each as it is first touched:
