@@ -278,15 +278,17 @@ $(foreach r,$(RUNTIMES),$(eval $(call harden_rule,$(r))))
 
 asan_build = build/asan-$(1)/memprobe/core.so build/asan-$(1)/memprobe_testalloc.so
 # $(1) runtime, $(2) Lua prelude (LUA_INIT)
-asan_run = echo "== ASan+UBSan busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
-  LUA_INIT='$(2)' $(ASAN_ENV) $(call run,asan-$(1)) $(LUA_$(1)) $(call busted_of,$(1))
+# (each spec file in a busted of its own: tools/busted-all.sh)
+asan_run = echo "== ASan+UBSan $(if $(2),with an aggressive GC)" && \
+  LUA_INIT='$(2)' BUSTED_ENV='$(ASAN_ENV)' sh tools/busted-all.sh \
+    asan-$(1)=$(LUA_$(1))=$(call busted_of,$(1))
 valgrind_run = echo "== valgrind busted on $(LUA_$(1)) $(if $(2),(aggressive GC))" && \
   LUA_INIT='$(2)' $(call run,$(1)) $(VALGRIND) $(3) $(LUA_$(1)) $(call busted_of,$(1))
 
 # The plain builds serve the C panic host and nginx (examples/openresty),
 # which run outside the sanitizer.
 asan-quick: build testalloc $(call asan_build,5.4)
-	@BUSTED_ENV='$(ASAN_ENV)' sh tools/busted-all.sh asan-5.4=$(LUA_5.4)=$(call busted_of,5.4)
+	@$(call asan_run,5.4,)
 
 asan: build testalloc $(foreach r,$(ASAN_RUNTIMES),$(call asan_build,$(r)))
 	@set -e; $(foreach r,$(ASAN_RUNTIMES),$(call asan_run,$(r),); \
