@@ -474,6 +474,8 @@ end
 --- Census of the Lua heap.
 -- @tparam[opt] table opts `top` (largest containers, default 10),
 -- `model`, `max_objects`; `max_ms` returns a job instead
+-- @tparam[opt] number started the `memprobe.clock()` of the public call,
+-- which the first slice of a budgeted call counts from (default: now)
 -- @treturn table `{ by_type = {[type] = {count, bytes}}, userdata =
 -- {[__name] = {count, bytes}}, functions = {["src:line"] = {count, bytes,
 -- proto}}, largest = {{path, bytes, entries, type}}, total, objects,
@@ -574,6 +576,8 @@ end
 -- and the dominator tree.
 -- @tparam[opt] table opts `model`, `max_objects`, `retained`; `max_ms`
 -- returns a job
+-- @tparam[opt] number started the `memprobe.clock()` of the public call,
+-- which the first slice of a budgeted call counts from (default: now)
 -- @treturn table rows `{ name, exclusive, shared, objects, by_type, load,
 -- retained }` sorted by exclusive bytes; fields `total` and `gc_bytes`
 function M.modules(opts, started)
@@ -588,6 +592,8 @@ end
 -- now; with `max_ms` or `max_units` it stops there and `snap:step(ms)`
 -- continues. See docs/heap.md for what a snapshot taken in slices means.
 -- @tparam[opt] table opts `max_objects`, `max_ms`, `max_units`, `model`
+-- @tparam[opt] number started the `memprobe.clock()` of the public call,
+-- which the first slice of a budgeted call counts from (default: now)
 -- @return a `memprobe.Snapshot`
 function M.snapshot(opts, started)
   return (walk(opts, started))
@@ -630,6 +636,8 @@ end
 -- @param obj a table, function, userdata, thread or string
 -- @tparam[opt] table opts `max` paths (default 5), `model`; `max_ms`
 -- returns a job instead
+-- @tparam[opt] number started the `memprobe.clock()` of the public call,
+-- which the first slice of a budgeted call counts from (default: now)
 -- @treturn {string,...}
 function M.path(obj, opts, started)
   local t = type(obj)
