@@ -261,11 +261,12 @@ describe("the console's heap commands with budget_ms", function()
     assert.matches("spec_console", by["mem modules 3"], 1, true)
     assert.matches("table", by.heap, 1, true)
     assert.matches("^marked: ", by.mark)
-    -- three jobs, one budget: before, each job was given the whole of it
-    -- (with some slack for the collector steps the spy's own records run)
-    assert.is_true(most <= 2.5, most)
     -- sanitized code runs several times slower (25 ms seen under ASan)
     local slow = (H.asan or H.valgrind) and 4 or 1
+    -- three jobs, one budget: before, each job was given the whole of it
+    -- (with some slack for the collector steps the spy's own records run
+    -- between the console's clock read and its own: 0.73 ms under ASan)
+    assert.is_true(most <= 2 + 0.5 * slow, most)
     assert.is_true(worst * 1000 < 20 * slow, worst * 1000)
     -- answered: nothing is kept
     assert.matches("^walking heap", c:run("heap"))
