@@ -39,8 +39,13 @@ void *mp_testudata (lua_State *L, int i, const char *tname);
 ** exact up to 2^53, which covers every byte count a machine can have. */
 #if LUA_VERSION_NUM >= 503
 #define mp_pushint(L, v)    lua_pushinteger(L, (lua_Integer)(v))
+#define mp_isint(L, i, v) \
+  (lua_isinteger(L, (i)) && lua_tointeger(L, (i)) == (lua_Integer)(v))
 #else
 #define mp_pushint(L, v)    lua_pushnumber(L, (lua_Number)(v))
+#define mp_isint(L, i, v) \
+  (lua_type(L, (i)) == LUA_TNUMBER && \
+   lua_tonumber(L, (i)) == (lua_Number)(v))
 #endif
 /* t[k] = v for the table on top of the stack */
 #define mp_setint(L, k, v) \

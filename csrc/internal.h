@@ -117,6 +117,12 @@ typedef struct mp_key {
 typedef struct mp_keys {
   size_t cap;
   mp_key *e;              /* malloc'ed, cap of them */
+  /* what a refill may leave alone (fill.c: memprobe_fill_again) */
+  unsigned fills;         /* refills started; a nested one changes it */
+  size_t whole;           /* fields of the last whole refill; 0: none */
+  size_t counted;         /* fields whose keys were checked for repeats */
+  int rekeyed;            /* a key changed since then */
+  int repeats;            /* two of those fields have the same key */
 } mp_keys;
 
 /* fill.c: refilling a table by line, with the key strings of last time
@@ -125,14 +131,27 @@ typedef struct mp_fill {
   lua_State *L;
   int t, keys, n;           /* the table filled, the keys table, fields */
   mp_keys *k;
+  unsigned fill;            /* this refill's number (k->fills) */
+  size_t again;             /* the first 'again' fields may be left alone */
 } mp_fill;
 MP_API void memprobe_fill_keys (lua_State *L);
 MP_API void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys);
+MP_API void memprobe_fill_again (mp_fill *f);
+MP_API void memprobe_fill_check (mp_fill *f, int64_t kb);
+MP_API void memprobe_fill_done (mp_fill *f);
 MP_API void memprobe_fill_key (mp_fill *f, const char *key, size_t klen);
 /* Pushes the key of the next field when the caller checked that it is
 ** the one of last time, k->e[f->n] (memprobe_parse_kv_seq). */
 static inline void memprobe_fill_same (mp_fill *f) {
   lua_rawgeti(f->L, f->keys, (lua_Integer)++f->n);
+}
+/* Skips the next field when its line is the one kept in k->e[f->n] and
+** the table already holds its value (memprobe_fill_again): 1 if so. */
+static inline int memprobe_fill_kept (mp_fill *f) {
+  if ((size_t)f->n >= f->again || f->k->fills != f->fill)
+    return 0;
+  f->n++;
+  return 1;
 }
 
 /* parse.c: pure parsers, no Lua, fuzzed on their own */
@@ -142,7 +161,8 @@ MP_API int memprobe_parse_kv (const char *s, size_t len, mp_kv_cb cb,
                               void *ud);
 MP_API int memprobe_parse_pairs (const char *s, size_t len, mp_kv_cb cb,
                                  void *ud);
-typedef void (*mp_seq_cb) (void *ud, size_t i, int64_t value, int unit_kb);
+typedef void (*mp_seq_cb) (void *ud, size_t i, int64_t value, int unit_kb,
+                           int kept);
 MP_API int memprobe_parse_kv_seq (const char *s, size_t len,
                                   mp_keys *seq, mp_seq_cb same,
                                   mp_kv_cb cb, void *ud);

@@ -22,10 +22,13 @@ static void set_field (void *ud, const char *key, size_t klen, int64_t v,
   lua_rawset(f->L, f->t);
 }
 
-/* The same for a field whose key is the one of last time. */
-static void set_same (void *ud, size_t i, int64_t v, int kb) {
+/* The same for a field whose key is the one of last time; nothing when
+** its line is too and the table has its value. */
+static void set_same (void *ud, size_t i, int64_t v, int kb, int kept) {
   mp_fill *f = (mp_fill *)ud;
   (void)i;
+  if (kept && memprobe_fill_kept(f))
+    return;
   memprobe_fill_same(f);
   mp_pushint(f->L, kb ? memprobe_bytes(v, 1024) : memprobe_bytes(v, 1));
   lua_rawset(f->L, f->t);
@@ -35,7 +38,10 @@ static void set_same (void *ud, size_t i, int64_t v, int kb) {
 ** the keys of last time in place, parsed in full from the first that
 ** differs. */
 static void fill_kv (mp_fill *f, const char *s, size_t len) {
+  memprobe_fill_again(f);
+  memprobe_fill_check(f, 1024);
   memprobe_parse_kv_seq(s, len, f->k, set_same, set_field, f);
+  memprobe_fill_done(f);
 }
 
 static void fill_pairs (mp_fill *f, const char *s, size_t len) {
@@ -65,7 +71,11 @@ Every /proc/meminfo key verbatim (`MemTotal`, `Active(file)`,
 absent keys are nil. Lines that do not parse (2.4-style `Mem:` byte lines)
 are skipped.
 @function meminfo
-@tparam[opt] table into a table to refill: no garbage once warm
+@tparam[opt] table into a table to refill: no garbage once warm. A refill
+writes only the fields whose line changed since this table's last refill,
+so keep the table for meminfo alone: a value the program writes into one
+of its fields may stay until the kernel changes that line (a table emptied,
+or filled by another reader, is refilled whole)
 @treturn table the fields, or nil, message, errno
 */
 static int meminfo (lua_State *L) {

@@ -357,7 +357,10 @@ static void keep_line (mp_key *e, const char *s, const char *next,
 ** order (meminfo: the kernel writes the same lines every time). A line
 ** with key seq->e[i] where the general parser would find it is reported
 ** through same(ud, i, ...): one comparison when it is the line kept in
-** e[i] (that of last time), else known_line, and it is kept. From the
+** e[i] (that of last time; kept is 1 then), else known_line, and it is
+** kept. A kept line's value is the one same() had for e[i] last time:
+** whoever reports e[i]'s key otherwise (the general parser's cb) must
+** drop the line (fill.c does). From the
 ** first line that is neither, the general parser takes over with cb, so
 ** the result is always memprobe_parse_kv's. same may change seq (a
 ** reader's keys change when a nested read sees other lines): it is read
@@ -368,11 +371,11 @@ int memprobe_parse_kv_seq (const char *s, size_t len, mp_keys *seq,
   const char *end = s + len, *next;
   size_t i = 0;
   int64_t v;
-  int kb;
+  int kb, kept;
   while (i < seq->cap) {
     mp_key *e = &seq->e[i];
     size_t n = e->len;
-    if (n > 0 && (size_t)(end - s) >= n && same_bytes(s, e->k, n)) {
+    if ((kept = n > 0 && (size_t)(end - s) >= n && same_bytes(s, e->k, n))) {
       v = e->v;
       kb = e->kb;
       next = s + n;
@@ -381,7 +384,7 @@ int memprobe_parse_kv_seq (const char *s, size_t len, mp_keys *seq,
       keep_line(e, s, next, v, kb);
     else
       break;
-    same(ud, i++, v, kb);
+    same(ud, i++, v, kb, kept);
     s = next;
   }
   return (int)i + memprobe_parse_kv(s, (size_t)(end - s), cb, ud);

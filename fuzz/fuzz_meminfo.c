@@ -5,6 +5,8 @@
 ** NUL-separated parts are read one after the other, each twice, with the
 ** keys kept as fill.c keeps them: every read must report exactly what the
 ** general parser reports, and every kept line must parse to its value.
+** A line reported as kept must have the value reported for its field
+** the last time (fill.c then leaves the field alone).
 ** Seeds: proc/meminfo proc/self/status proc/self/smaps_rollup
 ** sys/devices/system/node/node0/meminfo proc/meminfo+proc/meminfo
 ** proc/meminfo+proc/self/status+proc/meminfo
@@ -32,6 +34,8 @@ typedef struct reader {
   mp_keys keys;
   field *got;
   size_t n, max;
+  field *prev;     /* prev[i]: field i as reported last, by any read */
+  size_t nprev;
   uint32_t moves;  /* bit i % 32: the keys move after field i */
 } reader;
 
@@ -60,6 +64,13 @@ static void record (reader *r, const char *k, size_t n, int64_t v, int kb) {
   f->n = n;
   f->v = v;
   f->kb = kb;
+  if (r->n > r->nprev) {
+    r->prev = (field *)realloc(r->prev, 2 * r->n * sizeof(field));
+    FZ_CHECK(r->prev != NULL);
+    memset(r->prev + r->nprev, 0, (2 * r->n - r->nprev) * sizeof(field));
+    r->nprev = 2 * r->n;
+  }
+  r->prev[r->n - 1] = *f;
 }
 
 static void plain_cb (void *ud, const char *key, size_t klen, int64_t v,
@@ -74,21 +85,29 @@ static void general_cb (void *ud, const char *key, size_t klen, int64_t v,
   size_t i = r->n;
   mp_key *e;
   record(r, key, klen, v, kb);
-  if (klen > MP_LINEMAX)  /* not kept */
+  if (klen > MP_LINEMAX) {  /* not kept */
+    if (i < r->keys.cap)
+      r->keys.e[i].n = r->keys.e[i].len = 0;
     return;
+  }
   if (i >= r->keys.cap)
     move_keys(&r->keys, 2 * i + 1);
   e = &r->keys.e[i];
+  e->len = 0;  /* the value reported may not be the kept line's */
   if (e->n != klen || memcmp(e->k, key, klen) != 0) {
     e->n = (unsigned char)klen;
-    e->len = 0;
     memcpy(e->k, key, klen);
   }
 }
 
-static void same_cb (void *ud, size_t i, int64_t v, int kb) {
+static void same_cb (void *ud, size_t i, int64_t v, int kb, int kept) {
   reader *r = (reader *)ud;
   FZ_CHECK(i == r->n && i < r->keys.cap);
+  if (kept) {
+    const field *p = i < r->nprev ? &r->prev[i] : NULL;
+    FZ_CHECK(p != NULL && p->n == r->keys.e[i].n && p->v == v && p->kb == kb &&
+             memcmp(p->k, r->keys.e[i].k, p->n) == 0);
+  }
   record(r, r->keys.e[i].k, r->keys.e[i].n, v, kb);
   if ((r->moves >> (i % 32)) & 1)
     move_keys(&r->keys, r->keys.cap);
@@ -158,7 +177,9 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   }
   free(r.keys.e);
   free(r.got);
+  free(r.prev);
   free(want.got);
+  free(want.prev);
   free(s);
   return 0;
 }

@@ -146,6 +146,13 @@ describe("memprobe.meminfo() after another layout", function()
     with(2, "MemFree=4242 kB\n"),
     with(2, "MemFree:        4242\r\n"),
     with(2, "MemFree:        18446744073709551617\n"),  -- 2^64 + 1: held at the cap
+    -- a key twice with the last line the same: the last one still wins
+    with(3, lines[3]:gsub("%d+", "8") .. lines[3]:gsub("%d+", "7")),
+    -- after base: MemFree's line differs by its key, so the general
+    -- parser takes over there and gives MemAvailable another value ...
+    edit(2, 3, "Foo:            1 kB\n", (lines[3]:gsub("%d+", "5"))),
+    -- ... and then base's MemAvailable line is no longer the one kept
+    with(2, "Foo:            1 kB\n"),
   }
   for _, f in ipairs(fixtures) do
     texts[#texts + 1] = H.slurp("spec/fixtures/" .. f .. "/proc/meminfo")
@@ -197,6 +204,60 @@ describe("memprobe.meminfo() after another layout", function()
     local m = general(1)
     assert.are.equal(53, (function() local c = 0 for _ in pairs(m) do c = c + 1 end return c end)())
     assert.are.equal(24683620 * KiB, m.MemTotal)
+  end)
+
+  -- A refill writes only the fields whose line changed since the same
+  -- table's last refill (fill.c): whatever was read before, and into
+  -- whichever table, the table must then hold what a new one gets.
+  local function refill(t, i)
+    memprobe.config{ proc = dirs[i] .. "/proc" }
+    assert.are.equal(t, memprobe.meminfo(t))
+    return t
+  end
+  local function holds(want, t, what)
+    local got = {}
+    for k in pairs(want) do got[k] = t[k] end
+    assert.are.same(want, got, what)
+  end
+
+  it("refills a table as a new one is filled, whatever was read into another", function()
+    local want, n = {}, 0
+    for i = 1, #texts do want[i] = general(i) end
+    for prev = 1, #texts do
+      for cur = 1, #texts do
+        local a, b, what = {}, {}, ("text %d after %d"):format(cur, prev)
+        refill(b, cur)  -- cur's lines kept, past the end of a shorter prev too
+        refill(a, prev)
+        holds(want[cur], refill(a, cur), what)
+        refill(a, prev)
+        refill(b, cur)  -- cur's lines kept again, from b's refill
+        holds(want[cur], refill(a, cur), what .. ", b between")
+        n = n + 1
+      end
+    end
+    assert.are.equal(#texts * #texts, n)
+  end)
+
+  it("refills a field whose line the general parser read last time", function()
+    local t, foo = {}, #texts - #fixtures
+    local want = general(foo)
+    refill(t, 1)
+    refill(t, 1)
+    assert.are.equal(5 * KiB, refill(t, foo - 1).MemAvailable)
+    holds(want, refill(t, foo), "base's MemAvailable again")
+  end)
+
+  it("leaves alone the fields whose line is unchanged; refills an emptied table whole", function()
+    local t, want = {}, general(1)
+    refill(t, 1)
+    refill(t, 1)
+    t.MemAvailable = -1
+    assert.are.equal(-1, refill(t, 1).MemAvailable)
+    assert.are.equal(5 * KiB, refill(t, #texts - #fixtures - 1).MemAvailable)
+    refill(t, 1)
+    refill(t, 1)
+    for k in pairs(t) do t[k] = nil end
+    holds(want, refill(t, 1), "emptied")
   end)
 
   it("reads the mutated lines as the kernel's format says", function()
