@@ -328,6 +328,7 @@ end
 
 -- The stages of a job: its roots listed, its result built.
 local function list_roots(sl, j) return roots_of(j.walk.label_each, sl) end
+local function list_unlabelled(sl) return roots_of(false, sl) end
 local function build_result(sl, j) return j.finish(j, j.snap, sl) end
 
 -- A snapshot's walk. A timed walk's first slice counts from started (the
@@ -341,9 +342,9 @@ local function walk(opts, started)
   checkbudget("snapshot", opts)
   local roots
   if opts.max_ms then
-    local lister = { walk = { label_each = false } }  -- a stage's job
+    local lister = {}  -- holds the stage's slicer
     roots = function(deadline)
-      local done, r, names = stage(lister, list_roots, deadline)
+      local done, r, names = stage(lister, list_unlabelled, deadline)
       if not done then return nil end
       thread_root(r, names, false)
       return r
