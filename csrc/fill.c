@@ -22,9 +22,12 @@
 ** the kept value there (memprobe_fill_again). That refill's table is at
 ** [LAST][1], held weakly, so that another table at its address is not
 ** taken for it. Most of meminfo's lines are the same from one tick to the
-** next, and a table write was most of a warm call. A refill that another
-** started in a finalizer, halfway through it, leaves alone nothing more
-** from then on, and is not whole.
+** next, and a table write was most of a warm call. Only a refill that
+** runs inside no other reader, and inside which no other refill starts,
+** is whole: a finalizer's refill halfway through another leaves the
+** outer one to change the entries after it, or to raise before its end.
+** A refill that another starts halfway through leaves alone nothing more
+** from then on.
 */
 #include "internal.h"
 
@@ -73,6 +76,7 @@ void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys) {
   f->n = 0;
   f->again = 0;
   f->fill = 0;
+  f->nested = 0;  /* the reader says (memprobe_fill_again's callers) */
   lua_rawgeti(L, f->keys, 0);
   f->k = (mp_keys *)lua_touserdata(L, -1);
   lua_pop(L, 1);  /* the keys table keeps it */
@@ -137,12 +141,13 @@ static int repeats (const mp_keys *k, size_t n) {
   return 0;
 }
 
-/* Ends the refill memprobe_fill_again started: it is whole when no other
-** started in the middle of it. */
+/* Ends the refill memprobe_fill_again started: it is whole when it ran
+** inside no other reader and no other refill started in the middle of
+** it. */
 void memprobe_fill_done (mp_fill *f) {
   mp_keys *k = f->k;
   size_t n = (size_t)f->n;
-  if (k->fills != f->fill) {  /* another started halfway through */
+  if (f->nested || k->fills != f->fill) {
     k->whole = 0;
     lua_pushnil(f->L);
     set_last(f);

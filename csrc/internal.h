@@ -133,6 +133,7 @@ typedef struct mp_fill {
   mp_keys *k;
   unsigned fill;            /* this refill's number (k->fills) */
   size_t again;             /* the first 'again' fields may be left alone */
+  int nested;               /* run inside another reader (a finalizer's) */
 } mp_fill;
 MP_API void memprobe_fill_keys (lua_State *L);
 MP_API void memprobe_fill_start (mp_fill *f, lua_State *L, int t, int keys);

@@ -58,6 +58,7 @@ static int read_into (lua_State *L, const char *rel,
   mp_fill f;
   int err;
   memprobe_fill_start(&f, L, memprobe_into(L, 1), lua_upvalueindex(2));
+  f.nested = c->depth > 1;
   if ((err = memprobe_read(c, MP_PROC, rel, &data, &len)) != 0)
     return memprobe_fail(L, c, MP_PROC, rel, err);
   fill(&f, data, len);
@@ -73,9 +74,9 @@ are skipped.
 @function meminfo
 @tparam[opt] table into a table to refill: no garbage once warm. A refill
 writes only the fields whose line changed since this table's last refill,
-so keep the table for meminfo alone: a value the program writes into one
-of its fields may stay until the kernel changes that line (a table emptied,
-or filled by another reader, is refilled whole)
+so keep the table for meminfo alone: a value the program or another
+reader writes into one of its fields may stay until the kernel changes that
+line (a table emptied is refilled whole)
 @treturn table the fields, or nil, message, errno
 */
 static int meminfo (lua_State *L) {
