@@ -5,9 +5,8 @@
 -- (the hook and a profile stopped before the loop).
 local memprobe = require "memprobe"
 local mode, n = arg[1] or "none", tonumber(arg[2]) or 200000
--- every mode loads the profiler: its load alone moves where the loop's
--- blocks fall in the C heap, and with them malloc's own work per
--- iteration (13% more on 5.4 after an unrelated 40-byte change)
+-- every mode loads the profiler, so that all start from the same C heap
+-- (the runs also turn malloc's per-size caches off: docs/performance.md)
 require "memprobe.profile"
 
 local function work()

@@ -10,6 +10,8 @@ trap 'rm -rf "$tmp"' EXIT
 command -v valgrind >/dev/null || { echo "bench: valgrind is not installed"; exit 1; }
 
 count() {  # runtime interpreter mode -> instructions
+  # malloc without its per-size caches, as in bench/tracker_bench.lua
+  GLIBC_TUNABLES=glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0 \
   LUA_PATH="$top/lua/?.lua;$top/lua/?/init.lua;;" \
   LUA_CPATH="$top/build/$1/?.so;;" \
     valgrind --tool=callgrind --callgrind-out-file="$tmp/out" \

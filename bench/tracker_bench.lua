@@ -15,7 +15,10 @@ return function(B)
   local rows = {}
   for _, rt in ipairs({ { "5.4", "lua5.4" }, { "jit", "luajit" } }) do
     local function per_iter(mode)
-      local env = ("LUA_PATH=%q LUA_CPATH=%q"):format(lpath, "build/" .. rt[1] .. "/?.so;;")
+      -- malloc without its per-size caches: with them, its work per
+      -- iteration followed where the blocks fell (docs/performance.md)
+      local env = ("LUA_PATH=%q LUA_CPATH=%q GLIBC_TUNABLES=%s"):format(lpath,
+        "build/" .. rt[1] .. "/?.so;;", "glibc.malloc.mxfast=0:glibc.malloc.tcache_count=0")
       local cmd = ("%s bench/tracker.lua %s %%d"):format(rt[2], mode)
       local a, b = B.callgrind(cmd:format(0), env), B.callgrind(cmd:format(n), env)
       return a and b and (b - a) / n or nil
