@@ -12,7 +12,8 @@
 -- SLICE ms every TICK centiseconds while one runs, so the service goes
 -- on answering its other messages while an operator looks. The debug
 -- command's coroutine waits (skynet.wait) until the console's reply
--- wakes it with the answer. `MEMPROBE ticks` shows the longest tick.
+-- wakes it with the answer. `MEMPROBE ticks` shows the longest tick
+-- and the ticks over twice the budget.
 local skynet = require "skynet"
 local debug = require "skynet.debug"
 local memprobe = require "memprobe"
@@ -32,7 +33,7 @@ function M.start(opts)
   -- the walk's code and size model load now, not in a tick
   require("memprobe.heap").model()
   local waiting, answers = {}, {}  -- by line: coroutines, the answer
-  local stats = { ticks = 0, longest = 0 }
+  local stats = { ticks = 0, longest = 0, over = 0 }
   local c = console.new{ budget_ms = SLICE, reply = function(line, text)
     answers[line] = text
     for _, co in ipairs(waiting[line] or {}) do skynet.wakeup(co) end
@@ -48,6 +49,7 @@ function M.start(opts)
     local ms = (os.clock() - t0) * 1000
     stats.ticks = stats.ticks + 1
     if ms > stats.longest then stats.longest = ms end
+    if ms > 2 * SLICE then stats.over = stats.over + 1 end
     ticking = not idle
     if ticking then skynet.timeout(TICK, tick) end
   end
@@ -55,8 +57,8 @@ function M.start(opts)
     local line = table.concat({ ... }, " ")
     local text
     if line == "ticks" then
-      text = ("ticks %d  longest %.2f ms of a %d ms budget")
-        :format(stats.ticks, stats.longest, SLICE)
+      text = ("ticks %d  longest %.2f ms of a %d ms budget  over twice %d")
+        :format(stats.ticks, stats.longest, SLICE, stats.over)
     else
       answers[line] = nil
       text = c:run(line)
