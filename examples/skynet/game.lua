@@ -4,6 +4,11 @@
 local skynet = require "skynet"
 local probe = require "memprobe_debug"
 
+-- a service that must not pause runs the collector incrementally: in
+-- generational mode a major collection holds it for a walk of its whole
+-- heap, memprobe or not (docs/hosts.md)
+collectgarbage("incremental")
+
 local players, cache = {}, {}
 -- the zone's map: enough state for a heap walk to take several ticks
 local map = {}
