@@ -1175,5 +1175,7 @@ void memprobe_open_heap (lua_State *L, mp_ctx *c) {
   memprobe_open_heapsnapshot(L);
   lua_pushcfunction(L, memprobe_step_body);
   lua_setfield(L, LUA_REGISTRYINDEX, STEP_KEY);
+  lua_pushnumber(L, MAXOBJECTS);  /* the Lua layer checks against it */
+  lua_setfield(L, -3, "heap_max_objects");
   memprobe_register(L, funcs);
 }

@@ -18,7 +18,7 @@
 #define NCAL      24        /* calibrated powers of two, arrays and hashes */
 #define NAMEMAX   60        /* longest edge name kept */
 #define NOWN      8         /* functions whose frames are the walk's own */
-#define MAXOBJECTS 4294967280.0  /* records a walk may keep (uint32) */
+#define MAXOBJECTS 268435440.0  /* records a walk may keep (MP_IDXMAX) */
 
 /* Types beyond lua.h: LuaJIT's cdata, and two parts of a function. */
 enum { T_CDATA = 10, T_PROTO = 11, T_UPVAL = 12, T_NTYPES = 13 };

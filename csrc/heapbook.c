@@ -145,7 +145,7 @@ int memprobe_index_init (mp_book *b, mp_index *x, uint32_t cap) {
 static void place (uint32_t *v, uint32_t mask, uint32_t h, uint32_t value) {
   uint32_t i;
   for (i = h & mask; v[i] != 0; i = (i + 1) & mask) ;
-  v[i] = value + 1;
+  v[i] = MP_SLOT(h, value);
 }
 
 /*
@@ -194,14 +194,15 @@ static void retire (mp_book *b, mp_index *x, size_t n) {
 ** so far, this one included. Past a load of 1/2 a table of twice the size
 ** is prepared, a share per insertion: cleared, then filled with the old
 ** values, MIGRATE per insertion, while new ones go into both; it takes
-** over at a load near 9/16. Returns 0 when out of memory (the index is
-** still valid).
+** over at a load near 9/16. Returns 0 when out of memory or past
+** MP_IDXMAX values (the index is still valid).
 */
 int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot, uint32_t h,
                         uint32_t value, uint32_t count, mp_rehash rehash,
                         const void *owner) {
   uint64_t cap = (uint64_t)x->mask + 1;
-  x->v[slot] = value + 1;
+  if (value > MP_IDXMAX) return 0;
+  x->v[slot] = MP_SLOT(h, value);
   x->n++;
   if (x->old != NULL) retire(b, x, UNMAP);
   if (x->nv != NULL) {

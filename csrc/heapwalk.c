@@ -124,7 +124,7 @@ int64_t memprobe_find (const snap *s, const void *p, uint32_t h,
                        uint32_t *slot) {
   uint32_t i;
   MP_PROBE(&s->index, h, i) {
-    uint32_t r = s->index.v[i] - 1;
+    uint32_t r = MP_VALUE(s->index.v[i]);
     if (REC(s, r)->p == p) return r;
   }
   *slot = i;
@@ -178,9 +178,10 @@ uint32_t memprobe_intern (lua_State *L, snap *s, const char *str, size_t len) {
   if (len > NAMEMAX) len = NAMEMAX;
   h = namehash(str, len);
   MP_PROBE(&s->nindex, h, i) {
-    a = *MP_AT(&s->names, s->nindex.v[i] - 1, char *);
+    id = MP_VALUE(s->nindex.v[i]);
+    a = *MP_AT(&s->names, id, char *);
     if (strncmp(a, str, len) == 0 && a[len] == '\0')
-      return s->nindex.v[i];
+      return id + 1;
   }
   if (s->arena == NULL || s->aused + len + 1 > ARENA) {  /* a new chunk */
     char *c = (char *)memprobe_xrealloc(L, s, NULL, 0, ARENA);
@@ -584,7 +585,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   size_t len = 0;
   pinfo *q;
   MP_PROBE(&s->pindex, h, i) {
-    q = PROTO(s, s->pindex.v[i] - 1);
+    q = PROTO(s, MP_VALUE(s->pindex.v[i]));
     if (q->src == ar->source && q->line == ar->linedefined &&
         q->last == ar->lastlinedefined)
       return q->obj;

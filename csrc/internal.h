@@ -551,7 +551,7 @@ MP_API void memprobe_vec_free (mp_book *b, mp_vec *v, size_t elsize);
 /* Hash of value 'value' into *h; 0 when that value is not indexed. */
 typedef int (*mp_rehash) (const void *owner, uint32_t value, uint32_t *h);
 typedef struct mp_index {
-  uint32_t *v;                /* value + 1 per slot, 0 empty */
+  uint32_t *v;                /* MP_SLOT per slot, 0 empty */
   uint32_t *nv;               /* the table of twice the size, while growing */
   uint32_t mask, nmask;       /* capacities - 1 (powers of two) */
   uint32_t n;                 /* values in v */
@@ -560,10 +560,25 @@ typedef struct mp_index {
   uint32_t *old;              /* the table nv replaced, being released */
   size_t oldsize, unmapped;   /* its bytes, and those released so far */
 } mp_index;
-/* Probes x for hash h: the loop body tests x->v[i] - 1; after the loop, i
-** is the empty slot where the value goes. */
+/*
+** A slot holds value + 1 in its low MP_IDXBITS bits and the top bits of
+** the value's hash above them (0: empty). A probe compares those bits
+** first and looks at the entry itself only when they match: a lookup that
+** misses (every new object of a walk) then seldom reads a record, which
+** is a cache miss at a random place of the bookkeeping.
+*/
+#define MP_IDXBITS  28
+#define MP_IDXMASK  ((1u << MP_IDXBITS) - 1)
+#define MP_IDXMAX   (MP_IDXMASK - 1)  /* the largest value an index holds */
+#define MP_TAG(h)   ((uint32_t)(h) & ~MP_IDXMASK)
+#define MP_SLOT(h, value)  (MP_TAG(h) | ((uint32_t)(value) + 1))
+#define MP_VALUE(slot)     (((slot) & MP_IDXMASK) - 1)
+/* Probes x for hash h: the loop body, run for the slots whose hash bits
+** match, tests MP_VALUE(x->v[i]); after the loop, i is the empty slot
+** where the value goes. */
 #define MP_PROBE(x, h, i) \
-  for ((i) = (h) & (x)->mask; (x)->v[i] != 0; (i) = ((i) + 1) & (x)->mask)
+  for ((i) = (h) & (x)->mask; (x)->v[i] != 0; (i) = ((i) + 1) & (x)->mask) \
+    if (MP_TAG((x)->v[i] ^ (h)) == 0)
 MP_API int memprobe_index_init (mp_book *b, mp_index *x, uint32_t cap);
 MP_API int memprobe_index_put (mp_book *b, mp_index *x, uint32_t slot,
                                uint32_t h, uint32_t value, uint32_t count,

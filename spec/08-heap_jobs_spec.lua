@@ -208,6 +208,11 @@ describe("a walk against a hostile program", function()
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'snapshot'", err, 1, true)
     end
+    -- an index slot keeps a record's number in 28 bits
+    local ok, err = pcall(memprobe.snapshot, { max_objects = 2 ^ 28 - 15 })
+    assert.is_false(ok)
+    assert.matches("max_objects must be an integer in 1..268435440", err, 1, true)
+    memprobe.snapshot{ max_objects = 2 ^ 28 - 16, max_units = 1 }:close()
     local s = memprobe.snapshot{ max_units = 100 }
     assert.has_error(function() s:step(nil, 0) end)
     local n = 0

@@ -274,8 +274,8 @@ local function checkbudget(fname, opts)
   for _, k in ipairs({ "max_objects", "max_units" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v < 1 or v % 1 ~= 0 or
-                     (k == "max_objects" and v > 4294967280)) then
-      bad(k, k == "max_objects" and "an integer in 1..4294967280"
+                     (k == "max_objects" and v > 268435440)) then
+      bad(k, k == "max_objects" and "an integer in 1..268435440"
         or "a whole number at least 1")
     end
   end
