@@ -147,6 +147,22 @@ describe("memprobe.console", function()
   local c
   before_each(function() c = console.new() end)
 
+  it("lists every command in help, each with what it does", function()
+    local names = { "help", "mem", "sys", "slab", "vmalloc", "proc", "lua", "modules",
+                    "heap", "retained", "who", "mark", "diff", "gc", "track", "limit",
+                    "prof", "watch", "drop", "json" }
+    local text = c:run("help")
+    assert.matches("^commands %(a leading 'mem' is optional%):\n", text)
+    local listed = {}
+    for name, what in text:gmatch("\n(%l+) +([^\n]+)") do listed[name] = what end
+    for _, name in ipairs(names) do
+      assert.is_truthy(listed[name], name)
+      assert.is_true(#listed[name] > 8, name)
+      listed[name] = nil
+    end
+    assert.are.same({}, listed)  -- and nothing the list above lacks
+  end)
+
   it("treats 'mem X' and 'X' as the same command", function()
     assert.are.equal(c:run("help"), c:run("mem help"))
     -- on a fixture tree: two live readings of meminfo differ
@@ -616,6 +632,13 @@ describe("memprobe.console, as an operator uses it", function()
       assert.is_true(#text <= 80, text)
     end
     assert.are.equal("failed: slabinfo: sort must be one of a b c", c:run("slab"))
+    -- a path with a space, a chunk loaded from a string, nested positions
+    for _, e in ipairs({ "/srv/my game/lua/stub.lua:1: boom",
+                         '[string "error(\'boom\')"]:1: boom',
+                         "/opt/a.lua:9: [string \"x\"]:3: boom" }) do
+      c.mp = setmetatable({ slabinfo = function() error(e, 0) end }, { __index = memprobe })
+      assert.are.equal("failed: boom", c:run("slab"))
+    end
   end)
 
   it("takes slab's sort as help shows it: 'slab 3 sort a', 'slab a', 'slab sort n'", function()

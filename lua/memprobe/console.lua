@@ -702,9 +702,14 @@ local function oneline(e)
   -- enough memory" and the like
   if msg:find("not enough memory", 1, true) then return "failed: not enough memory" end
   msg = msg:match("^[^\n]*")
-  -- "/usr/.../console.lua:65: bad argument ..." and nested prefixes
+  -- "/usr/.../console.lua:65: bad argument ...", a path with spaces, a
+  -- chunk loaded from a string ('[string "..."]:3: '), nested prefixes
   local prev
-  repeat prev = msg; msg = msg:gsub("^[^%s:]+:%d+: ", "") until msg == prev
+  repeat
+    prev = msg
+    msg = msg:gsub("^[^%s:]+:%d+: ", ""):gsub("^[^:]-%.lua:%d+: ", "")
+      :gsub('^%[string ".-"%]:%d+: ', "")
+  until msg == prev
   msg = msg:gsub("^bad argument #%d+ to '([^']*)' %((.*)%)$", "%1: %2")
   local s = (type(e) == "table" and "cannot: " or "failed: ") .. msg
   return #s > 79 and s:sub(1, 78) .. "~" or s
