@@ -738,23 +738,19 @@ static void retire (mp_tracker *t) {
 /*
 ** untrack(): puts the previous allocator back, and the Lua side of a
 ** tracker it was made over (see memprobe_track). Idempotent. Fails (nil,
-** message) when the host installed the hook or another hook was chained
-** over this one: removing it would cut that chain.
+** message, 0) when the host installed the hook or another hook was
+** chained over this one: removing it would cut that chain.
 */
 static int l_untrack (lua_State *L) {
   mp_handle *h = (mp_handle *)luaL_checkudata(L, 1, MP_TRACKER_MT);
   mp_tracker *t = handle_tracker(h);
   if (t != NULL) {
-    if (t->host) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "the host installed this tracker (memprobe_newstate)");
-      return 2;
-    }
-    if (memprobe_current(L) != t) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "another allocator was installed over the tracker");
-      return 2;
-    }
+    if (t->host)
+      return memprobe_result(L, 0,
+                             "the host installed this tracker (memprobe_newstate)");
+    if (memprobe_current(L) != t)
+      return memprobe_result(L, 0,
+                             "another allocator was installed over the tracker");
     push_state(L);
     lua_getfield(L, -1, "outer");  /* the tracker it nested over, if any */
     lua_setfield(L, LUA_REGISTRYINDEX, MP_TRACKER_REG);

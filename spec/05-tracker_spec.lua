@@ -364,6 +364,9 @@ describe("a tracker over another allocator", function()
     if not ok then pending("memprobe_testalloc not built (make testalloc)") return end
     local outer = memprobe.track()
     ta.install()                  -- another allocator over the tracker
+    -- removing outer would cut the chain: refused, as a reader refuses
+    assert.are.same({ nil, "another allocator was installed over the tracker", 0 },
+                    { outer:untrack() })
     local inner = memprobe.track()
     assert.are_not.equal(outer, inner)
     assert.are.equal(inner, memprobe.tracker())

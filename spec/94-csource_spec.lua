@@ -30,9 +30,7 @@ describe("memprobe.core's C source", function()
   end)
 
   it("pushes nil, message, errno in one place: memprobe_result in procfs.c", function()
-    -- tracker.c keeps two copies for the reasons untrack() gives; they go
-    -- when that file is next reworked.
-    local allowed = { ["csrc/procfs.c"] = 1, ["csrc/tracker.c"] = 2 }
+    local allowed = { ["csrc/procfs.c"] = 1 }
     for _, path in ipairs(files) do
       local n = #copies(H.slurp(path))
       assert(n == (allowed[path] or 0),
