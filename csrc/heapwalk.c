@@ -575,7 +575,9 @@ static int rehash_proto (const void *owner, uint32_t id, uint32_t *h) {
 ** The prototype of the Lua function at fi, counted once however many
 ** closures share it. It is keyed by source, linedefined and
 ** lastlinedefined: the API gives no pointer to it. Its size is a linear
-** function of its lua_dump length, fitted at calibration.
+** function of its lua_dump length, fitted at calibration. Its record, or
+** UINT32_MAX when the walk is at max_objects (expand_lfunction's aux + 1
+** is then 0: no part).
 */
 static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
   lua_State *L = w->L;
@@ -589,6 +591,10 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
     if (q->src == ar->source && q->line == ar->linedefined &&
         q->last == ar->lastlinedefined)
       return q->obj;
+  }
+  if (s->obj.n >= s->max_objects) {  /* parts obey the cap too */
+    s->truncated = 1;
+    return UINT32_MAX;
   }
   r = memprobe_newrec(L, s, ar->source, T_PROTO, 0, 0, 0);
   q = (pinfo *)push(L, s, &s->proto, sizeof(pinfo));
@@ -791,6 +797,10 @@ static void upvalue_part (walker *w, int fi, uint32_t r, int i, int edge,
   int64_t u = memprobe_find(s, id, h, &slot);
   if (u < 0 && !(REC(s, r)->flags & F_SIZED)) {
     hobj *uo;
+    if (s->obj.n >= s->max_objects) {
+      s->truncated = 1;
+      return;
+    }
     u = memprobe_newrec(w->L, s, id, T_UPVAL, 1, h, slot);
     uo = REC(s, u);
     SETSIZE(uo, s->m.upval);

@@ -220,6 +220,19 @@ describe("a walk against a hostile program", function()
     assert.is_true(n > 100)
   end)
 
+  it("keeps prototypes and upvalues within max_objects", function()
+    -- each closure, found before the cap, brings a prototype and an
+    -- upvalue of its own when it is expanded (3683 records before)
+    local fs = {}
+    local compile = loadstring or load
+    for i = 1, 3000 do fs[i] = compile("local u = ... return function() return u end")({ i }) end
+    package.loaded.spec_cap = fs
+    local st = memprobe.snapshot{ max_objects = 2000, retained = false }:stats()
+    package.loaded.spec_cap = nil
+    assert.are.equal(2000, st.objects)
+    assert.is_true(st.truncated)
+  end)
+
   it("finishes a sliced walk while the program rebuilds a big table between slices", function()
     -- the table takes several slices: each rebuild removes the key the
     -- walk saved in it

@@ -639,6 +639,11 @@ describe("memprobe.console, as an operator uses it", function()
       c.mp = setmetatable({ slabinfo = function() error(e, 0) end }, { __index = memprobe })
       assert.are.equal("failed: boom", c:run("slab"))
     end
+    -- a position inside the message is the message's
+    c.mp = setmetatable({ slabinfo = function()
+      error("/opt/a.lua:9: error in settings.lua:12: no port", 0)
+    end }, { __index = memprobe })
+    assert.are.equal("failed: error in settings.lua:12: no port", c:run("slab"))
   end)
 
   it("takes slab's sort as help shows it: 'slab 3 sort a', 'slab a', 'slab sort n'", function()

@@ -702,12 +702,13 @@ local function oneline(e)
   -- enough memory" and the like
   if msg:find("not enough memory", 1, true) then return "failed: not enough memory" end
   msg = msg:match("^[^\n]*")
-  -- "/usr/.../console.lua:65: bad argument ...", a path with spaces, a
-  -- chunk loaded from a string ('[string "..."]:3: '), nested prefixes
+  -- "/usr/.../console.lua:65: bad argument ...", an absolute path with
+  -- spaces, a chunk loaded from a string ('[string "..."]:3: '), nested
+  -- prefixes; never the message's own words ("error in a.lua:3: ...")
   local prev
   repeat
     prev = msg
-    msg = msg:gsub("^[^%s:]+:%d+: ", ""):gsub("^[^:]-%.lua:%d+: ", "")
+    msg = msg:gsub("^[^%s:]+:%d+: ", ""):gsub("^/[^:]-%.lua:%d+: ", "")
       :gsub('^%[string ".-"%]:%d+: ', "")
   until msg == prev
   msg = msg:gsub("^bad argument #%d+ to '([^']*)' %((.*)%)$", "%1: %2")

@@ -271,11 +271,12 @@ local function checkbudget(fname, opts)
   local function bad(k, what)
     error(format("bad argument #1 to '%s' (%s must be %s)", fname, k, what), 4)
   end
+  local maxobj = core.heap_max_objects
   for _, k in ipairs({ "max_objects", "max_units" }) do
     local v = opts[k]
     if v ~= nil and (type(v) ~= "number" or v < 1 or v % 1 ~= 0 or
-                     (k == "max_objects" and v > 268435440)) then
-      bad(k, k == "max_objects" and "an integer in 1..268435440"
+                     (k == "max_objects" and v > maxobj)) then
+      bad(k, k == "max_objects" and format("an integer in 1..%d", maxobj)
         or "a whole number at least 1")
     end
   end
