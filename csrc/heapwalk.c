@@ -131,6 +131,14 @@ int64_t memprobe_find (const snap *s, const void *p, uint32_t h,
   return -1;
 }
 
+/* Whether the walk holds max_objects records (it is truncated then): no
+** record more, an object's or a part's. */
+static int full (snap *s) {
+  if (s->obj.n < s->max_objects) return 0;
+  s->truncated = 1;
+  return 1;
+}
+
 int64_t memprobe_lookup (const snap *s, const void *p) {
   uint32_t slot;
   return memprobe_find(s, p, memprobe_hashptr(p), &slot);
@@ -469,7 +477,7 @@ int64_t memprobe_discover (walker *w, int vi, int t, uint32_t parent,
     if (!LEAF(t)) memprobe_enqueue(w, vi, (uint32_t)found, nl);
     return found;
   }
-  if (s->obj.n >= s->max_objects) { s->truncated = 1; return -1; }
+  if (full(s)) return -1;
   if (s->failafter > 0 && s->obj.n >= (uint32_t)s->failafter)
     luaL_error(L, "heap walk: failing on purpose after %d objects",
                s->failafter);
@@ -592,10 +600,7 @@ static uint32_t proto_of (walker *w, int fi, const lua_Debug *ar) {
         q->last == ar->lastlinedefined)
       return q->obj;
   }
-  if (s->obj.n >= s->max_objects) {  /* parts obey the cap too */
-    s->truncated = 1;
-    return UINT32_MAX;
-  }
+  if (full(s)) return UINT32_MAX;
   r = memprobe_newrec(L, s, ar->source, T_PROTO, 0, 0, 0);
   q = (pinfo *)push(L, s, &s->proto, sizeof(pinfo));
   q->src = ar->source;
@@ -797,10 +802,7 @@ static void upvalue_part (walker *w, int fi, uint32_t r, int i, int edge,
   int64_t u = memprobe_find(s, id, h, &slot);
   if (u < 0 && !(REC(s, r)->flags & F_SIZED)) {
     hobj *uo;
-    if (s->obj.n >= s->max_objects) {
-      s->truncated = 1;
-      return;
-    }
+    if (full(s)) return;
     u = memprobe_newrec(w->L, s, id, T_UPVAL, 1, h, slot);
     uo = REC(s, u);
     SETSIZE(uo, s->m.upval);
